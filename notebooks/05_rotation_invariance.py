@@ -1,0 +1,230 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Rotation invariance of digit classifiers
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/rotbook/rotbook/blob/main/notebooks/05_rotation_invariance.ipynb)
+#
+# Does a network recognise a digit at any angle? We compare five classifiers built from **one layer plan**
+# (the E(2)-CNN paper's MNIST model) with similar parameter counts and the same training budget:
+#
+# 1. a plain CNN;
+# 2. the same CNN trained with random-rotation augmentation;
+# 3. group-equivariant CNNs built with [escnn](https://github.com/QUVA-Lab/escnn) over the rotation groups
+#    C8 and C16, and D16 restricted to C16 after the fifth layer (the paper's best MNIST-rot model),
+#    made invariant by pooling over the group.
+#
+# Two protocols. **Upright → rotated**: train on upright MNIST, test on the MNIST test set rotated every 15°.
+# **MNIST-rot replica**: train and test on rotated digits, repeated over seeds. The original MNIST-rot files
+# cannot be downloaded, so `rotcore.data.mnist_rot_replica` rebuilds the protocol from MNIST (12,000
+# training digits split 10,000/2,000, 50,000 test digits, each rotated by a uniform angle with a fixed
+# seed). It is a replica: numbers compare by protocol, not image for image.
+
+# %% tags=["remove-cell"]
+# Colab only: install rotcore and its stack (a no-op everywhere else).
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "rotcore @ git+https://github.com/rotbook/rotbook"], check=True)
+
+# %% tags=["parameters"]
+profile = "smoke"  # "smoke": CPU, about a minute; "full": the published numbers, one GPU
+overrides = {}  # e.g. {"replica_seeds": [0, 1, 2, 3], "replica_fit.epochs": 30}
+
+# %%
+import pandas as pd
+import torch
+from IPython.display import Markdown, display
+
+from rotcore import plots
+from rotcore.results import Stopwatch, glue_metrics, glue_text, run_card, verdict, write_results
+from rotcore.rotate import rotate_batch
+from rotcore.studies import invariance as study
+from rotcore.train import default_device
+
+cfg = study.resolve_config(profile, overrides)  # raises on an unknown profile or key, before any work
+clock = Stopwatch()
+device = default_device()
+plots.use_style()
+display(Markdown(run_card(study.STUDY, profile=profile, device=device)))
+
+# %% [markdown]
+# ## The models
+#
+# One layer plan, five models. Channel counts are rescaled per group so that parameter counts stay close
+# (the E(2)-CNN paper's rule); the G-CNNs' fields are regular representations of their group.
+
+# %%
+data = study.load_data(cfg, device)
+models = study.model_table(cfg)
+models
+
+# %% [markdown]
+# What the G-CNNs are asked to ignore: the same test digits at every test angle, rotated on the device in
+# one batched call (`rotcore.rotate.rotate_batch`).
+
+# %%
+digits = data.upright_test.x[:6]
+angles = torch.tensor(cfg.test_angles_deg[:: max(1, len(cfg.test_angles_deg) // 8)])
+sweep = torch.cat([rotate_batch(digits, a.item()) for a in angles])
+fig = plots.image_grid(sweep, nrow=len(angles), row_labels=[f"{a:.0f}°" for a in angles.tolist()])
+
+# %% [markdown]
+# ## Protocol 1: train upright, test rotated
+
+# %%
+upright = [study.train(k, cfg, "upright", data.upright_train, val_set=data.upright_val, device=device)
+           for k in cfg.upright_models]
+upright_df, upright_preds = study.evaluate_upright_protocol(upright, data.upright_test, cfg)
+fig = plots.plot_vs_angle(upright_df[upright_df.label == "all"], y="acc_pct", hue="model",
+                          ylabel="test accuracy (%)", title="Trained upright, tested at every angle", ylim=(0, 101))
+
+# %% [markdown]
+# The plain CNN is right near 0° (and, for a few symmetric digits, near 180°) and wrong elsewhere. The
+# G-CNNs are exactly invariant to quarter turns, so their curves repeat every 90°; between quarter turns
+# they lose a little, because the pixel grid is only approximately symmetric under 45° rotations.
+# Accuracy on the original (upright) test set against the mean over all rotated copies:
+
+# %%
+acc = upright_df[upright_df.label == "all"]
+table_a = pd.DataFrame({
+    "upright acc (%)": acc[acc.angle_deg == 0].set_index("model")["acc_pct"],
+    "mean over angles (%)": acc.groupby("model", sort=False)["acc_pct"].mean(),
+    "worst angle (%)": acc.groupby("model", sort=False)["acc_pct"].min(),
+})
+table_a.round(2)
+
+# %% [markdown]
+# ### 6 or 9?
+#
+# A 6 turned by 180° looks like a 9. A model invariant to rotation *cannot* tell them apart from shape
+# alone; what separates them is handwriting style (the loop's size, the stroke's curl). How often each
+# model confuses them, by angle:
+
+# %%
+six_nine = study.six_nine_confusion(upright_preds, data.upright_test, cfg)
+fig, axes = plots.plt.subplots(1, 2, figsize=(11, 3.4), sharey=True)
+plots.plot_vs_angle(six_nine, y="six_as_nine_pct", hue="model", ax=axes[0], ylabel="% of 6s read as 9",
+                    title="6 → 9")
+plots.plot_vs_angle(six_nine, y="nine_as_six_pct", hue="model", ax=axes[1], ylabel="% of 9s read as 6",
+                    title="9 → 6")
+fig.tight_layout()
+
+# %% [markdown]
+# ## Protocol 2: the MNIST-rot replica
+#
+# Train and test on rotated digits. Training adds a fresh random rotation to every image in every epoch
+# (on the device, in batch), as in the E(2)-CNN paper; every model is trained once per seed.
+
+# %%
+replica = [study.train(k, cfg, "replica", data.replica_train, seed=s, device=device)
+           for s in cfg.replica_seeds for k in cfg.replica_models]
+replica_df, replica_cms = study.evaluate_replica(replica, data, cfg)
+replica_summary = study.summarize_replica(replica_df)
+replica_summary.round(3)
+
+# %%
+fig = plots.plot_bars(replica_summary.set_index("label")["test_error_pct"].to_dict(),
+                      errors=replica_summary.set_index("label")["test_error_std_pct"].to_dict(),
+                      ylabel="test error (%)", title="MNIST-rot replica: test error (mean ± std over seeds)")
+
+# %% [markdown]
+# Confusion matrices on the replica's test set (all seeds pooled), for the plain-CNN baseline and the best
+# G-CNN, and the best model's per-digit precision, recall and F1:
+
+# %%
+best_key = replica_summary.index[0]
+cnn_key = next((k for k in replica_summary.index if study.MODELS[k].group == "C1"), best_key)
+fig, axes = plots.plt.subplots(1, 2, figsize=(9, 3.8))
+plots.plot_confusion(replica_cms[cnn_key], ax=axes[0], title=study.MODELS[cnn_key].label)
+plots.plot_confusion(replica_cms[best_key], ax=axes[1], title=study.MODELS[best_key].label)
+fig.tight_layout()
+study.class_report(replica_cms[best_key]).round(2).T
+
+# %% [markdown]
+# ## Invariance, measured
+#
+# The largest change of any logit when the input turns, over a probe batch of test digits. For quarter
+# turns the check runs in float64 and is exact for the G-CNNs up to the float32 sampling of escnn's filter
+# basis; at 45° the pixel grid itself is not symmetric, so the error is bounded, not zero.
+
+# %%
+probe = data.upright_test.head(cfg.invariance_probe_size)
+inv_df = study.invariance_errors(upright, probe)
+inv_df.style.format("{:.2e}", subset=[c for c in inv_df.columns if c != "label"])
+
+# %% [markdown]
+# Training curves (validation accuracy on upright digits in protocol 1, training loss in protocol 2):
+
+# %%
+fig, axes = plots.plt.subplots(1, 2, figsize=(11, 3.4))
+for t in upright:
+    axes[0].plot([h["epoch"] for h in t.result.history], [h["val_acc_pct"] for h in t.result.history],
+                 marker="o", ms=3, label=study.MODELS[t.key].label)
+axes[0].set(xlabel="epoch", ylabel="val accuracy (%)", title="upright training")
+for t in replica:
+    if t.seed == cfg.replica_seeds[0]:
+        axes[1].plot([h["epoch"] for h in t.result.history], [h["train_loss"] for h in t.result.history],
+                     marker="o", ms=3, label=study.MODELS[t.key].label)
+axes[1].set(xlabel="epoch", ylabel="training loss", title=f"replica training (seed {cfg.replica_seeds[0]})")
+axes[0].legend(fontsize=8)
+axes[1].legend(fontsize=8)
+fig.tight_layout()
+
+# %% [markdown]
+# ## Results
+
+# %%
+metrics = study.headline_metrics(upright_df, replica_summary, inv_df, models, six_nine)
+runtime_s = clock.elapsed_s
+path = write_results(study.STUDY, metrics, profile=profile, runtime_s=runtime_s, config=cfg, device=device)
+glue_metrics(metrics)
+best_label = study.MODELS[metrics["rotmnist_best_model"]].label
+glue_text("inv_best_replica_model", best_label)
+glue_text("inv_best_upright_model", study.MODELS[metrics["upright_to_rotated_best_model"]].label)
+glue_text("inv_rotmnist_verdict", verdict(metrics["rotmnist_test_error_pct"], 0.68, unit=" %"))
+glue_text("inv_upright_verdict", verdict(metrics["upright_to_rotated_mean_acc_pct"], 97.0, better="higher", unit=" %"))
+glue_text("inv_invariance_verdict", verdict(metrics["invariance_err_rot90_max"], 1e-5, fmt="{:.1e}"))
+glue_text("inv_cnn_gap", f"{metrics['upright_acc_pct_cnn'] - metrics['upright_to_rotated_mean_acc_pct_cnn']:.1f}"
+          if "upright_acc_pct_cnn" in metrics else "n/a")
+print(f"wrote {path.relative_to(path.parents[1])}")
+pd.Series(metrics, name=profile).to_frame()
+
+# %% [markdown]
+# ## Discussion
+#
+# *Every number below comes from this run (profile and device are stated at the top of the page).*
+#
+# **Invariance is an architectural property, not something learned.** Trained only on upright digits, the
+# plain CNN reaches {glue:text}`upright_acc_pct_cnn:.1f` % on the upright test set but averages
+# {glue:text}`upright_to_rotated_mean_acc_pct_cnn:.1f` % over all angles: a drop of
+# {glue:md}`inv_cnn_gap` points (a published reproduction reports 42 %). The best G-CNN in this protocol,
+# the {glue:md}`inv_best_upright_model`, averages {glue:text}`upright_to_rotated_mean_acc_pct:.2f` % over
+# all angles, which {glue:md}`inv_upright_verdict`. Its logits move by at most
+# {glue:text}`invariance_err_rot90_max:.1e` under quarter turns, which {glue:md}`inv_invariance_verdict`.
+#
+# **Trained on rotated digits**, the best model on the MNIST-rot replica is the {glue:md}`inv_best_replica_model`
+# with a test error of {glue:text}`rotmnist_test_error_pct:.3f` ± {glue:text}`rotmnist_test_error_std_pct:.3f` %
+# over {glue:text}`rotmnist_seeds` seeds, which {glue:md}`inv_rotmnist_verdict` (E(2)-CNN's D16|5C16: 0.682 %;
+# the escnn C8 tutorial: 2.04 %). Augmentation lets a plain CNN learn much of the invariance from data, at
+# the cost of capacity spent on memorising orientations.
+#
+# **6 and 9.** An invariant model has to separate 6 from 9 by style alone; the 6↔9 panel above shows how
+# often each model fails to, by angle, for the models trained upright.
+#
+# On the `smoke` profile these numbers come from tiny models trained for one epoch on a few hundred digits:
+# they check that the pipeline runs, not what the models can do. The published page runs the `full` profile.

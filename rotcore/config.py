@@ -1,0 +1,183 @@
+"""Frozen dataclass configs, named profiles, validated overrides and config hashes.
+
+A study defines one frozen dataclass (which may nest others, e.g. a :class:`rotcore.train.FitConfig`) and a
+``PROFILES`` mapping such as ``{"smoke": ..., "full": ...}``. Profiles change sizes and epochs, never code
+paths. :func:`resolve` picks a profile and applies overrides given as ``{"fit.epochs": 3}``; every mistake
+(unknown profile, unknown key, wrong type, a value the config's own ``__post_init__`` rejects) raises
+:class:`ConfigError` *before* any work starts, with the valid choices in the message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import math
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
+
+C = TypeVar("C")
+
+
+class ConfigError(ValueError):
+    """A bad profile name, override key or parameter value."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Checks used by configs' __post_init__
+
+
+def check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
+    ok = value >= 0 if allow_zero else value > 0
+    if not ok or (isinstance(value, float) and not math.isfinite(value)):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{name} must be {bound}, got {value!r}")
+
+
+def check_choice(name: str, value: Any, choices: Iterable[Any]) -> None:
+    choices = tuple(choices)
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} is not one of {', '.join(map(repr, choices))}")
+
+
+def check_angles(name: str, angles_deg: Iterable[float], *, allow_empty: bool = False) -> None:
+    """Angles in degrees must be finite numbers in [0, 360), without duplicates."""
+    angles = tuple(angles_deg)
+    if not angles and not allow_empty:
+        raise ConfigError(f"{name} must contain at least one angle in [0, 360)")
+    for a in angles:
+        if isinstance(a, bool) or not isinstance(a, (int, float)) or not math.isfinite(a):
+            raise ConfigError(f"{name}: {a!r} is not a finite number of degrees")
+        if not 0 <= a < 360:
+            raise ConfigError(f"{name}: {a!r} is out of range; angles are degrees in [0, 360)")
+    if len(set(angles)) != len(angles):
+        raise ConfigError(f"{name} has duplicate angles: {angles}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Serialisation and hashing
+
+
+def to_dict(cfg: Any) -> Any:
+    """A JSON-ready view of a (possibly nested) dataclass config: tuples become lists."""
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        return {f.name: to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, (list, tuple)):
+        return [to_dict(v) for v in cfg]
+    if isinstance(cfg, Mapping):
+        return {str(k): to_dict(v) for k, v in cfg.items()}
+    return cfg
+
+
+def config_hash(cfg: Any, length: int = 8) -> str:
+    """Stable short hash of a config's content (used in run names and checkpoint checks)."""
+    blob = json.dumps(to_dict(cfg), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
+def flat_keys(cfg: Any, prefix: str = "") -> list[str]:
+    """All overridable keys of a config, nested ones dotted (``fit.epochs``)."""
+    keys = []
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            keys += flat_keys(value, f"{prefix}{f.name}.")
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def diff(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Human-readable differences between two ``to_dict`` views (for refused checkpoints)."""
+    out = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key, "<missing>"), b.get(key, "<missing>")
+        if isinstance(va, Mapping) and isinstance(vb, Mapping):
+            out += diff(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            out.append(f"{prefix}{key}: {va!r} != {vb!r}")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Overrides
+
+
+def _coerce(key: str, value: Any, current: Any, annotation: Any) -> Any:
+    """Bring an override to the field's type; reject what clearly does not fit."""
+    if isinstance(current, bool) or annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} expects true/false, got {value!r}")
+    if isinstance(current, tuple):
+        if isinstance(value, (list, tuple)):
+            return tuple(value)
+        if isinstance(value, (int, float)):
+            return (value,)
+        raise ConfigError(f"{key} expects a list, got {value!r}")
+    if isinstance(current, int) and not isinstance(current, bool):
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if value is None and _allows_none(annotation):
+            return None
+        raise ConfigError(f"{key} expects an integer, got {value!r}")
+    if isinstance(current, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if value is None and _allows_none(annotation):
+            return None
+        raise ConfigError(f"{key} expects a number, got {value!r}")
+    if isinstance(current, str) and not isinstance(value, str):
+        raise ConfigError(f"{key} expects a string, got {value!r}")
+    return value
+
+
+def _allows_none(annotation: Any) -> bool:
+    if isinstance(annotation, str):
+        return "None" in annotation or "Optional" in annotation
+    args = typing.get_args(annotation)
+    return type(None) in args or annotation is None or isinstance(annotation, types.NoneType)
+
+
+def override(cfg: C, overrides: Mapping[str, Any] | None) -> C:
+    """Return ``cfg`` with dotted-key overrides applied; the result re-runs all ``__post_init__`` checks."""
+    if not overrides:
+        return cfg
+    if not isinstance(overrides, Mapping):
+        raise ConfigError(f"overrides must be a mapping of key -> value, got {type(overrides).__name__}")
+    valid = flat_keys(cfg)
+    nested: dict[str, dict[str, Any]] = {}
+    direct: dict[str, Any] = {}
+    fields = {f.name: f for f in dataclasses.fields(cfg)}
+    for key, value in overrides.items():
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ConfigError(
+                f"unknown override key {key!r} for {type(cfg).__name__}{hint}; valid keys: {', '.join(valid)}"
+            )
+        head, _, rest = key.partition(".")
+        if rest:
+            nested.setdefault(head, {})[rest] = value
+        else:
+            direct[head] = _coerce(key, value, getattr(cfg, head), fields[head].type)
+    for head, sub in nested.items():
+        direct[head] = override(getattr(cfg, head), sub)
+    try:
+        return dataclasses.replace(cfg, **direct)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"invalid override for {type(cfg).__name__}: {err}") from err
+
+
+def resolve(profiles: Mapping[str, C], profile: str, overrides: Mapping[str, Any] | None = None) -> C:
+    """Pick ``profiles[profile]`` and apply ``overrides``; raise :class:`ConfigError` on any mistake."""
+    if profile not in profiles:
+        raise ConfigError(f"unknown profile {profile!r}; choose one of: {', '.join(profiles)}")
+    return override(profiles[profile], overrides)

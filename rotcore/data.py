@@ -1,0 +1,198 @@
+"""Data sets as device-ready tensors: MNIST through torchvision's real loader, and the MNIST-rot replica.
+
+MNIST is read with ``torchvision.datasets.MNIST`` and handed on as one uint8 tensor, never as a per-sample
+PIL pipeline. Where it comes from, in order:
+
+1. ``$ROTBOOK_DATA/MNIST/raw/`` with torchvision's uncompressed IDX files;
+2. the same folder with the gzipped files (as in ``../shared/data``): unpacked once into
+   ``$ROTBOOK_CACHE/MNIST/raw/`` (the data root may be read-only);
+3. torchvision's download into ``$ROTBOOK_CACHE`` (networked machines), with a short socket timeout;
+4. otherwise :class:`rotcore.paths.MissingDataError`, within seconds, naming ``ROTBOOK_DATA``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import gzip
+import shutil
+import socket
+from pathlib import Path
+
+import torch
+
+from rotcore import paths
+from rotcore.rotate import random_angles, rotate_batch
+
+Tensor = torch.Tensor
+
+MNIST_FILES = (
+    "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
+)
+DOWNLOAD_TIMEOUT_S = 5.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Images:
+    """A labelled image set held as tensors.
+
+    Attributes:
+        x: ``(N, C, H, W)`` float32 in [0, 1].
+        y: ``(N,)`` int64 class labels.
+        angle_deg: ``(N,)`` float32 angle each image was rotated by, or ``None`` for upright images.
+    """
+
+    x: Tensor
+    y: Tensor
+    angle_deg: Tensor | None = None
+
+    def __post_init__(self):
+        if len(self.x) != len(self.y) or (self.angle_deg is not None and len(self.angle_deg) != len(self.y)):
+            raise ValueError("x, y and angle_deg must have the same length")
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def to(self, device: torch.device | str) -> Images:
+        move = (lambda t: None if t is None else t.to(device))  # noqa: E731
+        return Images(move(self.x), move(self.y), move(self.angle_deg))
+
+    def take(self, index: Tensor | slice) -> Images:
+        a = None if self.angle_deg is None else self.angle_deg[index]
+        return Images(self.x[index], self.y[index], a)
+
+    def head(self, n: int | None) -> Images:
+        """The first ``n`` images (all of them for ``None``)."""
+        return self if n is None or n >= len(self) else self.take(slice(0, n))
+
+    def where(self, mask: Tensor) -> Images:
+        return self.take(mask.nonzero(as_tuple=True)[0])
+
+    def rotated(self, angle_deg: float | Tensor, **rotate_kwargs) -> Images:
+        """All images rotated (see :func:`rotcore.rotate.rotate_batch`); ``angle_deg`` records the angle."""
+        a = torch.as_tensor(angle_deg, dtype=torch.float32).expand(len(self)).to(self.y.device)
+        return Images(rotate_batch(self.x, a, **rotate_kwargs), self.y, a.clone())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# MNIST
+
+
+def _has(folder: Path, suffix: str = "") -> bool:
+    return all((folder / (name + suffix)).is_file() for name in MNIST_FILES)
+
+
+def _unpack_gz(src: Path, dst: Path) -> None:
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in MNIST_FILES:
+        target = dst / name
+        if target.is_file():
+            continue
+        tmp = target.with_suffix(".part")
+        with gzip.open(src / f"{name}.gz", "rb") as fin, open(tmp, "wb") as fout:
+            shutil.copyfileobj(fin, fout)
+        tmp.replace(target)
+
+
+def mnist_root(*, download: bool = True) -> Path:
+    """A folder ``R`` such that ``torchvision.datasets.MNIST(R)`` loads without network (see module doc)."""
+    data, cache = paths.data_root(), paths.cache_root()
+    if _has(data / "MNIST" / "raw"):
+        return data
+    if _has(cache / "MNIST" / "raw"):
+        return cache
+    if _has(data / "MNIST" / "raw", ".gz"):
+        _unpack_gz(data / "MNIST" / "raw", cache / "MNIST" / "raw")
+        return cache
+    looked = f"{data / 'MNIST' / 'raw'} (ROTBOOK_DATA) and {cache / 'MNIST' / 'raw'} (ROTBOOK_CACHE)"
+    if not download:
+        raise paths.MissingDataError(
+            f"MNIST not found in {looked}. Set ROTBOOK_DATA to a folder holding MNIST/raw/ with torchvision's "
+            "IDX files (plain or .gz), or allow the download."
+        )
+    from torchvision.datasets import MNIST
+
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        MNIST(str(cache), train=True, download=True)
+        MNIST(str(cache), train=False, download=True)
+    except Exception as err:  # URLError, timeouts, bad checksums: all mean "no MNIST from the network"
+        raise paths.MissingDataError(
+            f"MNIST not found in {looked}, and torchvision's download failed ({type(err).__name__}: {err}). "
+            "Offline, set ROTBOOK_DATA to a folder holding MNIST/raw/ with the four IDX files "
+            "(plain or .gz, torchvision's names), e.g. ROTBOOK_DATA=../shared/data."
+        ) from None
+    finally:
+        socket.setdefaulttimeout(old)
+    return cache
+
+
+@functools.lru_cache(maxsize=4)
+def _load_mnist_cached(root: str, train: bool) -> tuple[Tensor, Tensor]:
+    from torchvision.datasets import MNIST
+
+    ds = MNIST(root, train=train, download=False)
+    return ds.data.clone(), ds.targets.clone()
+
+
+def load_mnist(split: str = "train", *, download: bool = True) -> Images:
+    """MNIST ``"train"`` (60,000) or ``"test"`` (10,000) as :class:`Images` on the CPU.
+
+    Treat the returned tensors as read-only: they are cached per process.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split={split!r}; choose 'train' or 'test'")
+    data, targets = _load_mnist_cached(str(mnist_root(download=download)), split == "train")
+    return Images(data.unsqueeze(1).float().div_(255.0), targets.long())
+
+
+def split_train_val(images: Images, n_val: int, *, seed: int = 0) -> tuple[Images, Images]:
+    """A seeded random split into ``(train, val)`` with ``n_val`` validation images."""
+    if not 0 <= n_val < len(images):
+        raise ValueError(f"n_val={n_val} must be in [0, {len(images)})")
+    perm = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+    return images.take(perm[n_val:]), images.take(perm[:n_val])
+
+
+def subset(images: Images, n: int | None, *, seed: int = 0) -> Images:
+    """A seeded random subset of ``n`` images (all for ``None``), e.g. to shrink a profile."""
+    if n is None or n >= len(images):
+        return images
+    perm = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+    return images.take(perm[:n])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The MNIST-rot replica
+
+MNIST_ROT_SIZES = {"train": 10_000, "val": 2_000, "test": 50_000}
+
+
+def mnist_rot_replica(*, seed: int = 0, interpolation: str = "bilinear", rotate: bool = True,
+                      download: bool = True) -> dict[str, Images]:
+    """A replica of the MNIST-rot protocol (Larochelle et al. 2007), built from MNIST with our rotation code.
+
+    The original MNIST-rot files (12,000 training and 50,000 test digits, each rotated by an angle drawn
+    uniformly from [0, 2π)) can no longer be downloaded, so we rebuild the protocol: the 70,000 MNIST
+    digits (train and test pooled, as the original drew from both) are permuted with ``seed``; the first
+    12,000 become ``train`` (10,000) and ``val`` (2,000), the next 50,000 ``test``. Every image is rotated by
+    its own uniform angle in [0°, 360°) with :func:`rotcore.rotate.rotate_batch` (``interpolation``, zero
+    padding). Same seed, same tensors. Not the original images or angles: numbers are comparable in
+    protocol, not image for image. ``rotate=False`` returns the same digits upright (``angle_deg`` still
+    records the angle each would get), to compare a model on the same digits with and without rotation.
+    """
+    train, test = load_mnist("train", download=download), load_mnist("test", download=download)
+    x = torch.cat([train.x, test.x])
+    y = torch.cat([train.y, test.y])
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(y), generator=g)
+    angles = random_angles(len(y), generator=g)
+    out, start = {}, 0
+    for name, n in MNIST_ROT_SIZES.items():
+        idx = perm[start : start + n]
+        a = angles[start : start + n]
+        xs = rotate_batch(x[idx], a, interpolation=interpolation) if rotate else x[idx]
+        out[name] = Images(xs, y[idx], a)
+        start += n
+    return out

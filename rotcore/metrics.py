@@ -1,0 +1,182 @@
+"""Each metric once. Inputs are tensors (any device); outputs are Python floats, tensors or DataFrames.
+
+Units are in the names: ``*_pct`` are percentages, ``*_deg`` degrees, ``*_db`` decibels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from rotcore.rotate import rotate_batch, signed_diff_deg
+from rotcore.train import predict
+
+Tensor = torch.Tensor
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Classification
+
+
+def accuracy_pct(pred: Tensor, y: Tensor) -> float:
+    """Top-1 accuracy in percent; ``pred`` is logits ``(N, K)`` or labels ``(N,)``."""
+    labels = pred.argmax(-1) if pred.ndim == 2 else pred
+    return 100.0 * (labels.to(y.device) == y).double().mean().item()
+
+
+def confusion_matrix(y_true: Tensor, y_pred: Tensor, num_classes: int) -> Tensor:
+    """``(K, K)`` counts; row = true class, column = predicted class."""
+    idx = y_true.long().cpu() * num_classes + y_pred.long().cpu()
+    return torch.bincount(idx, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def precision_recall_f1(cm: Tensor) -> dict[str, Tensor | float]:
+    """Per-class precision, recall and F1 (percent) from a confusion matrix, plus their macro means."""
+    cm = cm.double()
+    tp = cm.diag()
+    precision = 100 * tp / cm.sum(0).clamp_min(1)
+    recall = 100 * tp / cm.sum(1).clamp_min(1)
+    f1 = 2 * precision * recall / (precision + recall).clamp_min(1e-12)
+    return {"precision_pct": precision, "recall_pct": recall, "f1_pct": f1,
+            "macro_precision_pct": precision.mean().item(), "macro_recall_pct": recall.mean().item(),
+            "macro_f1_pct": f1.mean().item()}
+
+
+def predict_labels_rotated(model: nn.Module, x: Tensor, angle_deg: float, *, batch_size: int = 2048,
+                           device=None, rotate_kwargs: dict | None = None) -> Tensor:
+    """Predicted labels of ``x`` rotated by ``angle_deg`` (rotation done per batch on the device)."""
+    kw = rotate_kwargs or {}
+    return predict(model, x, batch_size=batch_size, device=device,
+                   fn=lambda m, xb: m(rotate_batch(xb, angle_deg, **kw)).argmax(-1))
+
+
+def accuracy_by_angle(model: nn.Module, x: Tensor, y: Tensor, angles_deg: Sequence[float], *,
+                      batch_size: int = 2048, device=None, rotate_kwargs: dict | None = None,
+                      progress: bool = False):
+    """Accuracy of ``model`` on ``x`` rotated by each angle, overall and per class.
+
+    Returns a long DataFrame with columns ``angle_deg``, ``label`` (``"all"`` or the class), ``acc_pct``,
+    ``n``, and an ``(angles, N)`` tensor of predicted labels (for confusion matrices by angle).
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    rows, preds = [], []
+    y_cpu = y.cpu()
+    classes = torch.unique(y_cpu).tolist()
+    for a in tqdm(angles_deg, desc="angles", leave=False, disable=not progress):
+        p = predict_labels_rotated(model, x, float(a), batch_size=batch_size, device=device,
+                                   rotate_kwargs=rotate_kwargs).cpu().long()
+        preds.append(p)
+        correct = (p == y_cpu).double()
+        rows.append({"angle_deg": float(a), "label": "all", "acc_pct": 100 * correct.mean().item(), "n": len(y_cpu)})
+        for c in classes:
+            m = y_cpu == c
+            rows.append({"angle_deg": float(a), "label": str(c), "acc_pct": 100 * correct[m].mean().item(),
+                         "n": int(m.sum())})
+    return pd.DataFrame(rows), torch.stack(preds)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Equivariance
+
+
+@torch.no_grad()
+def equivariance_error(f: Callable[[Tensor], Tensor], x: Tensor, g_in: Callable[[Tensor], Tensor],
+                       g_out: Callable[[Tensor], Tensor] | None = None, *, dtype: torch.dtype | None = None,
+                       relative: bool = False) -> float:
+    """``max |f(g_in(x)) - g_out(f(x))|`` (``g_out=None`` checks invariance: ``g_out`` = identity).
+
+    ``dtype=torch.float64`` runs the check in double precision (model and input are cast for the check
+    and the model's dtype is restored). ``relative=True`` divides by ``max |f(x)|``.
+    """
+    module = f if isinstance(f, nn.Module) else None
+    old_dtype = None
+    if dtype is not None:
+        x = x.to(dtype)
+        if module is not None:
+            old_dtype = next(module.parameters()).dtype
+            module.to(dtype)
+    try:
+        fx = f(x)
+        lhs = f(g_in(x))
+        rhs = g_out(fx) if g_out is not None else fx
+        err = (lhs - rhs).abs().max().item()
+        return err / max(fx.abs().max().item(), 1e-30) if relative else err
+    finally:
+        if old_dtype is not None:
+            module.to(old_dtype)
+
+
+def invariance_error(model: nn.Module, x: Tensor, angle_deg: float | Sequence[float], *,
+                     dtype: torch.dtype | None = None, relative: bool = False,
+                     rotate_kwargs: dict | None = None) -> float | dict[float, float]:
+    """``max |model(rotate(x, angle)) - model(x)|`` in eval mode; one float, or ``{angle: error}`` for a list.
+
+    With ``dtype`` the model is cast *before* it enters eval mode, because escnn expands and caches its
+    filters when switching to eval; casting afterwards would keep float32 filters. The cast is undone.
+    """
+    kw = rotate_kwargs or {}
+    angles = [float(angle_deg)] if isinstance(angle_deg, (int, float)) else [float(a) for a in angle_deg]
+    was = model.training
+    old_dtype = next(model.parameters()).dtype
+    try:
+        if dtype is not None:
+            model.train()
+            model.to(dtype)
+            x = x.to(dtype)
+        model.eval()
+        with torch.no_grad():
+            fx = model(x)
+            scale = max(fx.abs().max().item(), 1e-30) if relative else 1.0
+            errs = {a: (model(rotate_batch(x, a, **kw)) - fx).abs().max().item() / scale for a in angles}
+    finally:
+        if dtype is not None:
+            model.train()
+            model.to(old_dtype)
+        model.train(was)
+    return errs[angles[0]] if isinstance(angle_deg, (int, float)) else errs
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Angles
+
+
+def circular_error_deg(pred_deg: Tensor, true_deg: Tensor) -> Tensor:
+    """Circular absolute error ``min(|Δ|, 360 - |Δ|)`` in degrees, elementwise, in ``[0, 180]``."""
+    return signed_diff_deg(pred_deg, true_deg).abs()
+
+
+def angle_error_summary(err_deg: Tensor, within_deg: Sequence[float] = (2, 5, 10, 15)) -> dict[str, float]:
+    """MAE, median, p90/p95/p99 and the share within each threshold (percent) of circular errors."""
+    e = err_deg.double().flatten().cpu()
+    q = torch.quantile(e, torch.tensor([0.5, 0.9, 0.95, 0.99], dtype=torch.float64))
+    out = {"mae_deg": e.mean().item(), "median_deg": q[0].item(), "p90_deg": q[1].item(),
+           "p95_deg": q[2].item(), "p99_deg": q[3].item()}
+    for t in within_deg:
+        out[f"within{t:g}_pct"] = 100 * (e <= t).double().mean().item()
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Images
+
+
+def mse(x_hat: Tensor, x: Tensor) -> float:
+    return torch.mean((x_hat.float() - x.float()) ** 2).item()
+
+
+def psnr_db(x_hat: Tensor, x: Tensor, data_range: float = 1.0) -> float:
+    """Peak signal-to-noise ratio over the whole batch (torchmetrics), images in ``[0, data_range]``."""
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
+    return peak_signal_noise_ratio(x_hat.float(), x.float(), data_range=data_range).item()
+
+
+def ssim(x_hat: Tensor, x: Tensor, data_range: float = 1.0) -> float:
+    """Mean structural similarity (torchmetrics, Gaussian window 11, σ 1.5)."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    return structural_similarity_index_measure(x_hat.float(), x.float(), data_range=data_range).item()

@@ -1,0 +1,1 @@
+"""Model definitions. Each model is built from one frozen config dataclass."""

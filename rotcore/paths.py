@@ -1,0 +1,76 @@
+"""Where data, caches, runs and results live.
+
+Every location comes from an environment variable with a default under the project root, so the same code
+runs from a checkout, in CI (which points ``ROTBOOK_DATA`` at ``../shared/data``) and in Colab.
+
+=====================  ==========================================  =======================================
+variable               default                                     holds
+=====================  ==========================================  =======================================
+``ROTBOOK_ROOT``       the checkout that holds ``rotcore/``, else  base for the defaults below
+                       the current directory
+``ROTBOOK_DATA``       ``$ROTBOOK_ROOT/data``                      raw data (may be read-only): ``MNIST/raw``,
+                                                                   ``photos/``
+``ROTBOOK_CACHE``      ``$ROTBOOK_ROOT/.cache``                    derived data we may write (unpacked MNIST)
+``ROTBOOK_RUNS``       ``$ROTBOOK_ROOT/runs``                      checkpoints, one folder per config
+=====================  ==========================================  =======================================
+
+Results of the ``full`` profile go to ``$ROTBOOK_ROOT/results`` (committed); every other profile writes
+under ``$ROTBOOK_ROOT/_build/runs/<profile>/`` so that quick runs never overwrite published numbers.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PUBLISHED_PROFILE = "full"
+
+
+class MissingDataError(FileNotFoundError):
+    """Raised when a data set is neither on disk nor downloadable; the message says what to set."""
+
+
+def project_root() -> Path:
+    env = os.environ.get("ROTBOOK_ROOT")
+    if env:
+        return Path(env).expanduser().resolve()
+    here = Path(__file__).resolve().parent.parent
+    if (here / "pyproject.toml").exists() and (here / "rotcore").is_dir():
+        return here
+    return Path.cwd().resolve()
+
+
+def _env_dir(var: str, default: Path) -> Path:
+    value = os.environ.get(var)
+    return Path(value).expanduser().resolve() if value else default
+
+
+def data_root() -> Path:
+    return _env_dir("ROTBOOK_DATA", project_root() / "data")
+
+
+def cache_root() -> Path:
+    return _env_dir("ROTBOOK_CACHE", project_root() / ".cache")
+
+
+def runs_root() -> Path:
+    return _env_dir("ROTBOOK_RUNS", project_root() / "runs")
+
+
+def profile_root(profile: str) -> Path:
+    """Folder for the outputs of a non-published profile (executed notebooks, results JSON)."""
+    return project_root() / "_build" / "runs" / profile
+
+
+def results_dir(profile: str) -> Path:
+    """``results/`` for the published (full) profile, a scratch folder for every other profile."""
+    if profile == PUBLISHED_PROFILE:
+        return project_root() / "results"
+    return profile_root(profile) / "results"
+
+
+def studies_dir(profile: str) -> Path:
+    """Where the runner writes executed notebooks for ``profile``."""
+    if profile == PUBLISHED_PROFILE:
+        return project_root() / "book" / "studies"
+    return profile_root(profile) / "studies"

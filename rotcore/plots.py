@@ -1,0 +1,193 @@
+"""Figures. Every function takes an optional ``ax`` (or makes its own figure) and returns the Figure.
+
+Style is set once with :func:`use_style`. Static figures always exist (the published site has no kernel);
+:func:`animation_html` turns frames into a self-contained HTML slider (``to_jshtml``) for the site.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+Tensor = torch.Tensor
+
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+
+
+def use_style() -> None:
+    """The project's one matplotlib style (call once per notebook)."""
+    matplotlib.rcParams.update({
+        "figure.dpi": 110, "savefig.dpi": 150, "figure.figsize": (6.4, 3.6),
+        "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3,
+        "axes.prop_cycle": matplotlib.cycler(color=PALETTE), "font.size": 10, "legend.frameon": False,
+        "animation.embed_limit": 40.0,
+    })
+
+
+def _axes(ax, figsize=None):
+    if ax is None:
+        fig, ax = plt.subplots(figsize=figsize)
+        return fig, ax
+    return ax.figure, ax
+
+
+def _np(x) -> np.ndarray:
+    return x.detach().float().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
+
+
+def plot_history(history: Sequence[Mapping[str, float]] | object, keys: Iterable[str], *, ax=None,
+                 title: str | None = None, logy: bool = False):
+    """Curves of history entries (``fit``'s ``FitResult.history`` or a DataFrame) against the epoch."""
+    import pandas as pd
+
+    df = history if isinstance(history, pd.DataFrame) else pd.DataFrame(list(history))
+    fig, ax = _axes(ax)
+    for key in keys:
+        if key in df:
+            ax.plot(df["epoch"], df[key], marker="o", ms=3, label=key)
+    ax.set_xlabel("epoch")
+    if logy:
+        ax.set_yscale("log")
+    if title:
+        ax.set_title(title)
+    ax.legend()
+    return fig
+
+
+def shade_angles(ax, intervals_deg: Iterable[tuple[float, float]], *, label: str = "unseen in training",
+                 color: str = "0.85") -> None:
+    """Shade angle intervals ``[(lo, hi), ...]`` on an angle x-axis (e.g. held-out training angles)."""
+    for i, (lo, hi) in enumerate(intervals_deg):
+        ax.axvspan(lo, hi, color=color, zorder=0, label=label if i == 0 else None)
+
+
+def plot_vs_angle(df, *, y: str, hue: str | None = None, x: str = "angle_deg", ax=None, ylabel: str | None = None,
+                  shade: Iterable[tuple[float, float]] | None = None, title: str | None = None, ylim=None):
+    """A metric against the angle, one line per ``hue`` value; x ticks every 45°."""
+    fig, ax = _axes(ax, figsize=(7.0, 3.6))
+    if shade:
+        shade_angles(ax, shade)
+    groups = df.groupby(hue, sort=False) if hue else [(None, df)]
+    for name, part in groups:
+        part = part.sort_values(x)
+        ax.plot(part[x], part[y], marker="o", ms=3, label=name)
+    ax.set_xlabel("rotation angle (°)")
+    ax.set_ylabel(ylabel or y)
+    ax.set_xticks(np.arange(0, 361, 45))
+    if ylim:
+        ax.set_ylim(*ylim)
+    if title:
+        ax.set_title(title)
+    if hue or shade:
+        ax.legend(fontsize=8, ncols=2)
+    return fig
+
+
+def plot_confusion(cm: Tensor | np.ndarray, *, ax=None, labels: Sequence[str] | None = None,
+                   normalize: bool = True, title: str | None = None):
+    """A confusion matrix (rows true, columns predicted), row-normalised to percent by default."""
+    m = _np(cm).astype(float)
+    if normalize:
+        m = 100 * m / np.clip(m.sum(1, keepdims=True), 1, None)
+    fig, ax = _axes(ax, figsize=(4.2, 3.8))
+    im = ax.imshow(m, cmap="Blues", vmin=0, vmax=100 if normalize else None)
+    k = m.shape[0]
+    labels = labels or [str(i) for i in range(k)]
+    ax.set_xticks(range(k), labels)
+    ax.set_yticks(range(k), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.grid(False)
+    for i in range(k):
+        for j in range(k):
+            if m[i, j] >= 0.5:
+                ax.text(j, i, f"{m[i, j]:.0f}", ha="center", va="center", fontsize=6,
+                        color="white" if m[i, j] > 60 else "black")
+    if title:
+        ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    return fig
+
+
+def image_grid(x: Tensor, *, nrow: int | None = None, ax=None, titles: Sequence[str] | None = None,
+               row_labels: Sequence[str] | None = None, cmap: str = "gray", scale: float = 0.9):
+    """Images ``(N, C, H, W)`` in [0, 1] on a grid of ``nrow`` rows (one axis per image)."""
+    x = _np(x)
+    n = len(x)
+    nrow = nrow or int(np.ceil(np.sqrt(n)))
+    ncol = int(np.ceil(n / nrow))
+    if ax is not None:
+        fig = ax.figure
+        ax.remove()
+    fig = plt.figure(figsize=(scale * ncol, scale * nrow)) if ax is None else fig
+    for i in range(n):
+        a = fig.add_subplot(nrow, ncol, i + 1)
+        img = x[i].transpose(1, 2, 0)
+        a.imshow(img[..., 0] if img.shape[-1] == 1 else np.clip(img, 0, 1), cmap=cmap, vmin=0, vmax=1)
+        a.set_xticks([])
+        a.set_yticks([])
+        a.grid(False)
+        for s in a.spines.values():
+            s.set_visible(False)
+        if titles is not None and i < len(titles):
+            a.set_title(titles[i], fontsize=7)
+        if row_labels is not None and i % ncol == 0 and i // ncol < len(row_labels):
+            a.set_ylabel(row_labels[i // ncol], fontsize=7)
+    fig.subplots_adjust(wspace=0.05, hspace=0.3)
+    return fig
+
+
+def plot_bars(values: Mapping[str, float], *, ax=None, ylabel: str = "", errors: Mapping[str, float] | None = None,
+              title: str | None = None, fmt: str = "{:.2f}"):
+    """Labelled bars, with optional error bars."""
+    fig, ax = _axes(ax)
+    names = list(values)
+    vals = [values[k] for k in names]
+    err = [errors[k] for k in names] if errors else None
+    bars = ax.bar(names, vals, yerr=err, color=PALETTE[: len(names)] if len(names) <= len(PALETTE) else None, capsize=3)
+    for b, v in zip(bars, vals):
+        ax.annotate(fmt.format(v), (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom",
+                    fontsize=8, xytext=(0, 2), textcoords="offset points")
+    ax.set_ylabel(ylabel)
+    ax.tick_params(axis="x", labelrotation=20)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def animation_html(frames: Tensor, *, titles: Sequence[str] | None = None, interval_ms: int = 120,
+                   scale: float = 2.2, cmap: str = "gray") -> str:
+    """Frames ``(T, N, C, H, W)`` (N images side by side per frame) as a self-contained HTML slider.
+
+    Uses matplotlib's ``to_jshtml``: it plays on the static site without a kernel or a CDN.
+    """
+    from matplotlib import animation
+
+    f = _np(frames)
+    if f.ndim == 4:
+        f = f[:, None]
+    t, n = f.shape[:2]
+    fig, axes = plt.subplots(1, n, figsize=(scale * n, scale), squeeze=False)
+    ims = []
+    for j, a in enumerate(axes[0]):
+        img = f[0, j].transpose(1, 2, 0)
+        ims.append(a.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap=cmap, vmin=0, vmax=1))
+        a.axis("off")
+    title = fig.suptitle(titles[0] if titles else "", fontsize=9)
+
+    def update(i):
+        for j, im in enumerate(ims):
+            img = f[i, j].transpose(1, 2, 0)
+            im.set_data(img[..., 0] if img.shape[-1] == 1 else img)
+        if titles:
+            title.set_text(titles[i])
+        return ims
+
+    anim = animation.FuncAnimation(fig, update, frames=t, interval=interval_ms, blit=False)
+    html = anim.to_jshtml(default_mode="loop")
+    plt.close(fig)
+    return html

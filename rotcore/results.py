@@ -1,0 +1,161 @@
+"""The results contract: every study writes ``results/<NN_name>.json`` through :func:`write_results`.
+
+Schema (all studies)::
+
+    {"study": "05_rotation_invariance", "profile": "full", "device": "NVIDIA H100 80GB HBM3",
+     "git_commit": "abc1234", "created": "2026-11-23T10:00:00Z", "runtime_s": 412.3,
+     "metrics": {"rotmnist_test_error_pct": 0.71, ...},   # flat: name -> number | string | null
+     "config": {...}}                                      # the resolved study config
+
+Only the published profile (``full``) may write into the committed ``results/`` folder; every other
+profile writes under ``_build/runs/<profile>/results`` (see :mod:`rotcore.paths`).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from rotcore import config as _config
+from rotcore import paths
+
+REQUIRED_KEYS = ("study", "profile", "device", "git_commit", "created", "runtime_s", "metrics")
+
+
+def describe_device(device: Any = None) -> str:
+    """A human-readable name of the compute device, e.g. ``"NVIDIA H100 80GB HBM3"`` or ``"CPU (2 cores)"``."""
+    import torch
+
+    dev = torch.device(device) if device is not None else None
+    if (dev is None or dev.type == "cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(dev.index if dev is not None and dev.index is not None else 0)
+    cpu = platform.processor() or platform.machine()
+    return f"CPU ({os.cpu_count()} cores, {cpu})"
+
+
+def git_commit(root: Path | None = None) -> str:
+    """Short commit of the checkout (``+dirty`` when tracked files changed), or ``"unknown"``."""
+    root = root or paths.project_root()
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _clean(name: str, value: Any) -> Any:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if hasattr(value, "item"):  # numpy / torch scalars
+        value = value.item()
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    raise TypeError(f"metric {name!r} must be a number, string or None (metrics are flat), got {type(value).__name__}")
+
+
+class Stopwatch:
+    """Wall-clock runtime of a study, started when the notebook starts."""
+
+    def __init__(self):
+        self.t0 = time.perf_counter()
+
+    @property
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self.t0
+
+
+def write_results(study: str, metrics: Mapping[str, Any], *, profile: str, runtime_s: float,
+                  config: Any = None, device: Any = None, out_dir: Path | None = None) -> Path:
+    """Write ``<out_dir>/<study>.json`` (default :func:`rotcore.paths.results_dir`) and return its path.
+
+    Raises ``PermissionError`` when a non-published profile would write into the committed ``results/``.
+    """
+    out_dir = Path(out_dir) if out_dir is not None else paths.results_dir(profile)
+    published = (paths.project_root() / "results").resolve()
+    if profile != paths.PUBLISHED_PROFILE and out_dir.resolve() == published:
+        raise PermissionError(f"profile {profile!r} may not overwrite the published results in {published}")
+    record = {
+        "study": study,
+        "profile": profile,
+        "device": describe_device(device),
+        "git_commit": git_commit(),
+        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "runtime_s": round(float(runtime_s), 1),
+        "metrics": {str(k): _clean(k, v) for k, v in metrics.items()},
+        "config": _config.to_dict(config) if config is not None else None,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{study}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_results(path: Path) -> dict[str, Any]:
+    record = json.loads(Path(path).read_text())
+    missing = [k for k in REQUIRED_KEYS if k not in record]
+    if missing:
+        raise ValueError(f"{path}: results file lacks {missing}")
+    return record
+
+
+def glue_metrics(metrics: Mapping[str, Any], *, display: bool = False) -> None:
+    """``myst_nb.glue`` every metric under its own name, so prose can cite ``{glue:text}`name:.2f```."""
+    from myst_nb import glue
+
+    for key, value in metrics.items():
+        glue(key, value, display=display)
+
+
+def glue_text(key: str, text: str) -> None:
+    """Glue a sentence (Markdown) for ``{glue:md}`key``` in prose: verdicts written by the code, not by hand."""
+    from IPython.display import Markdown
+    from myst_nb import glue
+
+    glue(key, Markdown(text), display=False)
+
+
+def verdict(value: float | None, threshold: float, *, better: str = "lower", unit: str = "", fmt: str = "{:.2f}") -> str:
+    """A sentence fragment saying whether ``value`` meets ``threshold``, and by how much it misses."""
+    if value is None:
+        return "was not measured in this run"
+    ok = value <= threshold if better == "lower" else value >= threshold
+    cmp = "≤" if better == "lower" else "≥"
+    v, t = fmt.format(value) + unit, fmt.format(threshold) + unit
+    if ok:
+        return f"meets the target ({v} {cmp} {t})"
+    return f"misses the target ({v}; target {cmp} {t}, off by {fmt.format(abs(value - threshold))}{unit})"
+
+
+def run_card(study: str, *, profile: str, device: Any = None, runtime_s: float | None = None) -> str:
+    """Markdown that says how this page was produced and how to rerun it."""
+    nb = f"notebooks/{study}.ipynb"
+    lines = [
+        f"**Profile** `{profile}` · **device** {describe_device(device)} · **commit** `{git_commit()}`"
+        + (f" · **runtime** {runtime_s / 60:.1f} min" if runtime_s is not None else ""),
+        "",
+        "Rerun this study (from the repository root, after `make setup`):",
+        "",
+        "```bash",
+        f"rotbook run --only {study[:2]} --profile {profile}            # executes, then builds the book",
+        f"jupytext --to ipynb -o - notebooks/{study}.py | papermill - out.ipynb -k python3 -p profile {profile}",
+        "```",
+        "",
+        f"Any config key can be overridden, e.g. `-y \"overrides: {{fit.epochs: 3}}\"` for papermill "
+        f"(the notebook is also at `{nb}`).",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,222 @@
+"""THE way to rotate images in rotbook: whole batches, on their device, in one ``grid_sample`` call.
+
+Conventions (used everywhere in the project):
+
+* images are ``(B, C, H, W)`` tensors, row 0 at the top;
+* a positive ``angle_deg`` turns the image **counter-clockwise** as displayed, like
+  ``torchvision.transforms.functional.rotate`` and ``torch.rot90(x, 1, dims=(-2, -1))``;
+* the rotation centre is the image centre (``align_corners=False`` geometry), so a 90° turn of a square
+  image maps pixel centres onto pixel centres.
+
+Two paths, one function. Angles that are multiples of 90° (on square images, or 180° on any image) take an
+exact path through ``torch.rot90``: no interpolation, bit-identical to ``torch.rot90``. Every other angle
+is resampled with ``grid_sample`` (``interpolation`` and ``padding`` below); that is an approximation
+whose error depends on the image content, and it is not invertible (corners are cut, values are
+smoothed). The module also holds the angle codecs and the dihedral group D4 acting on the last two axes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+Tensor = torch.Tensor
+
+INTERPOLATIONS = ("bilinear", "nearest", "bicubic")
+PADDINGS = ("zeros", "border", "reflection")
+_EXACT_TOL = 1e-9
+
+
+def _as_angle_tensor(angle_deg: float | Sequence[float] | Tensor, batch: int, device, dtype) -> Tensor:
+    a = torch.as_tensor(angle_deg, dtype=torch.float64)
+    if a.ndim == 0:
+        a = a.expand(batch)
+    if a.shape != (batch,):
+        raise ValueError(f"angle_deg must be a scalar or have shape ({batch},), got {tuple(a.shape)}")
+    if not torch.isfinite(a).all():
+        raise ValueError("angle_deg contains non-finite values")
+    return a.to(device)
+
+
+def quarter_turns(angle_deg: Tensor) -> tuple[Tensor, Tensor]:
+    """``(is_multiple_of_90, k)`` with ``k`` in {0, 1, 2, 3} for the multiples (float64 arithmetic)."""
+    q = angle_deg.double() / 90.0
+    k = torch.round(q)
+    exact = (q - k).abs() < _EXACT_TOL
+    return exact, torch.remainder(k, 4).long()
+
+
+def rot90_batch(x: Tensor, k: int | Tensor) -> Tensor:
+    """Rotate by ``k`` quarter turns counter-clockwise; ``k`` may differ per sample (shape ``(B,)``)."""
+    if not torch.is_tensor(k) or k.ndim == 0:
+        return torch.rot90(x, int(k) % 4, dims=(-2, -1))
+    k = torch.remainder(k.to(x.device), 4)
+    out = x.clone() if x.shape[-1] == x.shape[-2] else None
+    if out is None:
+        if bool((k % 2 == 1).any()):
+            raise ValueError("odd quarter turns need square images")
+        out = x.clone()
+    for kk in (1, 2, 3):
+        idx = (k == kk).nonzero(as_tuple=True)[0]
+        if len(idx):
+            out[idx] = torch.rot90(x[idx], kk, dims=(-2, -1))
+    return out
+
+
+def rotation_matrix(angle_deg: Tensor, height: int, width: int) -> Tensor:
+    """``affine_grid`` thetas ``(B, 2, 3)`` that rotate by ``angle_deg`` counter-clockwise about the centre.
+
+    Normalised coordinates are scaled by the aspect ratio so that non-square images rotate rigidly.
+    """
+    rad = torch.deg2rad(angle_deg.double())
+    c, s = torch.cos(rad), torch.sin(rad)
+    zero = torch.zeros_like(c)
+    theta = torch.stack(
+        [torch.stack([c, -s * height / width, zero], -1), torch.stack([s * width / height, c, zero], -1)], -2
+    )
+    return theta
+
+
+def rotate_batch(
+    x: Tensor,
+    angle_deg: float | Sequence[float] | Tensor,
+    *,
+    interpolation: str = "bilinear",
+    padding: str = "zeros",
+    exact_rot90: bool = True,
+) -> Tensor:
+    """Rotate every image of ``x`` by its angle, counter-clockwise, in degrees; same shape out.
+
+    Args:
+        x: ``(B, C, H, W)`` floating tensor on any device (the work stays there).
+        angle_deg: one angle for the batch, or one per image (``(B,)``); any real number, taken mod 360.
+        interpolation: ``"bilinear"`` (default), ``"nearest"`` or ``"bicubic"`` (bicubic may overshoot the
+            input's range; clamp if that matters).
+        padding: what the corners that come from outside the image show: ``"zeros"`` (default),
+            ``"border"`` or ``"reflection"``.
+        exact_rot90: send multiples of 90° through ``torch.rot90`` (exact). With ``False`` every angle is
+            resampled, which is what a test of the resampling path wants.
+
+    Not guaranteed: rotations by other angles are not exactly invertible; mass near the corners is cut.
+    """
+    if x.ndim != 4:
+        raise ValueError(f"x must be (B, C, H, W), got shape {tuple(x.shape)}")
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation={interpolation!r}; choose one of {INTERPOLATIONS}")
+    if padding not in PADDINGS:
+        raise ValueError(f"padding={padding!r}; choose one of {PADDINGS}")
+    if not x.is_floating_point():
+        raise TypeError(f"x must be a floating tensor, got {x.dtype}")
+    b, _, h, w = x.shape
+    angles = _as_angle_tensor(angle_deg, b, x.device, x.dtype)
+    if b == 0:
+        return x.clone()
+    exact, k = quarter_turns(angles)
+    if exact_rot90 and h != w:
+        exact = exact & (k % 2 == 0)  # a quarter turn of a non-square image changes its shape
+    if exact_rot90 and bool(exact.all()):
+        return rot90_batch(x, k)
+    theta = rotation_matrix(angles, h, w).to(x.dtype)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    out = F.grid_sample(x, grid, mode=interpolation, padding_mode=padding, align_corners=False)
+    if exact_rot90 and bool(exact.any()):
+        idx = exact.nonzero(as_tuple=True)[0]
+        out[idx] = rot90_batch(x[idx], k[idx])
+    return out
+
+
+def random_angles(
+    n: int, *, low_deg: float = 0.0, high_deg: float = 360.0, generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """``n`` angles drawn uniformly from ``[low_deg, high_deg)`` (float32, on ``device``)."""
+    u = torch.rand(n, generator=generator, device=generator.device if generator is not None else device)
+    return (low_deg + (high_deg - low_deg) * u).to(device)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Angle codecs. Units are in the names; degrees are the public unit.
+
+
+def wrap_deg(angle_deg: Tensor) -> Tensor:
+    """Map any angle to ``[0, 360)``."""
+    return torch.remainder(angle_deg, 360.0)
+
+
+def signed_diff_deg(a_deg: Tensor, b_deg: Tensor) -> Tensor:
+    """Signed difference ``a - b`` wrapped to ``[-180, 180)``."""
+    return torch.remainder(a_deg - b_deg + 180.0, 360.0) - 180.0
+
+
+def angle_to_vec(angle_deg: Tensor) -> Tensor:
+    """``(..., 2)`` unit vectors ``(cos θ, sin θ)``."""
+    rad = torch.deg2rad(angle_deg)
+    return torch.stack([torch.cos(rad), torch.sin(rad)], dim=-1)
+
+
+def vec_to_angle(vec: Tensor) -> Tensor:
+    """Angle in ``[0, 360)`` of ``(..., 2)`` vectors ``(cos, sin)`` of any length (``atan2``)."""
+    return wrap_deg(torch.rad2deg(torch.atan2(vec[..., 1], vec[..., 0])))
+
+
+def circular_mean_deg(angles_deg: Tensor, dim: int = -1, weights: Tensor | None = None) -> Tensor:
+    """Circular mean along ``dim`` in ``[0, 360)`` (the angle of the mean unit vector)."""
+    v = angle_to_vec(angles_deg)
+    if weights is not None:
+        v = v * weights.unsqueeze(-1)
+    return vec_to_angle(v.sum(dim=dim if dim >= 0 else dim - 1))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The dihedral group D4 on the last two axes (images or latents): g = r^k after an optional flip.
+
+D4 = ("e", "r90", "r180", "r270", "f", "r90f", "r180f", "r270f")
+
+
+def _d4_parts(g: str) -> tuple[int, bool]:
+    if g not in D4:
+        raise ValueError(f"unknown D4 element {g!r}; choose one of {D4}")
+    flip = g.endswith("f")
+    core = g[:-1] if flip else g
+    k = 0 if core in ("e", "") else int(core[1:]) // 90
+    return k, flip
+
+
+def apply_d4(x: Tensor, g: str) -> Tensor:
+    """Apply ``g`` to the last two axes: first a left-right flip if ``g`` ends in ``f``, then ``k`` quarter
+    turns counter-clockwise. Exact (a permutation of entries)."""
+    k, flip = _d4_parts(g)
+    if flip:
+        x = torch.flip(x, dims=(-1,))
+    return torch.rot90(x, k, dims=(-2, -1)) if k else x
+
+
+def d4_inverse(g: str) -> str:
+    k, flip = _d4_parts(g)
+    if flip:
+        return g  # reflections are involutions
+    return D4[(4 - k) % 4]
+
+
+def d4_compose(g: str, h: str) -> str:
+    """The element ``g ∘ h`` (apply ``h`` first)."""
+    probe = torch.arange(4.0).reshape(1, 2, 2)
+    target = apply_d4(apply_d4(probe, h), g)
+    for e in D4:
+        if torch.equal(apply_d4(probe, e), target):
+            return e
+    raise AssertionError("D4 is closed under composition")
+
+
+def angle_deg_of(g: str) -> float:
+    """Rotation angle of ``g`` in degrees (its rotation part)."""
+    return 90.0 * _d4_parts(g)[0]
+
+
+__all__ = [
+    "D4", "INTERPOLATIONS", "PADDINGS", "angle_deg_of", "angle_to_vec", "apply_d4", "circular_mean_deg",
+    "d4_compose", "d4_inverse", "quarter_turns", "random_angles", "rot90_batch", "rotate_batch",
+    "rotation_matrix", "signed_diff_deg", "vec_to_angle", "wrap_deg",
+]

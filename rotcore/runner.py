@@ -1,0 +1,236 @@
+"""``rotbook``: execute the study notebooks with papermill on a profile, then build the Jupyter Book.
+
+    rotbook run                          # every study on the smoke profile, then the book
+    rotbook run --only 05 --profile full # one study on the published profile (meant for a GPU)
+    rotbook run --only 05 -p fit.epochs=2 -p "test_angles_deg=[0, 90]"
+    rotbook book [--profile smoke]       # build the site from already executed notebooks
+    rotbook list                         # the studies and their profiles
+
+Every parameter is checked (profile, override keys and values) for every selected study before any
+notebook starts. ``full`` writes the committed outputs (``book/studies/*.ipynb``, ``results/*.json``);
+every other profile writes under ``_build/runs/<profile>/`` and builds a staged copy of the book into
+``book/_build/html``, so quick runs never overwrite published results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from rotcore import paths
+from rotcore.config import ConfigError
+from rotcore.studies import STUDIES, StudyInfo, get
+
+
+def notebook_source(info: StudyInfo) -> Path:
+    return paths.project_root() / "notebooks" / f"{info.name}.py"
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """``["a=1", "b.c=[0, 90]", "d=text"]`` -> ``{"a": 1, "b.c": [0, 90], "d": "text"}`` (values as YAML)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {pair!r} is not of the form key=value")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override {pair!r}: cannot parse the value ({err})") from None
+    return out
+
+
+def validate(selected: Sequence[StudyInfo], profile: str, overrides: Mapping[str, Any]) -> None:
+    """Resolve every selected study's config; the first problem raises :class:`ConfigError`."""
+    for info in selected:
+        module = info.load()
+        try:
+            module.resolve_config(profile, overrides)
+        except ConfigError as err:
+            raise ConfigError(f"study {info.number} ({info.name}): {err}") from None
+        if not notebook_source(info).exists():
+            raise FileNotFoundError(f"study {info.number}: notebook {notebook_source(info)} is missing")
+
+
+def execute(info: StudyInfo, profile: str, overrides: Mapping[str, Any], *, log=print) -> Path:
+    """jupytext (py:percent) -> papermill, written to :func:`rotcore.paths.studies_dir` for ``profile``."""
+    import jupytext
+    import papermill
+
+    out_dir = paths.studies_dir(profile)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"{info.name}.ipynb"
+    nb = jupytext.read(notebook_source(info))
+    nb.metadata.setdefault("kernelspec", {"display_name": "Python 3", "language": "python", "name": "python3"})
+    t0 = time.perf_counter()
+    log(f"[rotbook] {info.number} {info.name}: executing on profile {profile!r} -> {out}")
+    env_before = os.environ.get("ROTBOOK_PROGRESS")
+    os.environ["ROTBOOK_PROGRESS"] = "0"  # executed pages show results, not progress bars
+    try:
+        papermill.execute_notebook(nb, str(out), parameters={"profile": profile, "overrides": dict(overrides)},
+                                   kernel_name="python3", cwd=str(paths.project_root()), progress_bar=False,
+                                   log_output=False)
+    finally:
+        if env_before is None:
+            os.environ.pop("ROTBOOK_PROGRESS", None)
+        else:
+            os.environ["ROTBOOK_PROGRESS"] = env_before
+    placeholder = out_dir / f"{info.name}.md"
+    if profile == paths.PUBLISHED_PROFILE and placeholder.exists():
+        placeholder.unlink()
+    log(f"[rotbook] {info.number} done in {time.perf_counter() - t0:.0f} s")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The summary page
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e5):
+            return f"{v:.2e}"
+        return f"{v:.3g}" if abs(v) < 10 else f"{v:.2f}"
+    return str(v)
+
+
+def summary_markdown(profile: str) -> str:
+    """The summary page: each study's headline metrics beside their anchors, from ``results`` JSON."""
+    from rotcore.results import read_results
+
+    rdir = paths.results_dir(profile)
+    lines = ["# Summary of results", ""]
+    if profile != paths.PUBLISHED_PROFILE:
+        lines += [":::{warning}", f"This build shows the **{profile}** profile: tiny models and a few epochs that",
+                  "check the pipeline end to end. Its numbers are not results; the published site runs `full`.",
+                  ":::", ""]
+    lines += ["Every number on this page is read from the `results/<study>.json` file that the study's notebook",
+              "wrote when it ran; the anchors are the seed project's or the best published numbers.", ""]
+    for info in STUDIES.values():
+        module = info.load()
+        path = rdir / f"{info.name}.json"
+        lines += [f"## {info.number} · {info.title}", ""]
+        if not path.exists():
+            lines += [f"*Not yet run on the `{profile}` profile.* Run `rotbook run --only {info.number} "
+                      f"--profile {profile}` (the `full` profile is meant for one GPU).", ""]
+            continue
+        rec = read_results(path)
+        m = rec["metrics"]
+        lines += [f"Profile `{rec['profile']}` · {rec['device']} · runtime {rec['runtime_s'] / 60:.1f} min · "
+                  f"commit `{rec['git_commit']}` · {rec['created']}", "",
+                  "| metric | this run | anchor | source | target | met |", "|---|---|---|---|---|---|"]
+        for a in module.ANCHORS:
+            value = m.get(a.metric)
+            met = a.met(value)
+            mark = "—" if met is None else ("yes" if met else "**no**")
+            lines.append(f"| {a.label} | {_fmt(value)} | {_fmt(a.anchor)} | {a.source} | {a.target} | {mark} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The book
+
+
+def _jupyter_book(src: Path, out_root: Path | None, *, log=print) -> None:
+    exe = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(exe) if exe.exists() else "jupyter-book", "build", "-W", "-n", "--keep-going", str(src)]
+    if out_root is not None:
+        cmd += ["--path-output", str(out_root)]
+    log(f"[rotbook] {' '.join(cmd)}")
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout[-6000:] + proc.stderr[-6000:])
+        raise RuntimeError(f"jupyter-book build failed (exit {proc.returncode})")
+
+
+def build_book(profile: str, *, log=print) -> Path:
+    """Build the site; returns the HTML folder (always ``book/_build/html``)."""
+    root = paths.project_root()
+    book = root / "book"
+    if profile == paths.PUBLISHED_PROFILE:
+        (book / "summary.md").write_text(summary_markdown(profile))
+        _jupyter_book(book, None, log=log)
+    else:
+        stage = paths.profile_root(profile) / "book"
+        if stage.exists():
+            shutil.rmtree(stage)
+        shutil.copytree(book, stage, ignore=shutil.ignore_patterns("_build", ".ipynb_checkpoints"))
+        for nb in sorted(paths.studies_dir(profile).glob("*.ipynb")):
+            shutil.copy2(nb, stage / "studies" / nb.name)
+            placeholder = stage / "studies" / f"{nb.stem}.md"
+            if placeholder.exists():
+                placeholder.unlink()
+        (stage / "summary.md").write_text(summary_markdown(profile))
+        _jupyter_book(stage, book, log=log)
+    html = book / "_build" / "html"
+    log(f"[rotbook] site: {html / 'index.html'}")
+    return html
+
+
+# ---------------------------------------------------------------------------------------------------------
+# CLI
+
+
+def _select(only: Sequence[str] | None) -> list[StudyInfo]:
+    if not only:
+        return list(STUDIES.values())
+    try:
+        return [get(o) for o in only]
+    except KeyError as err:
+        raise ConfigError(str(err.args[0])) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rotbook", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="execute study notebooks, then build the book")
+    run.add_argument("--profile", default="smoke", help="smoke (CPU, ~1 min per study) or full (published, GPU)")
+    run.add_argument("--only", action="append", metavar="NN", help="study number or name (repeatable)")
+    run.add_argument("-p", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config key (dotted for nested, e.g. upright_fit.epochs=2)")
+    run.add_argument("--no-book", action="store_true", help="execute only")
+    book = sub.add_parser("book", help="build the book from executed notebooks")
+    book.add_argument("--profile", default="smoke")
+    sub.add_parser("list", help="list studies and profiles")
+    args = parser.parse_args(argv)
+
+    try:
+        if args.command == "list":
+            for info in STUDIES.values():
+                print(f"{info.number}  {info.name:32s} profiles: {', '.join(info.load().PROFILES)}")
+            return 0
+        if args.command == "book":
+            build_book(args.profile)
+            return 0
+        selected = _select(args.only)
+        overrides = parse_overrides(args.overrides)
+        validate(selected, args.profile, overrides)
+        timings = {}
+        for info in selected:
+            t0 = time.perf_counter()
+            execute(info, args.profile, overrides)
+            timings[info.number] = round(time.perf_counter() - t0, 1)
+        print(f"[rotbook] executed: {json.dumps(timings)} (seconds)")
+        if not args.no_book:
+            build_book(args.profile)
+        return 0
+    except ConfigError as err:
+        print(f"rotbook: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

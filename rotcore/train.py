@@ -1,0 +1,460 @@
+"""THE training loop: :func:`fit`, plus batched inference (:func:`predict`) and a device-resident loader.
+
+``fit`` owns everything that should not be written twice: seeding, the optimiser and LR schedule from a
+frozen :class:`FitConfig`, bf16 autocast on CUDA, optional ``torch.compile``, gradient clipping, a tqdm
+progress bar, per-epoch validation, early stopping with best-weight restore, a history, and checkpoints
+that resume. A checkpoint stores the full config (fit settings + the caller's run config); one written
+with another config is refused with the differences listed, never silently reused. A finished checkpoint
+makes ``fit`` a cache: it loads and returns without training.
+
+What a study supplies is small: a ``loss_fn(model, batch) -> loss`` (or ``(loss, {name: value})``), an
+iterable of batches (usually :class:`TensorLoader`), and optionally ``validate(model) -> {name: value}``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from rotcore import config as _config
+from rotcore.config import ConfigError, check_choice, check_positive
+
+Tensor = torch.Tensor
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "step", "exponential", "cosine")
+PRECISIONS = ("auto", "fp32", "bf16")
+CHECKPOINT_FORMAT = 1
+
+
+class CheckpointMismatchError(RuntimeError):
+    """A checkpoint exists for this path but was written with a different config."""
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or infinite loss."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FitConfig:
+    """How to train (not what): optimiser, schedule, precision, stopping.
+
+    ``lr_schedule``: ``constant``; ``step`` (× ``lr_gamma`` every ``lr_step_epochs``); ``exponential``
+    (× ``lr_gamma`` per epoch after the first ``lr_step_epochs``); ``cosine`` (to 0 over ``epochs``).
+    ``precision="auto"`` means bf16 autocast on CUDA and fp32 elsewhere. Early stopping watches
+    ``monitor`` (a key returned by ``validate``) and is off when ``early_stopping_patience`` is ``None``.
+    """
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    lr_schedule: str = "constant"
+    lr_step_epochs: int = 10
+    lr_gamma: float = 0.1
+    grad_clip: float | None = None
+    precision: str = "auto"
+    compile: bool = False
+    early_stopping_patience: int | None = None
+    early_stopping_min_delta: float = 0.0
+    monitor: str | None = None
+    monitor_mode: str = "min"
+    restore_best: bool = True
+    seed: int = 0
+
+    def __post_init__(self):
+        check_positive("epochs", self.epochs, allow_zero=True)
+        check_positive("batch_size", self.batch_size)
+        check_positive("lr", self.lr)
+        check_positive("weight_decay", self.weight_decay, allow_zero=True)
+        check_positive("lr_step_epochs", self.lr_step_epochs, allow_zero=True)
+        check_positive("lr_gamma", self.lr_gamma)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("lr_schedule", self.lr_schedule, SCHEDULES)
+        check_choice("precision", self.precision, PRECISIONS)
+        check_choice("monitor_mode", self.monitor_mode, ("min", "max"))
+        if self.grad_clip is not None:
+            check_positive("grad_clip", self.grad_clip)
+        if self.early_stopping_patience is not None:
+            check_positive("early_stopping_patience", self.early_stopping_patience)
+            if self.monitor is None:
+                raise ConfigError("early stopping needs `monitor`, a key returned by validate()")
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int):
+            raise ConfigError(f"epochs must be an integer, got {self.epochs!r}")
+
+
+@dataclasses.dataclass
+class FitResult:
+    """What :func:`fit` returns. ``history`` has one dict per epoch (``epoch`` counts from 1)."""
+
+    history: list[dict[str, float]]
+    best_epoch: int | None
+    best_metric: float | None
+    stopped_early: bool
+    resumed_from_epoch: int
+    train_time_s: float
+    checkpoint: Path | None
+
+    def frame(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.history)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Devices, seeds, precision
+
+
+def default_device() -> torch.device:
+    """``cuda`` if present, else ``mps``, else ``cpu``; ``ROTBOOK_DEVICE`` overrides."""
+    env = os.environ.get("ROTBOOK_DEVICE")
+    if env:
+        return torch.device(env)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def autocast(device: torch.device, precision: str):
+    """The autocast context for ``precision`` on ``device`` (a no-op for fp32)."""
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Data on the device
+
+
+class TensorLoader:
+    """Shuffled mini-batches of tensors that already live on the training device.
+
+    No workers, no per-sample Python: one ``randperm`` per epoch and index gathers. Its shuffling generator
+    is part of the checkpoint (``state_dict``), so a resumed run sees the same batches.
+    """
+
+    def __init__(self, *tensors: Tensor, batch_size: int, shuffle: bool = True, drop_last: bool = False,
+                 seed: int = 0):
+        if not tensors:
+            raise ValueError("TensorLoader needs at least one tensor")
+        n = len(tensors[0])
+        if any(len(t) != n for t in tensors):
+            raise ValueError("all tensors must have the same first dimension")
+        check_positive("batch_size", batch_size)
+        self.tensors, self.batch_size, self.shuffle, self.drop_last = tensors, batch_size, shuffle, drop_last
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        n = len(self.tensors[0])
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def __iter__(self):
+        n = len(self.tensors[0])
+        device = self.tensors[0].device
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        order = order.to(device)
+        for i in range(len(self)):
+            idx = order[i * self.batch_size : (i + 1) * self.batch_size]
+            yield tuple(t[idx] for t in self.tensors)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: Tensor, *, batch_size: int = 1024, device: torch.device | str | None = None,
+            precision: str = "fp32", fn: Callable[[nn.Module, Tensor], Tensor] | None = None) -> Tensor:
+    """Run ``model`` (or ``fn(model, batch)``) over ``x`` in eval mode, in batches; outputs concatenated.
+
+    The model is put in eval mode and restored afterwards. Outputs are float32 on ``device``.
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    outs = []
+    try:
+        for i in range(0, len(x), batch_size):
+            xb = x[i : i + batch_size].to(device, non_blocking=True)
+            with autocast(device, precision):
+                out = fn(model, xb) if fn is not None else model(xb)
+            outs.append(out.float())
+    finally:
+        model.train(was_training)
+    return torch.cat(outs) if outs else torch.empty(0, device=device)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Optimiser and schedule
+
+
+def build_optimizer(params, cfg: FitConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def lr_factor(cfg: FitConfig, epoch: int) -> float:
+    """Multiplier of ``cfg.lr`` during epoch ``epoch`` (0-based)."""
+    if cfg.lr_schedule == "step":
+        return cfg.lr_gamma ** (epoch // max(cfg.lr_step_epochs, 1))
+    if cfg.lr_schedule == "exponential":
+        return cfg.lr_gamma ** max(0, epoch - cfg.lr_step_epochs)
+    if cfg.lr_schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * epoch / max(cfg.epochs, 1)))
+    return 1.0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def expected_config(cfg: FitConfig, run_config: Any) -> dict[str, Any]:
+    return {"fit": _config.to_dict(cfg), "run": _config.to_dict(run_config)}
+
+
+def load_checkpoint(path: str | Path, *, expect: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Read a checkpoint; with ``expect``, refuse one whose stored config differs."""
+    ckpt = torch.load(Path(path), map_location="cpu", weights_only=False)
+    if ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointMismatchError(f"{path}: unknown checkpoint format {ckpt.get('format')!r}")
+    if expect is not None and ckpt["config"] != _config.to_dict(expect):
+        changes = _config.diff(ckpt["config"], _config.to_dict(expect))
+        raise CheckpointMismatchError(
+            f"checkpoint {path} was written with another config; refusing to reuse it.\n  "
+            + "\n  ".join(changes[:20])
+            + "\nDelete it, or give this run its own checkpoint path (run_dir() does that from the config)."
+        )
+    return ckpt
+
+
+def _save_atomic(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def run_dir(study: str, name: str, run_config: Any, *, root: Path | None = None) -> Path:
+    """``runs/<study>/<name>-<config hash>``: a folder per distinct config, so changed configs never collide."""
+    from rotcore import paths
+
+    return (root or paths.runs_root()) / study / f"{name}-{_config.config_hash(run_config)}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The loop
+
+
+def _progress_enabled(progress: bool | None) -> bool:
+    if progress is not None:
+        return progress
+    return os.environ.get("ROTBOOK_PROGRESS", "1") != "0"
+
+
+def _split_loss(out) -> tuple[Tensor, Mapping[str, Any]]:
+    if isinstance(out, tuple):
+        return out[0], out[1]
+    return out, {}
+
+
+def fit(
+    model: nn.Module,
+    loss_fn: Callable[[nn.Module, Any], Tensor | tuple[Tensor, Mapping[str, Any]]],
+    train_loader: Iterable,
+    *,
+    config: FitConfig,
+    validate: Callable[[nn.Module], Mapping[str, float]] | None = None,
+    checkpoint: str | Path | None = None,
+    run_config: Any = None,
+    device: torch.device | str | None = None,
+    parameters: Iterable[nn.Parameter] | None = None,
+    progress: bool | None = None,
+    desc: str = "fit",
+) -> FitResult:
+    """Train ``model`` in place and return its :class:`FitResult`.
+
+    Args:
+        model: moved to ``device`` (default :func:`default_device`).
+        loss_fn: ``loss_fn(model, batch)`` returning a scalar loss, or ``(loss, {name: value})`` whose
+            values are averaged per epoch into the history as ``train_<name>``.
+        train_loader: re-iterable batches; if it has ``state_dict``/``load_state_dict`` (like
+            :class:`TensorLoader`) its state is checkpointed for exact resumption.
+        config: the :class:`FitConfig`.
+        validate: called after each epoch in eval mode under ``no_grad``; returns metrics for the history
+            and for ``config.monitor``.
+        checkpoint: file to resume from and write to after every epoch (atomically). ``None``: no files.
+        run_config: the caller's own config (model, data); stored with the checkpoint and compared.
+        parameters: what to optimise (default: all of ``model``'s parameters).
+
+    Resuming restores model, optimiser, schedule, RNG and loader state, so an interrupted run finishes with
+    the same weights as an uninterrupted one (up to nondeterministic GPU kernels).
+    """
+    device = torch.device(device) if device is not None else default_device()
+    cfg = config
+    model.to(device)
+    params = list(parameters) if parameters is not None else [p for p in model.parameters() if p.requires_grad]
+    optimizer = build_optimizer(params, cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: lr_factor(cfg, e))
+    expect = expected_config(cfg, run_config)
+    ckpt_path = Path(checkpoint) if checkpoint is not None else None
+
+    history: list[dict[str, float]] = []
+    start_epoch, best_metric, best_epoch, best_state, bad_epochs, done, stopped = 0, None, None, None, 0, False, False
+    if ckpt_path is not None and ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path, expect=expect)
+        model.train()  # state dicts are saved and loaded in train mode (escnn's keys depend on the mode)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("loader") is not None and hasattr(train_loader, "load_state_dict"):
+            train_loader.load_state_dict(ckpt["loader"])
+        _set_rng_state(ckpt["rng"])
+        history = list(ckpt["history"])
+        start_epoch, done, stopped = ckpt["epoch"], ckpt["done"], ckpt["stopped_early"]
+        best_metric, best_epoch, best_state = ckpt["best_metric"], ckpt["best_epoch"], ckpt["best_state"]
+        bad_epochs = ckpt["bad_epochs"]
+    else:
+        seed_everything(cfg.seed)
+    resumed_from = start_epoch
+
+    def finish() -> FitResult:
+        if best_state is not None and cfg.restore_best:
+            model.train()
+            model.load_state_dict(best_state)
+        model.eval()
+        return FitResult(history, best_epoch, best_metric, stopped, resumed_from,
+                         sum(h.get("epoch_time_s", 0.0) for h in history), ckpt_path)
+
+    if done or start_epoch >= cfg.epochs:
+        return finish()
+
+    train_model = torch.compile(model) if cfg.compile else model
+    show = _progress_enabled(progress)
+    from tqdm.auto import tqdm
+
+    epochs_bar = tqdm(range(start_epoch, cfg.epochs), desc=desc, initial=start_epoch, total=cfg.epochs,
+                      disable=not show, leave=True)
+    sign = 1.0 if cfg.monitor_mode == "min" else -1.0
+    for epoch in epochs_bar:
+        model.train()
+        t0 = time.perf_counter()
+        loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+        log_sums: dict[str, Tensor] = {}
+        nonfinite = torch.zeros((), device=device, dtype=torch.bool)
+        n_batches = n_images = 0
+        batches = tqdm(train_loader, desc=f"epoch {epoch + 1}", leave=False, disable=not show,
+                       total=len(train_loader) if hasattr(train_loader, "__len__") else None)
+        for batch in batches:
+            with autocast(device, cfg.precision):
+                loss, logs = _split_loss(loss_fn(train_model, batch))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            optimizer.step()
+            detached = loss.detach()
+            nonfinite |= ~torch.isfinite(detached)
+            loss_sum += detached.double()
+            for k, v in logs.items():
+                log_sums[k] = log_sums.get(k, 0.0) + (v.detach().double() if torch.is_tensor(v) else float(v))
+            n_batches += 1
+            first = batch[0] if isinstance(batch, (tuple, list)) else batch
+            n_images += len(first) if hasattr(first, "__len__") else 0
+            if n_batches % 50 == 0:
+                if bool(nonfinite):
+                    raise NonFiniteLossError(
+                        f"{desc}: non-finite loss in epoch {epoch + 1} (batches {n_batches - 49}-{n_batches}); "
+                        "lower the learning rate, enable grad_clip, or check the loss for log(0) / division by 0")
+                batches.set_postfix(loss=f"{float(loss_sum) / n_batches:.4g}")
+        if n_batches == 0:
+            raise RuntimeError(f"{desc}: the training loader yielded no batches")
+        if bool(nonfinite):
+            raise NonFiniteLossError(
+                f"{desc}: non-finite loss in epoch {epoch + 1}; lower the learning rate, enable grad_clip, "
+                "or check the loss for log(0) / division by 0")
+        lr_now = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+        train_time = time.perf_counter() - t0
+        row: dict[str, float] = {"epoch": epoch + 1, "train_loss": float(loss_sum) / n_batches}
+        row.update({f"train_{k}": float(v) / n_batches for k, v in log_sums.items()})
+        if validate is not None:
+            model.eval()
+            with torch.no_grad():
+                row.update({k: float(v) for k, v in validate(model).items()})
+            model.train()
+        row.update({"lr": lr_now, "epoch_time_s": train_time,
+                    "images_per_s": n_images / train_time if train_time > 0 else float("nan")})
+        history.append(row)
+        epochs_bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k in ("train_loss", cfg.monitor)})
+
+        if cfg.monitor is not None:
+            if cfg.monitor not in row:
+                raise KeyError(f"monitor={cfg.monitor!r} is not among the logged metrics: {sorted(row)}")
+            value = row[cfg.monitor]
+            if best_metric is None or sign * (best_metric - value) > cfg.early_stopping_min_delta:
+                best_metric, best_epoch, bad_epochs = value, epoch + 1, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                bad_epochs += 1
+            if cfg.early_stopping_patience is not None and bad_epochs >= cfg.early_stopping_patience:
+                stopped = True
+        done = stopped or epoch + 1 >= cfg.epochs
+        if ckpt_path is not None:
+            _save_atomic({
+                "format": CHECKPOINT_FORMAT, "config": expect, "config_hash": _config.config_hash(expect),
+                "epoch": epoch + 1, "done": done, "stopped_early": stopped,
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "rng": _rng_state(),
+                "loader": train_loader.state_dict() if hasattr(train_loader, "state_dict") else None,
+                "history": history, "best_metric": best_metric, "best_epoch": best_epoch,
+                "best_state": best_state, "bad_epochs": bad_epochs,
+            }, ckpt_path)
+        if stopped:
+            break
+    epochs_bar.close()
+    return finish()

@@ -1,0 +1,38 @@
+import json
+
+import pytest
+
+from rotcore import paths
+from rotcore.results import REQUIRED_KEYS, read_results, verdict, write_results
+from rotcore.train import FitConfig
+
+
+def test_results_schema(tmp_path):
+    path = write_results("99_demo", {"a_pct": 1.5, "b": 2, "name": "c8", "nan": float("nan")}, profile="smoke",
+                         runtime_s=12.34, config=FitConfig(), out_dir=tmp_path)
+    rec = json.loads(path.read_text())
+    assert set(REQUIRED_KEYS) <= set(rec)
+    assert rec["profile"] == "smoke" and rec["runtime_s"] == 12.3 and rec["metrics"]["nan"] is None
+    assert rec["config"]["epochs"] == 10
+    assert read_results(path)["study"] == "99_demo"
+
+
+def test_metrics_must_be_flat(tmp_path):
+    with pytest.raises(TypeError, match="flat"):
+        write_results("99_demo", {"nested": {"a": 1}}, profile="smoke", runtime_s=1, out_dir=tmp_path)
+
+
+def test_quick_profiles_never_write_published_results(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROTBOOK_ROOT", str(tmp_path))
+    assert paths.results_dir("smoke") != paths.results_dir("full") == tmp_path / "results"
+    with pytest.raises(PermissionError, match="may not overwrite"):
+        write_results("99_demo", {}, profile="smoke", runtime_s=1, out_dir=tmp_path / "results")
+    p = write_results("99_demo", {}, profile="smoke", runtime_s=1)
+    assert p.parent == tmp_path / "_build" / "runs" / "smoke" / "results"
+
+
+def test_verdict():
+    assert verdict(0.5, 0.68).startswith("meets")
+    assert "off by 0.32" in verdict(1.0, 0.68)
+    assert verdict(98.0, 97.0, better="higher").startswith("meets")
+    assert verdict(None, 1.0) == "was not measured in this run"

@@ -1,0 +1,51 @@
+import json
+
+import pytest
+
+from rotcore import runner
+from rotcore.config import ConfigError
+from rotcore.studies import STUDIES, get
+
+
+def test_parse_overrides():
+    assert runner.parse_overrides(["a=1", "b.c=[0, 90]", "d=text", "e=true"]) == \
+        {"a": 1, "b.c": [0, 90], "d": "text", "e": True}
+    with pytest.raises(ConfigError, match="key=value"):
+        runner.parse_overrides(["oops"])
+
+
+def test_bad_parameters_stop_before_any_work(monkeypatch, capsys):
+    executed = []
+    monkeypatch.setattr(runner, "execute", lambda *a, **k: executed.append(a))
+    for argv, message in [
+        (["run", "--profile", "turbo"], "unknown profile 'turbo'; choose one of: smoke, full"),
+        (["run", "--only", "05", "-p", "upright_fit.epochs=-2"], "epochs must be >= 0"),
+        (["run", "--only", "05", "-p", "bogus=1"], "unknown override key 'bogus'"),
+        (["run", "--only", "05", "-p", "test_angles_deg=[0, 360]"], "out of range"),
+        (["run", "--only", "42"], "unknown study '42'"),
+    ]:
+        assert runner.main(argv) == 2
+        assert message in capsys.readouterr().err
+    assert executed == []
+
+
+def test_registry_matches_notebooks():
+    for info in STUDIES.values():
+        assert runner.notebook_source(info).exists()
+        assert (runner.notebook_source(info).with_suffix(".ipynb")).exists(), "paired .ipynb missing"
+        module = info.load()
+        assert module.STUDY == info.name and {"smoke", "full"} <= set(module.PROFILES)
+    assert get("05").name == get("05_rotation_invariance").name
+
+
+def test_summary_from_results(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROTBOOK_ROOT", str(tmp_path))
+    text = runner.summary_markdown("smoke")
+    assert "Not yet run" in text and "warning" in text
+    rdir = tmp_path / "_build" / "runs" / "smoke" / "results"
+    rdir.mkdir(parents=True)
+    (rdir / "05_rotation_invariance.json").write_text(json.dumps({
+        "study": "05_rotation_invariance", "profile": "smoke", "device": "CPU", "git_commit": "abc",
+        "created": "now", "runtime_s": 60.0, "metrics": {"rotmnist_test_error_pct": 0.5}}))
+    text = runner.summary_markdown("smoke")
+    assert "| 0.5 | 0.682 |" in text and "| yes |" in text
