@@ -19,6 +19,7 @@ import shutil
 import socket
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from rotcore import paths
@@ -196,3 +197,93 @@ def mnist_rot_replica(*, seed: int = 0, interpolation: str = "bilinear", rotate:
         out[name] = Images(xs, y[idx], a)
         start += n
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Photo folders (natural photographs; split by photo, never by rotated copy)
+
+PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+
+@dataclasses.dataclass(frozen=True)
+class PhotoRecord:
+    """One source photograph. ``split`` is ``"train"``/``"val"`` (from the manifest, or assigned by hash)."""
+
+    path: Path
+    source: str
+    license: str
+    split: str
+
+
+def photos_root() -> Path:
+    """``$ROTBOOK_DATA/photos`` (natural photographs with a ``MANIFEST.tsv``)."""
+    return paths.data_root() / "photos"
+
+
+def _hash_split(name: str, val_fraction: float) -> str:
+    import hashlib
+
+    h = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "val" if h < val_fraction else "train"
+
+
+def photo_records(root: Path | None = None, *, val_fraction: float = 0.2) -> list[PhotoRecord]:
+    """The photos of a folder, sorted by file name.
+
+    With a ``MANIFEST.tsv`` (columns ``file``, ``source``, ``license``, ``suggested_split``) its split is used;
+    any image file without a manifest row, or a folder without a manifest, gets a stable split from a hash
+    of its file name (``val_fraction`` of them ``"val"``). The split is by photo, so rotated copies of one
+    photo never sit on both sides.
+    """
+    import csv
+
+    root = Path(root) if root is not None else photos_root()
+    if not root.is_dir():
+        raise paths.MissingDataError(
+            f"no photo folder at {root}. Set ROTBOOK_DATA to a folder with photos/ (e.g. ../shared/data), "
+            "or pass a folder of images.")
+    manifest = {}
+    if (root / "MANIFEST.tsv").is_file():
+        with open(root / "MANIFEST.tsv", newline="") as f:
+            for row in csv.DictReader(f, delimiter="\t"):
+                manifest[row["file"]] = row
+    records = []
+    for p in sorted(root.iterdir()):
+        if p.suffix.lower() not in PHOTO_EXTENSIONS:
+            continue
+        row = manifest.get(p.name, {})
+        split = row.get("suggested_split") or _hash_split(p.name, val_fraction)
+        records.append(PhotoRecord(p, row.get("source", "local folder"), row.get("license", "unknown"), split))
+    if not records:
+        raise paths.MissingDataError(f"no images ({', '.join(PHOTO_EXTENSIONS)}) in {root}")
+    return records
+
+
+def load_photo(path: Path, size: int | None = None) -> Tensor:
+    """One photo as a ``(3, H, W)`` uint8 tensor; with ``size``, the shorter side is resized to ``size``."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        if size is not None:
+            w, h = im.size
+            s = size / min(w, h)
+            im = im.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BICUBIC)
+        return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)
+
+
+def center_square(img: Tensor, size: int) -> Tensor:
+    """The central ``size`` × ``size`` crop of ``(..., H, W)``."""
+    h, w = img.shape[-2:]
+    if min(h, w) < size:
+        raise ValueError(f"image {h}×{w} is smaller than the crop {size}")
+    top, left = (h - size) // 2, (w - size) // 2
+    return img[..., top : top + size, left : left + size]
+
+
+def load_photo_squares(records: list[PhotoRecord], size: int) -> Tensor:
+    """Every photo resized (shorter side ``size``) and centre-cropped: ``(N, 3, size, size)`` uint8.
+
+    Keep photos as uint8 on the device and convert per batch: 492 photos at 256 px are ~100 MB.
+    """
+    return torch.stack([center_square(load_photo(r.path, size), size) for r in records])

@@ -1,0 +1,37 @@
+import pytest
+import torch
+
+from rotcore import judges
+from rotcore.config import ConfigError
+from rotcore.data import load_mnist
+
+
+def test_judges_train_once_then_load(runs_dir, mnist_available):
+    a = judges.angle_judge("smoke", progress=False)
+    ckpts = list((runs_dir / "judges").glob("angle-*/checkpoint.pt"))
+    assert len(ckpts) == 1
+    mtime = ckpts[0].stat().st_mtime
+    b = judges.angle_judge("smoke", progress=False)
+    assert ckpts[0].stat().st_mtime == mtime  # loaded, not retrained
+    x = load_mnist("test").x[:8]
+    assert torch.equal(a.predict_deg(x), b.predict_deg(x))
+    assert ((a.predict_deg(x) >= 0) & (a.predict_deg(x) < 360)).all()
+
+
+def test_digit_judges_are_separate(runs_dir, mnist_available):
+    rot = judges.digit_judge("smoke", progress=False)
+    up = judges.digit_judge("smoke", rotated=False, progress=False)
+    assert rot.config.rotated and not up.config.rotated
+    assert {p.parent.name.split("-")[1] for p in (runs_dir / "judges").glob("*/checkpoint.pt")} == {"rotated", "upright"}
+    test = load_mnist("test").head(50)
+    df = judges.evaluate_digit_judge(up, test, [0.0, 90.0])
+    assert list(df.angle_deg) == [0.0, 90.0] and {"acc_pct", "acc_pct_9"} <= set(df.columns)
+
+
+def test_judge_config_errors():
+    with pytest.raises(ConfigError, match="unknown profile"):
+        judges.angle_judge("huge")
+    with pytest.raises(ConfigError, match="interpolation"):
+        judges.AngleJudgeConfig(interpolation="lanczos")
+    with pytest.raises(ConfigError, match="binarize_prob"):
+        judges.DigitJudgeConfig(binarize_prob=2.0)
