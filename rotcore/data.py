@@ -287,3 +287,38 @@ def load_photo_squares(records: list[PhotoRecord], size: int) -> Tensor:
     Keep photos as uint8 on the device and convert per batch: 492 photos at 256 px are ~100 MB.
     """
     return torch.stack([center_square(load_photo(r.path, size), size) for r in records])
+
+
+# --- added for study 02 ---
+
+
+def random_crop_batch(x: Tensor, size: int, *, generator: torch.Generator | None = None) -> Tensor:
+    """One random ``size`` × ``size`` crop per image of ``(B, C, H, W)``, on ``x``'s device, in one gather.
+
+    Offsets are uniform over the valid positions; they come from ``generator`` if given, else from the global
+    RNG of ``x``'s device (which :func:`rotcore.train.fit` seeds and checkpoints).
+    """
+    b, _, h, w = x.shape
+    if size > min(h, w):
+        raise ValueError(f"crop {size} is larger than the images ({h}×{w})")
+    dev = generator.device if generator is not None else x.device
+    top = torch.randint(0, h - size + 1, (b,), generator=generator, device=dev).to(x.device)
+    left = torch.randint(0, w - size + 1, (b,), generator=generator, device=dev).to(x.device)
+    ar = torch.arange(size, device=x.device)
+    rows = (top[:, None] + ar)[:, :, None]  # (B, size, 1)
+    cols = (left[:, None] + ar)[:, None, :]  # (B, 1, size)
+    batch = torch.arange(b, device=x.device)[:, None, None]
+    return x.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()
+
+
+def tiles(x: Tensor, size: int) -> Tensor:
+    """Non-overlapping ``size`` × ``size`` tiles of ``(B, C, H, W)`` (row-major per image), ``(B·nh·nw, C, size, size)``.
+
+    Pixels beyond the last whole tile on the right/bottom are dropped.
+    """
+    b, c, h, w = x.shape
+    nh, nw = h // size, w // size
+    if nh == 0 or nw == 0:
+        raise ValueError(f"tile {size} is larger than the images ({h}×{w})")
+    t = x[:, :, : nh * size, : nw * size].reshape(b, c, nh, size, nw, size)
+    return t.permute(0, 2, 4, 1, 3, 5).reshape(b * nh * nw, c, size, size)

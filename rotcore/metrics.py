@@ -180,3 +180,15 @@ def ssim(x_hat: Tensor, x: Tensor, data_range: float = 1.0) -> float:
     from torchmetrics.functional.image import structural_similarity_index_measure
 
     return structural_similarity_index_measure(x_hat.float(), x.float(), data_range=data_range).item()
+
+
+# --- added for study 02 ---
+
+
+def psnr_from_mse_db(mse_value: float, data_range: float = 1.0) -> float:
+    """``10·log10(data_range² / MSE)`` in dB, for an MSE already pooled over a set (``inf`` for 0)."""
+    import math
+
+    if mse_value < 0:
+        raise ValueError(f"an MSE cannot be negative, got {mse_value}")
+    return math.inf if mse_value == 0 else 10.0 * math.log10(data_range**2 / mse_value)

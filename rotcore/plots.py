@@ -191,3 +191,33 @@ def animation_html(frames: Tensor, *, titles: Sequence[str] | None = None, inter
     html = anim.to_jshtml(default_mode="loop")
     plt.close(fig)
     return html
+
+
+# --- added for study 02 ---
+
+
+def plot_grouped_bars(df, *, x: str, hue: str, y: str, ax=None, ylabel: str | None = None,
+                      title: str | None = None, logy: bool = False, ylim=None, hline: float | None = None,
+                      hline_label: str | None = None, legend_cols: int = 2):
+    """Bars of ``y`` grouped by ``x`` (in order of appearance), one colour per ``hue`` value (long DataFrame)."""
+    xs = list(dict.fromkeys(df[x]))
+    hues = list(dict.fromkeys(df[hue]))
+    fig, ax = _axes(ax, figsize=(max(6.4, 0.9 * len(xs) * max(1, len(hues)) ** 0.5), 3.6))
+    width = 0.8 / max(len(hues), 1)
+    pos = np.arange(len(xs))
+    for i, h in enumerate(hues):
+        part = df[df[hue] == h].set_index(x)
+        vals = [float(part.loc[v, y]) if v in part.index else np.nan for v in xs]
+        ax.bar(pos + (i - (len(hues) - 1) / 2) * width, vals, width, label=str(h), color=PALETTE[i % len(PALETTE)])
+    if hline is not None:
+        ax.axhline(hline, color="0.3", ls="--", lw=1, label=hline_label)
+    ax.set_xticks(pos, [str(v) for v in xs])
+    ax.set_ylabel(ylabel or y)
+    if logy:
+        ax.set_yscale("log")
+    if ylim:
+        ax.set_ylim(*ylim)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8, ncols=legend_cols)
+    return fig

@@ -42,6 +42,8 @@ class StudyInfo:
 
 
 STUDIES: dict[str, StudyInfo] = {
+    "02": StudyInfo("02", "02_equivariant_vae", "rotcore.studies.eqvae",
+                    "An equivariant VAE: rotating the latent rotates the image"),
     "05": StudyInfo("05", "05_rotation_invariance", "rotcore.studies.invariance",
                     "Rotation invariance of digit classifiers"),
 }
