@@ -202,7 +202,7 @@ def plot_grouped_bars(df, *, x: str, hue: str, y: str, ax=None, ylabel: str | No
     """Bars of ``y`` grouped by ``x`` (in order of appearance), one colour per ``hue`` value (long DataFrame)."""
     xs = list(dict.fromkeys(df[x]))
     hues = list(dict.fromkeys(df[hue]))
-    fig, ax = _axes(ax, figsize=(max(6.4, 0.9 * len(xs) * max(1, len(hues)) ** 0.5), 3.6))
+    fig, ax = _axes(ax, figsize=(min(10.0, max(6.4, 0.5 * len(xs) * max(1, len(hues)) ** 0.5)), 3.6))
     width = 0.8 / max(len(hues), 1)
     pos = np.arange(len(xs))
     for i, h in enumerate(hues):
@@ -215,6 +215,8 @@ def plot_grouped_bars(df, *, x: str, hue: str, y: str, ax=None, ylabel: str | No
     ax.set_ylabel(ylabel or y)
     if logy:
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     if ylim:
         ax.set_ylim(*ylim)
     if title:

@@ -68,15 +68,16 @@ SEED_ROUNDTRIP_MSE = 0.0023  # the seed's rot180 round-trip MSE (SD 1.5 VAE fine
 @dataclasses.dataclass(frozen=True)
 class Variant:
     label: str
+    short: str  # for legends and figure rows
     rotation: str  # which rotation loss: "none", "seed" (cfg.seed_elements) or "d4" (cfg.d4_elements)
 
 
 VARIANTS: dict[str, Variant] = {
-    "base": Variant("base", "none"),
-    "twin": Variant("twin (no rotation loss)", "none"),
-    "ft180": Variant("fine-tuned, rot180 loss (seed)", "seed"),
-    "ft": Variant("fine-tuned, D4 loss", "d4"),
-    "equi": Variant("D4-equivariant by construction", "none"),
+    "base": Variant("base", "base", "none"),
+    "twin": Variant("twin (no rotation loss)", "twin", "none"),
+    "ft180": Variant("fine-tuned, rot180 loss (seed)", "rot180 loss", "seed"),
+    "ft": Variant("fine-tuned, D4 loss", "D4 loss", "d4"),
+    "equi": Variant("D4-equivariant by construction", "equivariant", "none"),
 }
 FINETUNES = ("twin", "ft180", "ft")
 
@@ -104,11 +105,11 @@ class EqVAEStudyConfig:
     train_photos: int | None = None
     val_photos: int | None = None
     passes_per_epoch: int = 8
-    pretrain_fit: FitConfig = FitConfig(epochs=40, batch_size=32, lr=4e-4, optimizer="adamw", weight_decay=1e-4,
+    pretrain_fit: FitConfig = FitConfig(epochs=24, batch_size=32, lr=5e-4, optimizer="adamw", weight_decay=1e-4,
                                         lr_schedule="cosine", grad_clip=1.0)
-    finetune_fit: FitConfig = FitConfig(epochs=10, batch_size=32, lr=1e-4, optimizer="adamw", weight_decay=1e-4,
+    finetune_fit: FitConfig = FitConfig(epochs=6, batch_size=32, lr=2e-4, optimizer="adamw", weight_decay=1e-4,
                                         lr_schedule="cosine", grad_clip=1.0)
-    equivariant_fit: FitConfig = FitConfig(epochs=50, batch_size=32, lr=4e-4, optimizer="adamw",
+    equivariant_fit: FitConfig = FitConfig(epochs=30, batch_size=32, lr=5e-4, optimizer="adamw",
                                            weight_decay=1e-4, lr_schedule="cosine", grad_clip=1.0)
     kl_weight: float = 1e-6
     rotation_weight: float = 1.0
@@ -543,7 +544,7 @@ def evaluate(trained: Sequence[Trained], x01: torch.Tensor, cfg: EqVAEStudyConfi
         energy = s[1 + 2 * n_el].item()
         for i, g in enumerate(elements):
             rt = s[1 + i].item() / pixels
-            rows.append({"model": t.key, "label": VARIANTS[t.key].label, "element": g,
+            rows.append({"model": t.key, "label": VARIANTS[t.key].short, "element": g,
                          "recon_mse": rec, "recon_psnr_db": psnr_from_mse_db(rec),
                          "roundtrip_mse": rt, "roundtrip_psnr_db": psnr_from_mse_db(rt),
                          "roundtrip_ratio": rt / rec, "latent_equiv_err": s[1 + n_el + i].item() / energy})
@@ -593,7 +594,7 @@ def latent_sweep(trained: Sequence[Trained], x01: torch.Tensor, elements: Sequen
 def scrambled_vs_correct(trained: Sequence[Trained], x01: torch.Tensor, elements: Sequence[str] = ("r180", "r90")):
     """The seed's comparison as an image grid: rows = target ``g·x`` then each model's ``D(g·E(x))``;
     columns = images × elements. Returns ``(images (R·C, 3, H, W), row_labels, column_titles)``."""
-    rows, labels = [], ["target g·x"]
+    rows, labels = [], ["target"]
     with torch.no_grad():
         targets = [apply_d4(x01, g) for g in elements]
         rows.append(torch.cat(targets).cpu())
@@ -602,7 +603,7 @@ def scrambled_vs_correct(trained: Sequence[Trained], x01: torch.Tensor, elements
             dev = next(t.model.parameters()).device
             z = encode_mean(t.model, x01.to(dev)).float()
             rows.append(torch.cat([decode01(t.model, apply_d4(z, g)) for g in elements]).cpu())
-            labels.append(VARIANTS[t.key].label)
+            labels.append(VARIANTS[t.key].short)
     titles = [f"{g}" for g in elements for _ in range(len(x01))]
     return torch.cat(rows), labels, titles
 
