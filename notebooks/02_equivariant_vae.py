@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -54,7 +56,7 @@ from IPython.display import HTML, Markdown, display
 
 from rotcore import plots
 from rotcore.models.eqvae import build_equivariant_vae
-from rotcore.results import Stopwatch, glue_metrics, glue_text, run_card, verdict, write_results
+from rotcore.results import Stopwatch, glue_metrics, glue_text, profile_note, run_card, write_results
 from rotcore.rotate import D4
 from rotcore.studies import eqvae as study
 from rotcore.train import default_device, seed_everything
@@ -143,7 +145,7 @@ summary.insert(0, "recon", eval_df.groupby("label").recon_psnr_db.first())
 summary.round(2)
 
 # %%
-fig = plots.plot_grouped_bars(eval_df, x="element", hue="label", y="roundtrip_psnr_db",
+fig = plots.plot_grouped_bars(eval_df, x="element", hue="label", y="roundtrip_psnr_db", colors=study.COLORS,
                               ylabel="round-trip PSNR (dB)", title="D(g·E(x)) vs g·x on held-out photos")
 
 # %% [markdown]
@@ -154,6 +156,7 @@ fig = plots.plot_grouped_bars(eval_df, x="element", hue="label", y="roundtrip_ps
 # %%
 extra = eval_df.assign(extra_pct=100 * (eval_df.roundtrip_ratio - 1))
 fig = plots.plot_grouped_bars(extra, x="element", hue="label", y="extra_pct", hline=10.0, hline_label="target",
+                              colors=study.COLORS,
                               ylabel="round-trip MSE above recon MSE (%)", title="Cost of decoding a transformed latent")
 
 # %% [markdown]
@@ -183,30 +186,28 @@ display(HTML(plots.animation_html(frames, titles=[f"g = {g}: target, " + ", ".jo
 
 # %%
 fig = plots.plot_grouped_bars(eval_df[eval_df.element != "e"], x="element", hue="label", y="latent_equiv_err",
-                              logy=True, ylabel="‖E(g·x) − g·E(x)‖² / ‖E(x)‖²", title="Latent equivariance")
+                              logy=True, ylabel="‖E(g·x) − g·E(x)‖² / ‖E(x)‖²", title="Latent equivariance",
+                              colors=study.COLORS)
 
 # %% [markdown]
 # Training curves (held-out monitor tiles; the round trip is averaged over `r90`, `r180` and `f`):
 
 # %%
+histories = {study.VARIANTS[t.key].short: t.result.history for t in trained if t.result is not None}
 fig, axes = plots.plt.subplots(1, 2, figsize=(11, 3.4))
-for t in trained:
-    if t.result is not None and t.result.history and "val_recon_psnr_db" in t.result.history[0]:
-        h = t.result.frame()
-        axes[0].plot(h.epoch, h.val_recon_psnr_db, marker="o", ms=3, label=study.VARIANTS[t.key].label)
-        axes[1].plot(h.epoch, h.val_roundtrip_psnr_db, marker="o", ms=3, label=study.VARIANTS[t.key].label)
-axes[0].set(xlabel="epoch", ylabel="PSNR (dB)", title="plain reconstruction")
-axes[1].set(xlabel="epoch", ylabel="PSNR (dB)", title="round trip D(g·E(x))")
-axes[0].legend(fontsize=8)
+plots.plot_histories(histories, "val_recon_psnr_db", ax=axes[0], ylabel="PSNR (dB)", title="plain reconstruction",
+                     colors=study.COLORS)
+plots.plot_histories(histories, "val_roundtrip_psnr_db", ax=axes[1], ylabel="PSNR (dB)",
+                     title="round trip D(g·E(x))", colors=study.COLORS)
 fig.tight_layout()
 
 # %% [markdown]
 # ## The fine-tuned VAE in diffusers' format
 #
 # The D4-fine-tuned model keeps diffusers' own config; `save_pretrained` writes it with its weights, and our
-# additions (loss weights, group elements, base) go beside it in `rotbook_eqvae.json`. Reloaded with
-# `AutoencoderKL.from_pretrained`, the weights are bit-identical, so the folder drops into a diffusers
-# pipeline as its `vae` (for a base loaded from SD; our offline base has no matching UNet).
+# additions (loss weights, group elements, base) go beside it in `rotbook_eqvae.json`. The cell below reloads
+# it with `AutoencoderKL.from_pretrained` and compares every tensor bit for bit; when they match, the folder
+# drops into a diffusers pipeline as its `vae` (for a base loaded from SD; our offline base has no matching UNet).
 
 # %%
 folder = study.export_pretrained(finetuned["ft"], finetuned["ft"].result.checkpoint.parent / "diffusers", cfg)
@@ -224,16 +225,9 @@ metrics["export_roundtrip_exact"] = export_exact
 runtime_s = clock.elapsed_s
 path = write_results(study.STUDY, metrics, profile=profile, runtime_s=runtime_s, config=cfg, device=device)
 glue_metrics(metrics)
-ratios = eval_df[eval_df.model == "ft"].set_index("element").roundtrip_ratio
-missed = [g for g, r in ratios.items() if r > 1.1]
-glue_text("eqvae_ratio_verdict", verdict(metrics["ft_roundtrip_ratio_max"], 1.1, fmt="{:.3f}"))
-glue_text("eqvae_ratio_missed", "every element meets it" if not missed else
-          f"it is missed for {', '.join(f'`{g}` ({ratios[g]:.3f})' for g in missed)}")
-glue_text("eqvae_gap_verdict", verdict(metrics["ft_recon_psnr_gap_db"], 0.3, unit=" dB"))
-glue_text("eqvae_exact_verdict", verdict(metrics["equi_equiv_err_f64"], 1e-5, fmt="{:.1e}"))
-glue_text("eqvae_equi_vs_twin", f"{metrics['equi_recon_psnr_db'] - metrics['twin_recon_psnr_db']:+.2f}")
-glue_text("eqvae_seed_cmp", "below" if metrics["ft180_roundtrip_mse_rot180"] < study.SEED_ROUNDTRIP_MSE else "above")
-glue_text("eqvae_export", "bit-identical" if export_exact else "**not** identical (a bug)")
+glue_text("profile_note", profile_note(profile))
+for key, sentence in study.discussion(metrics).items():
+    glue_text(key, sentence)
 print(f"wrote {path.relative_to(path.parents[1])}")
 pd.Series(metrics, name=profile).to_frame()
 
@@ -245,41 +239,36 @@ pd.Series(metrics, name=profile).to_frame()
 #
 # **The base and turned latents.** The base reconstructs held-out tiles at {glue:text}`base_recon_psnr_db:.2f` dB;
 # decoding its latent turned by 180° and comparing with the turned image gives
-# {glue:text}`base_roundtrip_psnr_db_r180:.2f` dB (90°: {glue:text}`base_roundtrip_psnr_db_r90:.2f` dB; worst
-# element: {glue:text}`base_roundtrip_ratio_max:.2f`× its reconstruction MSE). The twin, fine-tuned without the
-# rotation loss, reconstructs at {glue:text}`twin_recon_psnr_db:.2f` dB and its worst round trip is
-# {glue:text}`twin_roundtrip_ratio_max:.2f`× its reconstruction MSE.
+# {glue:text}`base_roundtrip_psnr_db_r180:.2f` dB (90°: {glue:text}`base_roundtrip_psnr_db_r90:.2f` dB).
+# {glue:md}`eqvae_base_sentence` The twin reconstructs at {glue:text}`twin_recon_psnr_db:.2f` dB.
+# {glue:md}`eqvae_twin_sentence`
 #
 # **Fine-tuning with the D4 loss.** Round trips reach {glue:text}`ft_roundtrip_psnr_db_r180:.2f` dB for `r180`,
 # {glue:text}`ft_roundtrip_psnr_db_r90:.2f` dB for `r90` and {glue:text}`ft_roundtrip_psnr_db_f:.2f` dB for the
 # flip, against a plain reconstruction of {glue:text}`ft_recon_psnr_db:.2f` dB. The worst element's round-trip
 # MSE over the plain-reconstruction MSE {glue:md}`eqvae_ratio_verdict` (target ≤ 1.1 for every `g`):
 # {glue:md}`eqvae_ratio_missed`. The cost: the D4 model's plain reconstruction is
-# {glue:text}`ft_recon_psnr_gap_db:.2f` dB below the twin's, which {glue:md}`eqvae_gap_verdict`. The latent's
-# own equivariance error, which no loss asks for, is {glue:text}`ft_latent_equiv_err:.3f` after the D4
-# fine-tune against {glue:text}`twin_latent_equiv_err:.3f` for the twin and {glue:text}`base_latent_equiv_err:.3f`
-# for the base (relative squared error, mean over the seven non-trivial elements; EQ-VAE reports 0.80 → 0.15
-# for SD-VAE with its own definition, so only the direction compares).
+# {glue:text}`ft_recon_psnr_gap_db:.2f` dB below the twin's, which {glue:md}`eqvae_gap_verdict`.
+# The latent's own equivariance error, which no loss asks for directly, is {glue:text}`ft_latent_equiv_err:.3f`
+# after the D4 fine-tune, {glue:text}`twin_latent_equiv_err:.3f` for the twin and
+# {glue:text}`base_latent_equiv_err:.3f` for the base (relative squared error, mean over the seven non-trivial
+# elements). {glue:md}`eqvae_latent_sentence` EQ-VAE reports 0.80 → 0.15 for SD-VAE with its own definition
+# and a loss on the latent, so only the direction compares.
 #
 # **The seed's number on our data.** With the seed's recipe (rot180 only) the rot180 round-trip MSE is
 # {glue:text}`ft180_roundtrip_mse_rot180:.4f`, {glue:md}`eqvae_seed_cmp` the seed's 0.0023; with the D4 loss it
 # is {glue:text}`ft_roundtrip_mse_rot180:.4f`. The seed's number comes from SD 1.5's 84 M-parameter VAE on its
-# own images and resolution, so only the order of magnitude compares. What rot180 alone does not teach: the
-# rot180-only model's round trip is {glue:text}`ft180_roundtrip_psnr_db_r90:.2f` dB for `r90` against
-# {glue:text}`ft180_roundtrip_psnr_db_r180:.2f` dB for `r180` (worst element:
-# {glue:text}`ft180_roundtrip_ratio_max:.2f`× its reconstruction MSE).
+# own images and resolution, so only the order of magnitude compares. {glue:md}`eqvae_r90_sentence`
 #
 # **Exact by construction.** The D4-weight-shared VAE with symmetric downsampling is equivariant to within
 # {glue:text}`equi_equiv_err_f64:.1e` in float64, which {glue:md}`eqvae_exact_verdict`; with SD's asymmetric
-# padding put back, the same architecture is off by {glue:text}`equi_asym_equiv_err_f64:.2f`, and the
-# D4-fine-tuned SD-style VAE by {glue:text}`ft_equiv_err_f64:.2f` (its decoder alone:
-# {glue:text}`ft_decoder_equiv_err_f64:.2f`): the loss teaches the round trip on photos, not the symmetry of
-# the function. Trained from scratch for as many steps as base + fine-tune, with {glue:text}`params_equi`
-# parameters (the SD-style models: {glue:text}`params_ft`) and the same activation widths, it reconstructs at
+# padding put back, the same architecture (untrained) is off by {glue:text}`equi_asym_equiv_err_f64:.2f`.
+# {glue:md}`eqvae_ft_exact_sentence` (Its decoder alone: {glue:text}`ft_decoder_equiv_err_f64:.2f`.) Trained
+# from scratch for as many steps as base + fine-tune, with {glue:text}`params_equi` parameters (the SD-style
+# models: {glue:text}`params_ft`) and the same activation widths, the equivariant VAE reconstructs at
 # {glue:text}`equi_recon_psnr_db:.2f` dB ({glue:md}`eqvae_equi_vs_twin` dB against the twin), and its worst
 # round trip is {glue:text}`equi_roundtrip_ratio_max:.4f`× its reconstruction. It is a different
-# architecture, so it does not load as an `AutoencoderKL`; the fine-tuned SD-style VAE does (its export
-# reloads {glue:md}`eqvae_export`).
+# architecture, so it does not load as an `AutoencoderKL`; the fine-tuned SD-style VAE does, and its export
+# reloads {glue:md}`eqvae_export`.
 #
-# On the `smoke` profile these numbers come from tiny models trained for a few steps on a few photos: they
-# check that the pipeline runs, not what the models can do. The published page runs the `full` profile.
+# {glue:md}`profile_note`

@@ -220,8 +220,9 @@ def animation_html(frames: Tensor, *, titles: Sequence[str] | None = None, inter
 
 def plot_grouped_bars(df, *, x: str, hue: str, y: str, ax=None, ylabel: str | None = None,
                       title: str | None = None, logy: bool = False, ylim=None, hline: float | None = None,
-                      hline_label: str | None = None, legend_cols: int = 2):
-    """Bars of ``y`` grouped by ``x`` (in order of appearance), one colour per ``hue`` value (long DataFrame)."""
+                      hline_label: str | None = None, legend_cols: int = 2, colors: Mapping[str, str] | None = None):
+    """Bars of ``y`` grouped by ``x`` (in order of appearance), one colour per ``hue`` value (long DataFrame;
+    ``colors`` maps hue values to colours, the palette otherwise)."""
     xs = list(dict.fromkeys(df[x]))
     hues = list(dict.fromkeys(df[hue]))
     fig, ax = _axes(ax, figsize=(min(10.0, max(6.4, 0.5 * len(xs) * max(1, len(hues)) ** 0.5)), 3.6))
@@ -230,7 +231,8 @@ def plot_grouped_bars(df, *, x: str, hue: str, y: str, ax=None, ylabel: str | No
     for i, h in enumerate(hues):
         part = df[df[hue] == h].set_index(x)
         vals = [float(part.loc[v, y]) if v in part.index else np.nan for v in xs]
-        ax.bar(pos + (i - (len(hues) - 1) / 2) * width, vals, width, label=str(h), color=PALETTE[i % len(PALETTE)])
+        ax.bar(pos + (i - (len(hues) - 1) / 2) * width, vals, width, label=str(h),
+               color=(colors or {}).get(h, PALETTE[i % len(PALETTE)]))
     if hline is not None:
         ax.axhline(hline, color="0.3", ls="--", lw=1, label=hline_label)
     ax.set_xticks(pos, [str(v) for v in xs])
