@@ -1,6 +1,7 @@
 """Study 02: D4 helpers, exact equivariance by construction, the loss, export round trips, offline loading."""
 
 import dataclasses
+import json
 import time
 
 import pytest
@@ -206,6 +207,10 @@ def test_finetuned_weights_round_trip_through_save_pretrained(tmp_path, runs_dir
     assert (folder / "config.json").exists() and (folder / "rotbook_eqvae.json").exists()
     reloaded = AutoencoderKL.from_pretrained(folder)
     assert study.state_dicts_equal(reloaded, ft.model)
+    assert type(study.load_exported(folder)) is AutoencoderKL
+    assert study.state_dicts_equal(study.load_exported(folder), ft.model)
+    extra = json.loads((folder / "rotbook_eqvae.json").read_text())
+    assert extra["variant"] == "ft" and extra["run_config"]["loss"]["elements"] == list(D4)
     assert reloaded.config.block_out_channels == list(TINY_SD.block_out_channels)
     x = torch.rand(2, 3, 16, 16)
     with torch.no_grad():
@@ -234,8 +239,9 @@ def test_unreachable_hub_id_fails_fast_with_a_clear_message(monkeypatch):
 def test_unreachable_hub_without_offline_flag_is_probed_not_retried(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(study, "_hub_reachable", lambda *a, **k: False)
-    with pytest.raises(study.BaseModelUnavailable, match="could not be reached"):
+    with pytest.raises(study.BaseModelUnavailable, match="could not be reached") as err:
         study.load_pretrained_vae("rotbook-test/no-such-vae-anywhere")
+    assert "unset HF_HUB_OFFLINE" not in str(err.value) and "reach huggingface.co" in str(err.value)
 
 
 def test_empty_local_folder_is_a_clear_error(tmp_path):
@@ -274,3 +280,39 @@ def test_profiles_resolve_and_headline_keys_exist():
                 *(f"ft_roundtrip_psnr_db_{g}" for g in D4), *(f"base_roundtrip_psnr_db_{g}" for g in D4),
                 *(a.metric for a in study.ANCHORS)):
         assert key in m, key
+
+
+def _metrics(ratios: dict[str, dict[str, float]], exact: dict[str, float]):
+    import pandas as pd
+
+    rows = [{"model": k, "label": k, "element": g, "recon_mse": 0.01, "recon_psnr_db": 20.0,
+             "roundtrip_mse": 0.01 * r.get(g, 1.0), "roundtrip_psnr_db": 20.0, "roundtrip_ratio": r.get(g, 1.0),
+             "latent_equiv_err": 0.0 if g == "e" else lat}
+            for (k, r), lat in zip(ratios.items(), (0.8, 0.5, 0.4, 0.3, 0.0)) for g in D4]
+    ex = pd.DataFrame([{"model": k, "element": g, "encoder": v, "decoder": v, "max": v} for k, v in exact.items()
+                       for g in D4])
+    table = pd.DataFrame({"parameters": [1], "train_time_s": [0.0]}, index=["ft"])
+    return study.headline_metrics(pd.DataFrame(rows), ex, table, base_source="pretrain")
+
+
+def test_discussion_sentences_follow_the_numbers():
+    m = _metrics({"base": {"r90": 3.0, "r180": 2.5}, "twin": {"r90": 2.9}, "ft180": {"r90": 2.0, "r180": 1.05},
+                  "ft": {"r90": 1.2, "f": 1.15}, "equi": {}}, {"base": 0.8, "ft": 0.5, "equi": 1e-12})
+    d = study.discussion(m)
+    assert "scrambles" in d["eqvae_base_sentence"] and "`r90`" in d["eqvae_base_sentence"]
+    assert "does not teach" in d["eqvae_twin_sentence"]
+    assert d["eqvae_ratio_verdict"].startswith("misses the target")
+    assert "`r90` (1.200)" in d["eqvae_ratio_missed"] and "`f` (1.150)" in d["eqvae_ratio_missed"]
+    assert d["eqvae_exact_verdict"].startswith("meets the target")
+    assert "does not teach the quarter turns" in d["eqvae_r90_sentence"]
+    assert d["eqvae_latent_sentence"].startswith("The D4 round-trip loss lowers")
+    assert "far from exact" in d["eqvae_ft_exact_sentence"]
+    assert d["eqvae_export"] == "was not checked in this run"
+    # the opposite case: nothing to repair, every target met
+    m = _metrics({"base": {}, "twin": {}, "ft180": {}, "ft": {"r90": 1.05}, "equi": {}},
+                 {"base": 0.1, "ft": 0.1, "equi": 1e-3})
+    m["export_roundtrip_exact"] = True
+    d = study.discussion(m)
+    assert "little scrambling" in d["eqvae_base_sentence"] and d["eqvae_ratio_missed"] == "every element meets it"
+    assert d["eqvae_exact_verdict"].startswith("misses the target")
+    assert "also handles" in d["eqvae_r90_sentence"] and d["eqvae_export"] == "with bit-identical weights"

@@ -239,8 +239,10 @@ def load_pretrained_vae(name_or_path: str | Path, *, subfolder: str | None = Non
                  else f"the download failed ({type(err).__name__}: {str(err)[:200]})")
         raise BaseModelUnavailable(
             f"could not load the VAE {str(name_or_path)!r}" + (f" (subfolder {subfolder!r})" if subfolder else "")
-            + f": {where}. Either unset HF_HUB_OFFLINE on a machine with network access (and accept the "
-            "model's license on the hub if it asks), set HF_HOME to a cache that holds it, pass a local folder "
+            + f": {where}. Either "
+            + ("unset HF_HUB_OFFLINE on a machine with network access" if hub_offline() else
+               "run on a machine that can reach huggingface.co")
+            + " (and accept the model's license on the hub if it asks), set HF_HOME to a cache that holds it, pass a local folder "
             "written by save_pretrained, or use base='pretrain' to pretrain the offline base in this study."
         ) from None
 
