@@ -190,10 +190,13 @@ fig = plots.plot_grouped_bars(eval_df[eval_df.element != "e"], x="element", hue=
                               colors=study.COLORS)
 
 # %% [markdown]
-# Training curves (held-out monitor tiles; the round trip is averaged over `r90`, `r180` and `f`):
+# Training curves (held-out monitor tiles; the round trip is averaged over `r90`, `r180` and `f`). The
+# fine-tunes start where the base's pretraining ends; the equivariant VAE is trained from scratch:
 
 # %%
-histories = {study.VARIANTS[t.key].short: t.result.history for t in trained if t.result is not None}
+offset = len(base.result.history) if base.result is not None else 0  # fine-tunes continue from the base's end
+histories = {study.VARIANTS[t.key].short: [dict(h, epoch=h["epoch"] + offset * (t.key in study.FINETUNES))
+                                           for h in t.result.history] for t in trained if t.result is not None}
 fig, axes = plots.plt.subplots(1, 2, figsize=(11, 3.4))
 plots.plot_histories(histories, "val_recon_psnr_db", ax=axes[0], ylabel="PSNR (dB)", title="plain reconstruction",
                      colors=study.COLORS)
