@@ -159,6 +159,11 @@ PROFILES: dict[str, EqVAEStudyConfig] = {
         equivariant_fit=FitConfig(epochs=2, batch_size=8, lr=2e-3, optimizer="adamw"),
         monitor_images=8, eval_batch_size=16, exactness_images=1, figure_photos=2,
     ),
+    # full: 390 training photos × 8 crops per epoch (97 steps of 32); base 24 + fine-tunes 3 × 6 + equivariant 30
+    # epochs. Counted with torch's FlopCounterMode: 167 GFLOP per 128-px image and training step (both
+    # architectures; ~280 with the rotation term's second decode), ~42 PFLOP in all: about 5-7 min of training on
+    # one H100 in bf16 at an assumed 100-150 TFLOP/s sustained, not yet measured. Checkpoints make a cut-off run
+    # resume; passes_per_epoch scales the cost linearly.
     "full": EqVAEStudyConfig(),
 }
 
