@@ -287,3 +287,19 @@ def load_photo_squares(records: list[PhotoRecord], size: int) -> Tensor:
     Keep photos as uint8 on the device and convert per batch: 492 photos at 256 px are ~100 MB.
     """
     return torch.stack([center_square(load_photo(r.path, size), size) for r in records])
+
+
+# --- added for study 03 ---
+
+
+def binarize(x: Tensor, *, seed: int | None = None) -> Tensor:
+    """Stochastic binarisation: each pixel is 1 with probability equal to its intensity in [0, 1].
+
+    ``seed=None`` draws from the global RNG on ``x``'s device ("dynamic" binarisation, a fresh draw per
+    batch); an integer gives a fixed draw (a fixed binarised test set), made on the CPU so that it is the same
+    on every device. Same shape and dtype as ``x``.
+    """
+    if seed is None:
+        return torch.bernoulli(x)
+    g = torch.Generator().manual_seed(seed)
+    return torch.bernoulli(x.detach().cpu(), generator=g).to(x.device)
