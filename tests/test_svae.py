@@ -210,3 +210,22 @@ def test_kl_equals_the_packages_kl_to_the_uniform_prior():
         ref = torch.distributions.kl_divergence(PowerSpherical(loc, kappa), HypersphericalUniform(d, dtype=torch.float64))
         # the package evaluates the area in float32 (its `dim` is an integer tensor), hence the tolerance
         assert torch.allclose(vae.kl(loc, kappa), ref, rtol=1e-6, atol=1e-5)
+
+
+def test_discussion_sentences_follow_the_metrics():
+    cfg = study.resolve_config("smoke")
+    good = {"sgvae_six_acc_min_pct": 96.0, "sgvae_nine_acc_min_pct": 90.0, "sgvae_latent_knn_acc_mean_pct": 97.5,
+            "latent_invariance_err_rot90": 2e-7, "sgvae_six_as_nine_max_pct": 3.0, "sgvae_nine_as_six_max_pct": 12.0,
+            "sgvae_six_acc_upright_pct": 98.0, "sgvae_nine_acc_upright_pct": 97.0, "sgvae_six_acc_drop_pct": 2.0,
+            "sgvae_nine_acc_drop_pct": 7.0, "svae_upright_acc_pct": 95.0, "svae_all_acc_mean_pct": 40.0,
+            "iwll_ps_d2": -130.0, "iwll_gauss_d2": -133.0}
+    s = study.discussion(good, cfg)
+    assert s["sv_six_verdict"].startswith("meets") and s["sv_nine_verdict"].startswith("misses")
+    assert s["sv_knn_verdict"].startswith("meets") and s["sv_inv_verdict"].startswith("meets")
+    assert "style is not always enough" in s["sv_six_nine_answer"] and "12.0 %" in s["sv_six_nine_answer"]
+    assert "7.0 points" in s["sv_drop_sentence"] and s["sv_collapse_verdict"].startswith("collapses")
+    assert s["sv_elbo_gaps"].startswith("+3.00 nats at d = 2") and "better here too" in s["sv_elbo_sentence"]
+    bad = {**good, "sgvae_nine_acc_upright_pct": 10.0, "svae_upright_acc_pct": 20.0, "iwll_ps_d2": -140.0}
+    s = study.discussion(bad, cfg)
+    assert s["sv_six_nine_answer"].startswith("**This run cannot say.**")
+    assert s["sv_collapse_verdict"].startswith("cannot show") and "**not** better" in s["sv_elbo_sentence"]

@@ -124,6 +124,10 @@ PROFILES: dict[str, SVAEConfig] = {
         elbo_test_size=64, iw_samples=8, invariance_probe_size=16, invariance_angles_deg=(90.0, 180.0, 45.0),
         eval_batch_size=500, judge_profile="smoke",
     ),
+    # Expected on one H100 (not yet measured; from forward FLOPs per image: plain encoder 0.07 GFLOP, C8 encoder
+    # 1.18, decoder 0.09): the S-GVAE's 30 epochs ~2 min, the S-VAE ~0.5 min, the six ELBO-table VAEs ~2 min,
+    # the 200-sample bounds on 10k test digits for 8 VAEs (16M decodes) ~0.5 min, the upright judge (if not
+    # cached) ~0.3 min, the 24-angle evaluation, figures and kernel start ~1 min: about 6-7 min in all.
     "full": SVAEConfig(),
 }
 
@@ -454,15 +458,23 @@ def discussion(m: Mapping[str, Any], cfg: SVAEConfig) -> dict[str, str]:
            "sv_inv_verdict": verdict(m.get("latent_invariance_err_rot90"), 1e-5, fmt="{:.1e}"),
            "sv_six_nine_answer": six_nine_answer(m)}
     drop = max(m["sgvae_six_acc_drop_pct"], m["sgvae_nine_acc_drop_pct"])
+    upright = min(m["sgvae_six_acc_upright_pct"], m["sgvae_nine_acc_upright_pct"])
     out["sv_drop_sentence"] = (
+        f"Its upright 6s or 9s are already misread ({upright:.1f} % correct), so the drop with angle (at most "
+        f"{drop:.1f} points) says little." if upright < 80 else
         f"The worst angle costs at most {drop:.1f} points against upright: what the S-GVAE gets wrong when rotated "
         "it mostly already gets wrong upright." if drop <= 5 else
         f"The worst angle costs up to {drop:.1f} points against upright: between quarter turns the resampled "
         "pixel grid moves the code enough to change what the decoder draws.")
-    collapse = m["svae_all_acc_mean_pct"] < m["svae_upright_acc_pct"] - 20
-    out["sv_collapse_verdict"] = ("collapses on rotated inputs, as the issue expects" if collapse else
-                                  "does **not** lose more than 20 points on rotated inputs here, against the "
-                                  "issue's expectation")
+    up, mean = m["svae_upright_acc_pct"], m["svae_all_acc_mean_pct"]
+    if up < 50:
+        out["sv_collapse_verdict"] = ("cannot show a collapse on rotated inputs here, because even its upright "
+                                      "outputs are mostly misread")
+    elif mean < up - 20:
+        out["sv_collapse_verdict"] = f"collapses on rotated inputs (−{up - mean:.1f} points), as the issue expects"
+    else:
+        out["sv_collapse_verdict"] = ("does **not** lose more than 20 points on rotated inputs here, against the "
+                                      "issue's expectation")
     gap = {d: m[f"iwll_ps_d{d}"] - m[f"iwll_gauss_d{d}"] for d in cfg.elbo_dims
            if f"iwll_ps_d{d}" in m and f"iwll_gauss_d{d}" in m}
     out["sv_elbo_gaps"] = ", ".join(f"{g:+.2f} nats at d = {d}" for d, g in gap.items()) or "not measured"
