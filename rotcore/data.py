@@ -322,3 +322,19 @@ def tiles(x: Tensor, size: int) -> Tensor:
         raise ValueError(f"tile {size} is larger than the images ({h}×{w})")
     t = x[:, :, : nh * size, : nw * size].reshape(b, c, nh, size, nw, size)
     return t.permute(0, 2, 4, 1, 3, 5).reshape(b * nh * nw, c, size, size)
+
+
+# --- added for study 03 ---
+
+
+def binarize(x: Tensor, *, seed: int | None = None) -> Tensor:
+    """Stochastic binarisation: each pixel is 1 with probability equal to its intensity in [0, 1].
+
+    ``seed=None`` draws from the global RNG on ``x``'s device ("dynamic" binarisation, a fresh draw per
+    batch); an integer gives a fixed draw (a fixed binarised test set), made on the CPU so that it is the same
+    on every device. Same shape and dtype as ``x``.
+    """
+    if seed is None:
+        return torch.bernoulli(x)
+    g = torch.Generator().manual_seed(seed)
+    return torch.bernoulli(x.detach().cpu(), generator=g).to(x.device)

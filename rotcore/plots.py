@@ -247,3 +247,27 @@ def plot_grouped_bars(df, *, x: str, hue: str, y: str, ax=None, ylabel: str | No
         ax.set_title(title)
     ax.legend(fontsize=8, ncols=legend_cols)
     return fig
+
+
+# --- added for study 03 ---
+
+
+def plot_latent_2d(z: Tensor | np.ndarray, y: Tensor | np.ndarray, *, ax=None, title: str | None = None,
+                   s: float = 2.0, unit_circle: bool = False):
+    """Two-dimensional codes ``(N, 2)`` coloured by label ``(N,)`` (e.g. digits); ``unit_circle`` draws S¹."""
+    z, y = _np(z), _np(y)
+    fig, ax = _axes(ax, figsize=(4.0, 4.0))
+    cmap = plt.get_cmap("tab10")
+    for c in np.unique(y):
+        m = y == c
+        ax.scatter(z[m, 0], z[m, 1], s=s, color=cmap(int(c) % 10), label=str(int(c)), alpha=0.6, linewidths=0)
+    if unit_circle:
+        t = np.linspace(0, 2 * np.pi, 200)
+        ax.plot(np.cos(t), np.sin(t), color="0.6", lw=0.8, zorder=0)
+    ax.set_aspect("equal")
+    ax.set_xlabel("$z_1$")
+    ax.set_ylabel("$z_2$")
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=7, markerscale=3, ncols=2, loc="upper right", handletextpad=0.1)
+    return fig
