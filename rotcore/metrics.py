@@ -110,13 +110,14 @@ def equivariance_error(f: Callable[[Tensor], Tensor], x: Tensor, g_in: Callable[
             module.to(old_dtype)
 
 
-def invariance_error(model: nn.Module, x: Tensor, angle_deg: float | Sequence[float], *,
-                     dtype: torch.dtype | None = None, relative: bool = False,
-                     rotate_kwargs: dict | None = None) -> float | dict[float, float]:
-    """``max |model(rotate(x, angle)) - model(x)|`` in eval mode; one float, or ``{angle: error}`` for a list.
+def _rotation_errors(model: nn.Module, x: Tensor, angle_deg: float | Sequence[float],
+                     distance: Callable[[Tensor, Tensor], float], *, dtype: torch.dtype | None,
+                     rotate_kwargs: dict | None) -> float | dict[float, float]:
+    """``distance(model(rotate(x, a)), model(x))`` for each angle, in eval mode (optionally in ``dtype``).
 
     With ``dtype`` the model is cast *before* it enters eval mode, because escnn expands and caches its
-    filters when switching to eval; casting afterwards would keep float32 filters. The cast is undone.
+    filters when switching to eval; casting afterwards would keep float32 filters. The cast and the mode
+    are undone afterwards. One float for a scalar angle, ``{angle: value}`` for a list.
     """
     kw = rotate_kwargs or {}
     angles = [float(angle_deg)] if isinstance(angle_deg, (int, float)) else [float(a) for a in angle_deg]
@@ -130,14 +131,28 @@ def invariance_error(model: nn.Module, x: Tensor, angle_deg: float | Sequence[fl
         model.eval()
         with torch.no_grad():
             fx = model(x)
-            scale = max(fx.abs().max().item(), 1e-30) if relative else 1.0
-            errs = {a: (model(rotate_batch(x, a, **kw)) - fx).abs().max().item() / scale for a in angles}
+            errs = {a: distance(model(rotate_batch(x, a, **kw)), fx) for a in angles}
     finally:
         if dtype is not None:
             model.train()
             model.to(old_dtype)
         model.train(was)
     return errs[angles[0]] if isinstance(angle_deg, (int, float)) else errs
+
+
+def invariance_error(model: nn.Module, x: Tensor, angle_deg: float | Sequence[float], *,
+                     dtype: torch.dtype | None = None, relative: bool = False,
+                     rotate_kwargs: dict | None = None) -> float | dict[float, float]:
+    """``max |model(rotate(x, angle)) - model(x)|`` in eval mode; one float, or ``{angle: error}`` for a list.
+
+    ``dtype=torch.float64`` runs the check in double precision (see :func:`_rotation_errors` for why the
+    cast happens before eval mode). ``relative=True`` divides by ``max |model(x)|``.
+    """
+    def distance(fr: Tensor, fx: Tensor) -> float:
+        scale = max(fx.abs().max().item(), 1e-30) if relative else 1.0
+        return (fr - fx).abs().max().item() / scale
+
+    return _rotation_errors(model, x, angle_deg, distance, dtype=dtype, rotate_kwargs=rotate_kwargs)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -206,25 +221,10 @@ def latent_invariance_error(model: nn.Module, x: Tensor, angle_deg: float | Sequ
     worst image; one float, or ``{angle: error}`` for a list. ``dtype`` is handled as in
     :func:`invariance_error` (cast before eval, undone afterwards).
     """
-    kw = rotate_kwargs or {}
-    angles = [float(angle_deg)] if isinstance(angle_deg, (int, float)) else [float(a) for a in angle_deg]
-    was = model.training
-    old_dtype = next(model.parameters()).dtype
-    try:
-        if dtype is not None:
-            model.train()
-            model.to(dtype)
-            x = x.to(dtype)
-        model.eval()
-        with torch.no_grad():
-            fx = model(x).flatten(1)
-            errs = {a: (model(rotate_batch(x, a, **kw)).flatten(1) - fx).norm(dim=1).max().item() for a in angles}
-    finally:
-        if dtype is not None:
-            model.train()
-            model.to(old_dtype)
-        model.train(was)
-    return errs[angles[0]] if isinstance(angle_deg, (int, float)) else errs
+    def distance(fr: Tensor, fx: Tensor) -> float:
+        return (fr.flatten(1) - fx.flatten(1)).norm(dim=1).max().item()
+
+    return _rotation_errors(model, x, angle_deg, distance, dtype=dtype, rotate_kwargs=rotate_kwargs)
 
 
 @torch.no_grad()
