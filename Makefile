@@ -9,7 +9,6 @@ PROFILE ?= smoke
 export ROTBOOK_DATA ?= $(if $(wildcard ../shared/data/MNIST),$(abspath ../shared/data),$(CURDIR)/data)
 export HF_HUB_OFFLINE ?= 1
 export FIFTYONE_DO_NOT_TRACK ?= true
-export MPLBACKEND ?= Agg
 
 .PHONY: setup report book test lint clean
 setup:

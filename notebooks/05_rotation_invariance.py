@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -51,7 +53,7 @@ import torch
 from IPython.display import Markdown, display
 
 from rotcore import plots
-from rotcore.results import Stopwatch, glue_metrics, glue_text, run_card, verdict, write_results
+from rotcore.results import Stopwatch, glue_metrics, glue_text, profile_note, run_card, verdict, write_results
 from rotcore.rotate import rotate_batch
 from rotcore.studies import invariance as study
 from rotcore.train import default_device
@@ -90,14 +92,14 @@ fig = plots.image_grid(sweep, nrow=len(angles), row_labels=[f"{a:.0f}°" for a i
 upright = [study.train(k, cfg, "upright", data.upright_train, val_set=data.upright_val, device=device)
            for k in cfg.upright_models]
 upright_df, upright_preds = study.evaluate_upright_protocol(upright, data.upright_test, cfg)
-fig = plots.plot_vs_angle(upright_df[upright_df.label == "all"], y="acc_pct", hue="model",
+fig = plots.plot_vs_angle(upright_df[upright_df.label == "all"], y="acc_pct", hue="model", colors=study.COLORS,
                           ylabel="test accuracy (%)", title="Trained upright, tested at every angle", ylim=(0, 101))
 
 # %% [markdown]
-# The plain CNN is right near 0° (and, for a few symmetric digits, near 180°) and wrong elsewhere. The
-# G-CNNs are exactly invariant to quarter turns, so their curves repeat every 90°; between quarter turns
-# they lose a little, because the pixel grid is only approximately symmetric under 45° rotations.
-# Accuracy on the original (upright) test set against the mean over all rotated copies:
+# How to read it: the G-CNNs are exactly invariant to quarter turns, so their curves must repeat every
+# 90°; between quarter turns the pixel grid is only approximately symmetric, which is where any loss
+# shows. A model without built-in symmetry can only be right where it has seen digits. Accuracy on the
+# original (upright) test set against the mean over all rotated copies:
 
 # %%
 acc = upright_df[upright_df.label == "all"]
@@ -119,9 +121,9 @@ table_a.round(2)
 six_nine = study.six_nine_confusion(upright_preds, data.upright_test, cfg)
 fig, axes = plots.plt.subplots(1, 2, figsize=(11, 3.4), sharey=True)
 plots.plot_vs_angle(six_nine, y="six_as_nine_pct", hue="model", ax=axes[0], ylabel="% of 6s read as 9",
-                    title="6 → 9")
+                    title="6 → 9", colors=study.COLORS)
 plots.plot_vs_angle(six_nine, y="nine_as_six_pct", hue="model", ax=axes[1], ylabel="% of 9s read as 6",
-                    title="9 → 6")
+                    title="9 → 6", colors=study.COLORS)
 fig.tight_layout()
 
 # %% [markdown]
@@ -140,7 +142,8 @@ replica_summary.round(3)
 # %%
 fig = plots.plot_bars(replica_summary.set_index("label")["test_error_pct"].to_dict(),
                       errors=replica_summary.set_index("label")["test_error_std_pct"].to_dict(),
-                      ylabel="test error (%)", title="MNIST-rot replica: test error (mean ± std over seeds)")
+                      ylabel="test error (%)", title="MNIST-rot replica: test error (mean ± std over seeds)",
+                      colors=study.COLORS)
 
 # %% [markdown]
 # Confusion matrices on the replica's test set (all seeds pooled), for the plain-CNN baseline and the best
@@ -172,17 +175,11 @@ inv_df.style.format("{:.2e}", subset=[c for c in inv_df.columns if c != "label"]
 
 # %%
 fig, axes = plots.plt.subplots(1, 2, figsize=(11, 3.4))
-for t in upright:
-    axes[0].plot([h["epoch"] for h in t.result.history], [h["val_acc_pct"] for h in t.result.history],
-                 marker="o", ms=3, label=study.MODELS[t.key].label)
-axes[0].set(xlabel="epoch", ylabel="val accuracy (%)", title="upright training")
-for t in replica:
-    if t.seed == cfg.replica_seeds[0]:
-        axes[1].plot([h["epoch"] for h in t.result.history], [h["train_loss"] for h in t.result.history],
-                     marker="o", ms=3, label=study.MODELS[t.key].label)
-axes[1].set(xlabel="epoch", ylabel="training loss", title=f"replica training (seed {cfg.replica_seeds[0]})")
-axes[0].legend(fontsize=8)
-axes[1].legend(fontsize=8)
+plots.plot_histories({study.MODELS[t.key].label: t.result.history for t in upright}, "val_acc_pct", ax=axes[0],
+                     ylabel="val accuracy (%)", title="upright training", colors=study.COLORS)
+plots.plot_histories({study.MODELS[t.key].label: t.result.history for t in replica if t.seed == cfg.replica_seeds[0]},
+                     "train_loss", ax=axes[1], ylabel="training loss", colors=study.COLORS,
+                     title=f"replica training (seed {cfg.replica_seeds[0]})")
 fig.tight_layout()
 
 # %% [markdown]
@@ -199,8 +196,9 @@ glue_text("inv_best_upright_model", study.MODELS[metrics["upright_to_rotated_bes
 glue_text("inv_rotmnist_verdict", verdict(metrics["rotmnist_test_error_pct"], 0.68, unit=" %"))
 glue_text("inv_upright_verdict", verdict(metrics["upright_to_rotated_mean_acc_pct"], 97.0, better="higher", unit=" %"))
 glue_text("inv_invariance_verdict", verdict(metrics["invariance_err_rot90_max"], 1e-5, fmt="{:.1e}"))
-glue_text("inv_cnn_gap", f"{metrics['upright_acc_pct_cnn'] - metrics['upright_to_rotated_mean_acc_pct_cnn']:.1f}"
-          if "upright_acc_pct_cnn" in metrics else "n/a")
+glue_text("profile_note", profile_note(profile))
+for key, sentence in study.discussion(metrics).items():
+    glue_text(key, sentence)
 print(f"wrote {path.relative_to(path.parents[1])}")
 pd.Series(metrics, name=profile).to_frame()
 
@@ -209,22 +207,17 @@ pd.Series(metrics, name=profile).to_frame()
 #
 # *Every number below comes from this run (profile and device are stated at the top of the page).*
 #
-# **Invariance is an architectural property, not something learned.** Trained only on upright digits, the
-# plain CNN reaches {glue:text}`upright_acc_pct_cnn:.1f` % on the upright test set but averages
-# {glue:text}`upright_to_rotated_mean_acc_pct_cnn:.1f` % over all angles: a drop of
-# {glue:md}`inv_cnn_gap` points (a published reproduction reports 42 %). The best G-CNN in this protocol,
+# **Train upright, test rotated.** {glue:md}`inv_cnn_sentence` The best G-CNN in this protocol,
 # the {glue:md}`inv_best_upright_model`, averages {glue:text}`upright_to_rotated_mean_acc_pct:.2f` % over
 # all angles, which {glue:md}`inv_upright_verdict`. Its logits move by at most
 # {glue:text}`invariance_err_rot90_max:.1e` under quarter turns, which {glue:md}`inv_invariance_verdict`.
 #
-# **Trained on rotated digits**, the best model on the MNIST-rot replica is the {glue:md}`inv_best_replica_model`
+# **Train and test rotated.** The best model on the MNIST-rot replica is the {glue:md}`inv_best_replica_model`
 # with a test error of {glue:text}`rotmnist_test_error_pct:.3f` ± {glue:text}`rotmnist_test_error_std_pct:.3f` %
 # over {glue:text}`rotmnist_seeds` seeds, which {glue:md}`inv_rotmnist_verdict` (E(2)-CNN's D16|5C16: 0.682 %;
-# the escnn C8 tutorial: 2.04 %). Augmentation lets a plain CNN learn much of the invariance from data, at
-# the cost of capacity spent on memorising orientations.
+# the escnn C8 tutorial: 2.04 %). {glue:md}`inv_aug_sentence`
 #
-# **6 and 9.** An invariant model has to separate 6 from 9 by style alone; the 6↔9 panel above shows how
-# often each model fails to, by angle, for the models trained upright.
+# **6 and 9.** A model invariant to rotation cannot tell a 6 from a 9 turned by 180° by shape; only
+# handwriting style separates them. {glue:md}`inv_six_nine_sentence` The 6↔9 panel above shows it by angle.
 #
-# On the `smoke` profile these numbers come from tiny models trained for one epoch on a few hundred digits:
-# they check that the pipeline runs, not what the models can do. The published page runs the `full` profile.
+# {glue:md}`profile_note`

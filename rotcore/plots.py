@@ -58,6 +58,25 @@ def plot_history(history: Sequence[Mapping[str, float]] | object, keys: Iterable
     return fig
 
 
+def plot_histories(histories: Mapping[str, Sequence[Mapping[str, float]]], key: str, *, ax=None,
+                   ylabel: str | None = None, title: str | None = None, colors: Mapping[str, str] | None = None,
+                   logy: bool = False):
+    """One history entry (e.g. ``val_acc_pct``) against the epoch for several runs ``{label: history}``."""
+    fig, ax = _axes(ax)
+    for label, history in histories.items():
+        pts = [(h["epoch"], h[key]) for h in history if key in h]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", ms=3, label=label, color=(colors or {}).get(label))
+    ax.set(xlabel="epoch", ylabel=ylabel or key)
+    if title:
+        ax.set_title(title)
+    if logy:
+        ax.set_yscale("log")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize=8)
+    return fig
+
+
 def shade_angles(ax, intervals_deg: Iterable[tuple[float, float]], *, label: str = "unseen in training",
                  color: str = "0.85") -> None:
     """Shade angle intervals ``[(lo, hi), ...]`` on an angle x-axis (e.g. held-out training angles)."""
@@ -66,15 +85,17 @@ def shade_angles(ax, intervals_deg: Iterable[tuple[float, float]], *, label: str
 
 
 def plot_vs_angle(df, *, y: str, hue: str | None = None, x: str = "angle_deg", ax=None, ylabel: str | None = None,
-                  shade: Iterable[tuple[float, float]] | None = None, title: str | None = None, ylim=None):
-    """A metric against the angle, one line per ``hue`` value; x ticks every 45°."""
+                  shade: Iterable[tuple[float, float]] | None = None, title: str | None = None, ylim=None,
+                  colors: Mapping[str, str] | None = None):
+    """A metric against the angle, one line per ``hue`` value (``colors`` maps hue values to colours);
+    x ticks every 45°."""
     fig, ax = _axes(ax, figsize=(7.0, 3.6))
     if shade:
         shade_angles(ax, shade)
     groups = df.groupby(hue, sort=False) if hue else [(None, df)]
     for name, part in groups:
         part = part.sort_values(x)
-        ax.plot(part[x], part[y], marker="o", ms=3, label=name)
+        ax.plot(part[x], part[y], marker="o", ms=3, label=name, color=(colors or {}).get(name))
     ax.set_xlabel("rotation angle (°)")
     ax.set_ylabel(ylabel or y)
     ax.set_xticks(np.arange(0, 361, 45))
@@ -142,13 +163,14 @@ def image_grid(x: Tensor, *, nrow: int | None = None, ax=None, titles: Sequence[
 
 
 def plot_bars(values: Mapping[str, float], *, ax=None, ylabel: str = "", errors: Mapping[str, float] | None = None,
-              title: str | None = None, fmt: str = "{:.2f}"):
-    """Labelled bars, with optional error bars."""
+              title: str | None = None, fmt: str = "{:.2f}", colors: Mapping[str, str] | None = None):
+    """Labelled bars, with optional error bars and a colour per label."""
     fig, ax = _axes(ax)
     names = list(values)
     vals = [values[k] for k in names]
     err = [errors[k] for k in names] if errors else None
-    bars = ax.bar(names, vals, yerr=err, color=PALETTE[: len(names)] if len(names) <= len(PALETTE) else None, capsize=3)
+    color = [colors.get(k) for k in names] if colors else (PALETTE[: len(names)] if len(names) <= len(PALETTE) else None)
+    bars = ax.bar(names, vals, yerr=err, color=color, capsize=3)
     for b, v in zip(bars, vals):
         ax.annotate(fmt.format(v), (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom",
                     fontsize=8, xytext=(0, 2), textcoords="offset points")

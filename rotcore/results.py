@@ -138,7 +138,18 @@ def verdict(value: float | None, threshold: float, *, better: str = "lower", uni
     v, t = fmt.format(value) + unit, fmt.format(threshold) + unit
     if ok:
         return f"meets the target ({v} {cmp} {t})"
-    return f"misses the target ({v}; target {cmp} {t}, off by {fmt.format(abs(value - threshold))}{unit})"
+    gap = fmt.format(abs(value - threshold)) + (" points" if unit.strip() == "%" else unit)
+    return f"misses the target ({v}; target {cmp} {t}, off by {gap})"
+
+
+def profile_note(profile: str) -> str:
+    """What the page's numbers are worth, by profile (glue it as ``{glue:md}`profile_note```)."""
+    if profile == "full":
+        return ("This page was run on the `full` profile: these are the published numbers, from the run "
+                "stamped at the top of the page.")
+    return (f"This page was run on the `{profile}` profile: tiny models and a few epochs that check the "
+            "pipeline end to end. Its numbers say nothing about what the models can do; the published page "
+            "runs the `full` profile.")
 
 
 def run_card(study: str, *, profile: str, device: Any = None, runtime_s: float | None = None) -> str:

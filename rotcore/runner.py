@@ -74,17 +74,21 @@ def execute(info: StudyInfo, profile: str, overrides: Mapping[str, Any], *, log=
     nb.metadata.setdefault("kernelspec", {"display_name": "Python 3", "language": "python", "name": "python3"})
     t0 = time.perf_counter()
     log(f"[rotbook] {info.number} {info.name}: executing on profile {profile!r} -> {out}")
-    env_before = os.environ.get("ROTBOOK_PROGRESS")
-    os.environ["ROTBOOK_PROGRESS"] = "0"  # executed pages show results, not progress bars
+    # The kernel inherits this process's environment: executed pages show results, not progress bars, and
+    # figures need the inline backend even when the caller runs headless with MPLBACKEND=Agg.
+    kernel_env = {"ROTBOOK_PROGRESS": "0", "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    saved = {k: os.environ.get(k) for k in kernel_env}
+    os.environ.update(kernel_env)
     try:
         papermill.execute_notebook(nb, str(out), parameters={"profile": profile, "overrides": dict(overrides)},
                                    kernel_name="python3", cwd=str(paths.project_root()), progress_bar=False,
                                    log_output=False)
     finally:
-        if env_before is None:
-            os.environ.pop("ROTBOOK_PROGRESS", None)
-        else:
-            os.environ["ROTBOOK_PROGRESS"] = env_before
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     placeholder = out_dir / f"{info.name}.md"
     if profile == paths.PUBLISHED_PROFILE and placeholder.exists():
         placeholder.unlink()

@@ -37,6 +37,8 @@ def test_notebook_runs_on_smoke(executed, number):
     for anchor in info.load().ANCHORS:
         assert anchor.metric in rec["metrics"], f"headline metric {anchor.metric} missing"
     assert any(c.cell_type == "markdown" and "colab.research.google.com" in c.source for c in nb.cells)
+    figures = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert figures, "the executed notebook has no figures (is the kernel's matplotlib backend inline?)"
 
 
 def test_book_builds_with_warnings_as_errors(executed):

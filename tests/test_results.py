@@ -34,5 +34,6 @@ def test_quick_profiles_never_write_published_results(tmp_path, monkeypatch):
 def test_verdict():
     assert verdict(0.5, 0.68).startswith("meets")
     assert "off by 0.32" in verdict(1.0, 0.68)
+    assert "off by 2.00 points" in verdict(95.0, 97.0, better="higher", unit=" %")
     assert verdict(98.0, 97.0, better="higher").startswith("meets")
     assert verdict(None, 1.0) == "was not measured in this run"

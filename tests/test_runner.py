@@ -49,3 +49,17 @@ def test_summary_from_results(tmp_path, monkeypatch):
         "created": "now", "runtime_s": 60.0, "metrics": {"rotmnist_test_error_pct": 0.5}}))
     text = runner.summary_markdown("smoke")
     assert "| 0.5 | 0.682 |" in text and "| yes |" in text
+
+
+def test_paired_notebooks_are_in_sync_and_output_free():
+    """notebooks/NN.py is the source; the committed .ipynb (for Colab) has the same cells and no outputs."""
+    import jupytext
+    import nbformat
+
+    for info in STUDIES.values():
+        py = runner.notebook_source(info)
+        ipynb = nbformat.read(py.with_suffix(".ipynb"), as_version=4)
+        source = jupytext.read(py)
+        assert [c.source for c in ipynb.cells] == [c.source for c in source.cells], f"{py.name}: run jupytext --sync"
+        assert all(not c.get("outputs") for c in ipynb.cells if c.cell_type == "code"), f"{py.name}: outputs committed"
+        assert sum("parameters" in c.metadata.get("tags", []) for c in source.cells) == 1

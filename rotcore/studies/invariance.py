@@ -57,6 +57,9 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
+COLORS = {spec.label: color for spec, color in zip(MODELS.values(), ("#7f7f7f", "#1f77b4", "#2ca02c", "#9467bd", "#d62728"))}
+
+
 @dataclasses.dataclass(frozen=True)
 class InvarianceConfig:
     """Everything the study varies. Sizes of ``None`` mean the whole split."""
@@ -326,6 +329,37 @@ def class_report(cm: torch.Tensor):
 
     r = precision_recall_f1(cm)
     return pd.DataFrame({k: r[k].numpy() for k in ("precision_pct", "recall_pct", "f1_pct")}).rename_axis("digit")
+
+
+def discussion(m: Mapping[str, Any]) -> dict[str, str]:
+    """Sentences for the notebook's discussion, written from the run's metrics (so no claim is typed)."""
+    out = {}
+    aug, best = m.get("rotmnist_test_error_pct_cnn_aug"), m.get("rotmnist_test_error_pct")
+    if aug is not None and best is not None and m.get("rotmnist_best_model") != "cnn_aug":
+        ratio = aug / best if best > 0 else float("inf")
+        out["inv_aug_sentence"] = (
+            f"With rotation augmentation the plain CNN reaches {aug:.2f} % test error on the replica, "
+            + (f"{ratio:.1f}× the best G-CNN's {best:.2f} %: augmentation teaches part of the invariance from "
+               "data, the architecture guarantees it." if aug > best else
+               f"no worse than the best G-CNN's {best:.2f} %: on this run augmentation alone closed the gap."))
+    else:
+        out["inv_aug_sentence"] = "The augmented CNN was not part of this run's replica protocol."
+    cnn, cnn_up = m.get("upright_to_rotated_mean_acc_pct_cnn"), m.get("upright_acc_pct_cnn")
+    if cnn is not None and cnn_up is not None:
+        out["inv_cnn_sentence"] = (
+            f"Trained only on upright digits, the plain CNN reaches {cnn_up:.1f} % on the upright test set but "
+            f"averages {cnn:.1f} % over all angles, a drop of {cnn_up - cnn:.1f} points "
+            "(a published reproduction of this experiment reports 42 %).")
+    else:
+        out["inv_cnn_sentence"] = "The plain CNN was not part of this run's upright protocol."
+    sixes = {k: v for k, v in m.items() if k.startswith("six_as_nine_max_pct_")}
+    if sixes:
+        worst = max(sixes, key=sixes.get)
+        key = worst.removeprefix("six_as_nine_max_pct_")
+        out["inv_six_nine_sentence"] = (
+            f"At its worst angle the {MODELS[key].label} reads {sixes[worst]:.1f} % of the 6s as 9s "
+            f"(and {m.get('nine_as_six_max_pct_' + key, float('nan')):.1f} % of the 9s as 6s).")
+    return out
 
 
 def headline_metrics(upright_df, replica_summary, inv_df, model_df, six_nine) -> dict[str, Any]:
