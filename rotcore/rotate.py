@@ -224,8 +224,7 @@ __all__ = [
 
 # ---------------------------------------------------------------------------------------------------------
 # --- added for study 01 ---
-# Sets of angles given as unions of intervals (training angles with held-out bands), and a rotation that
-# is exactly equivariant to quarter-turn shifts of its angle.
+# Sets of angles given as unions of intervals (training angles with held-out bands).
 
 
 def _intervals_tensor(intervals_deg: Sequence[tuple[float, float]], device=None) -> Tensor:
@@ -289,22 +288,4 @@ def complement_intervals(intervals_deg: Sequence[tuple[float, float]]) -> tuple[
     return tuple(out)
 
 
-def rotate_batch_split(x: Tensor, angle_deg: float | Sequence[float] | Tensor, **rotate_kwargs) -> Tensor:
-    """Like :func:`rotate_batch`, computed as a residual turn in ``[-45°, 45°]`` (resampled) followed by whole
-    quarter turns (``torch.rot90``, exact). Equal to :func:`rotate_batch` up to float rounding.
-
-    Why: ``rotate_batch_split(x, a + 90) == rot90(rotate_batch_split(x, a))`` holds bit for bit whenever
-    ``a + 90`` and the residual are computed without rounding (e.g. angles with a short binary expansion),
-    so a model that rotates its output this way is exactly equivariant to quarter-turn shifts of its angle,
-    not only at the multiples of 90°. Differentiable in ``x`` (not in the angle). Square images only.
-    """
-    if x.ndim != 4 or x.shape[-1] != x.shape[-2]:
-        raise ValueError(f"rotate_batch_split needs square (B, C, H, W) images, got {tuple(x.shape)}")
-    angles = _as_angle_tensor(angle_deg, len(x), x.device, x.dtype)
-    k = torch.round(angles / 90.0)
-    residual = angles - 90.0 * k
-    return rot90_batch(rotate_batch(x, residual, **rotate_kwargs), torch.remainder(k, 4).long())
-
-
-__all__ += ["complement_intervals", "distance_to_intervals_deg", "in_intervals", "random_angles_in",
-            "rotate_batch_split"]
+__all__ += ["complement_intervals", "distance_to_intervals_deg", "in_intervals", "random_angles_in"]

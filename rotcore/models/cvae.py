@@ -12,11 +12,11 @@ as a one-hot vector concatenated to ``z``. They differ only in how the angle ent
     2018) for the hidden layer and every decoder stage; the modulation starts as the identity.
 ``"rotation"`` (explicit rotation)
     the decoder never sees the angle: it draws an upright digit, which is then turned by the conditioned
-    angle with :func:`rotcore.rotate.rotate_batch_split` (bilinear ``grid_sample`` for the residual turn,
-    ``torch.rot90`` for the quarter turns). The *encoder* is given the input turned back by the known angle,
-    so its code cannot depend on the angle either. Equivariant by construction: decoding at ``θ + 90°``
-    equals rotating the decoding at ``θ`` by 90°, bit for bit (see ``rotate_batch_split`` for when the angle
-    arithmetic itself is exact); at other angle shifts, equal up to the bilinear resampling.
+    angle with :func:`rotcore.rotate.rotate_batch` (differentiable ``grid_sample``; multiples of 90° take its
+    exact ``torch.rot90`` path). The *encoder* is given the input turned back by the known angle, so its
+    code cannot depend on the angle either. Equivariant by construction: at multiples of 90° decoding at
+    ``θ + 90°`` equals rotating the decoding at ``θ`` by 90°, bit for bit; at other angles the two agree up
+    to the bilinear resampling (a bounded error, tested).
 
 Outputs are pixel probabilities in float32 (the rotation variant rotates probabilities, so that corners
 turned in from outside the image are 0, as in the rotated targets). The loss is :func:`elbo_loss`: binary
@@ -35,7 +35,7 @@ from torch import nn
 
 from rotcore import config as _config
 from rotcore.config import ConfigError, check_choice, check_positive
-from rotcore.rotate import INTERPOLATIONS, angle_to_vec, rotate_batch_split, signed_diff_deg
+from rotcore.rotate import INTERPOLATIONS, angle_to_vec, rotate_batch, signed_diff_deg
 
 Tensor = torch.Tensor
 
@@ -190,7 +190,7 @@ class CVAE(nn.Module):
         angle, so its code describes the upright digit; the others encode ``x`` as it is."""
         if self.explicit_rotation:
             a = self._angles(angle_deg, len(x), x.device)
-            x = rotate_batch_split(x, -a.double(), interpolation=self.config.interpolation)
+            x = rotate_batch(x, -a.double(), interpolation=self.config.interpolation)
         return self.encoder(x)
 
     def upright_probs(self, z: Tensor, y: Tensor) -> Tensor:
@@ -204,7 +204,7 @@ class CVAE(nn.Module):
         """Pixel probabilities ``(B, 1, H, W)`` (float32) of digit ``y`` with latent ``z`` at ``angle_deg``."""
         a = self._angles(angle_deg, len(z), z.device)
         if self.explicit_rotation:
-            return rotate_batch_split(self.upright_probs(z, y), a.double(), interpolation=self.config.interpolation)
+            return rotate_batch(self.upright_probs(z, y), a.double(), interpolation=self.config.interpolation)
         return torch.sigmoid(self.decoder(z, y, a).float())
 
     def forward(self, x: Tensor, y: Tensor, angle_deg: Tensor | float, *, sample: bool | None = None) -> CVAEOutput:
