@@ -42,6 +42,7 @@ class StudyInfo:
 
 
 STUDIES: dict[str, StudyInfo] = {
+    "01": StudyInfo("01", "01_cvae_rotation", "rotcore.studies.cvae", "Conditional VAEs and rotation"),
     "05": StudyInfo("05", "05_rotation_invariance", "rotcore.studies.invariance",
                     "Rotation invariance of digit classifiers"),
 }

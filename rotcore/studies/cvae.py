@@ -117,9 +117,9 @@ class CVAEStudyConfig:
 PROFILES: dict[str, CVAEStudyConfig] = {
     "smoke": CVAEStudyConfig(
         latent_dim=8, enc_channels=(8, 16), dec_channels=(16, 8), hidden=64, film_hidden=16,
-        train_size=1_024, val_size=256, test_size=100, eval_angles_deg=tuple(float(a) for a in range(0, 360, 30)),
-        samples_per_cell=4, sweep_step_deg=30.0, judge_profile="smoke", judge_test_size=500,
-        fit=FitConfig(epochs=2, batch_size=128, lr=2e-3, monitor="val_loss", monitor_mode="min"),
+        train_size=1_024, val_size=256, test_size=100, eval_angles_deg=tuple(float(a) for a in range(0, 360, 45)),
+        samples_per_cell=4, sweep_step_deg=45.0, judge_profile="smoke", judge_test_size=300,
+        fit=FitConfig(epochs=1, batch_size=128, lr=2e-3, monitor="val_loss", monitor_mode="min"),
         eval_batch_size=500,
     ),
     "full": CVAEStudyConfig(),
@@ -531,3 +531,36 @@ def discussion(m: Mapping[str, Any], cfg: CVAEStudyConfig) -> dict[str, str]:
             + "Part of this is the judge's, not the generator's: 0 and 8 look almost the same after a half turn, "
               "so their angle is ambiguous even for real digits (see the judge's per-digit error above).")
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Interactive (Colab / Jupyter only; the static site shows the animation and the figure grids instead)
+
+
+def explorer(trained: Sequence[Trained], test: Images, cfg: CVAEStudyConfig):
+    """ipywidgets sliders for digit, angle and each model's two most active latent directions; every change
+    redraws one generation per model. Needs a live kernel (a slider on the static site cannot re-run Python)."""
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    from rotcore.plots import image_grid
+
+    dims = {t.key: active_dims(t, test, cfg)[:2] for t in trained}
+
+    def show(digit: int, angle_deg: float, z1: float, z2: float):
+        imgs = []
+        for t in trained:
+            device = next(t.model.parameters()).device
+            z = torch.zeros(1, cfg.latent_dim, device=device)
+            z[0, dims[t.key][0]], z[0, dims[t.key][1]] = z1, z2
+            imgs.append(generate(t.model, torch.tensor([digit], device=device),
+                                 torch.tensor([float(angle_deg)], device=device), z).cpu())
+        seen = "trained" if bool(_seen_mask(cfg, [angle_deg])[0]) else "unseen"
+        image_grid(torch.cat(imgs), nrow=1, titles=[f"{t.label}\n{angle_deg:g}° ({seen})" for t in trained], scale=2.2)
+        plt.show()
+
+    return widgets.interactive(
+        show, digit=widgets.IntSlider(value=7, min=0, max=9, description="digit"),
+        angle_deg=widgets.FloatSlider(value=0, min=0, max=355, step=5, description="angle (°)"),
+        z1=widgets.FloatSlider(value=0, min=-3, max=3, step=0.25, description="latent 1"),
+        z2=widgets.FloatSlider(value=0, min=-3, max=3, step=0.25, description="latent 2"))
