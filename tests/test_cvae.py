@@ -8,6 +8,7 @@ import torch
 
 from rotcore import config as _config
 from rotcore.config import ConfigError
+from rotcore.metrics import mse_per_image
 from rotcore.models.cvae import CVAE, CVAEConfig, elbo_loss, load_cvae
 from rotcore.rotate import (
     complement_intervals,
@@ -204,10 +205,27 @@ def test_config_round_trips_through_a_checkpoint(tiny_run):
 def test_evaluation_tables_have_every_cell(tiny_run):
     cfg, data, trained = tiny_run
     rec = study.evaluate_reconstruction([trained], data.test, cfg)
-    assert len(rec) == len(cfg.eval_angles_deg) * 10 and rec.ssim.between(-1, 1).all()
+    digits = data.test.y.unique().tolist()
+    assert len(rec) == len(cfg.eval_angles_deg) * len(digits) and rec.ssim.between(-1, 1).all()
     assert set(rec.seen) == {True, False}
+    # the one-batch evaluation over all angles equals reconstructing one angle at a time
+    a = cfg.eval_angles_deg[1]
+    x = rotate_batch(data.test.x, a)
+    err = mse_per_image(study.reconstruct(trained.model, x, data.test.y, a), x)
+    d = digits[0]
+    row = rec[(rec.angle_deg == a) & (rec.digit == d)].iloc[0]
+    assert row.n == int((data.test.y == d).sum())
+    assert abs(row.mse - err[data.test.y == d].mean().item()) < 1e-5
     d, a, z = study.generation_grid(cfg, "cpu")
     assert len(d) == len(cfg.eval_angles_deg) * 10 * cfg.samples_per_cell
     # the same prior draws at every angle
     k = 10 * cfg.samples_per_cell
     assert torch.equal(z[:k], z[k:2 * k]) and torch.equal(d[:k], d[k:2 * k])
+
+
+def test_a_run_with_other_fit_settings_gets_its_own_checkpoint(tiny_run):
+    cfg, data, trained = tiny_run
+    longer = dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, epochs=2))
+    again = study.train("rotation", longer, data, progress=False)  # not refused by the 1-epoch checkpoint
+    assert again.result.resumed_from_epoch == 0 and len(again.result.history) == 2
+    assert again.result.checkpoint != trained.result.checkpoint

@@ -73,7 +73,7 @@ class CVAEStudyConfig:
     val_size: int = 2_000
     test_size: int | None = 2_000
     eval_angles_deg: tuple[float, ...] = tuple(float(a) for a in range(0, 360, 15))
-    samples_per_cell: int = 100  # generations per (digit, angle)
+    samples_per_cell: int = 200  # generations per (digit, angle)
     sweep_step_deg: float = 5.0
     judge_profile: str = "full"
     judge_test_size: int | None = None
@@ -119,7 +119,7 @@ PROFILES: dict[str, CVAEStudyConfig] = {
         latent_dim=8, enc_channels=(8, 16), dec_channels=(16, 8), hidden=64, film_hidden=16,
         train_size=1_024, val_size=256, test_size=100, eval_angles_deg=tuple(float(a) for a in range(0, 360, 45)),
         samples_per_cell=4, sweep_step_deg=45.0, judge_profile="smoke", judge_test_size=300,
-        fit=FitConfig(epochs=1, batch_size=128, lr=2e-3, monitor="val_loss", monitor_mode="min"),
+        fit=FitConfig(epochs=1, batch_size=64, lr=3e-3, monitor="val_loss", monitor_mode="min"),
         eval_batch_size=500,
     ),
     "full": CVAEStudyConfig(),
@@ -224,8 +224,10 @@ def train(key: str, cfg: CVAEStudyConfig, data: StudyData, *, device=None, progr
     on validation digits at fixed random training angles."""
     fit_cfg = dataclasses.replace(cfg.fit, seed=cfg.seed)
     model = build_model(key, cfg)
+    # the fit config is part of the run's identity (and so of its folder): a run with more epochs trains
+    # anew instead of being refused by the finished checkpoint of a shorter one
     run_cfg = {"study": STUDY, "model": cfg.model_config(key), "train_angles_deg": cfg.train_angles_deg,
-               "beta": cfg.beta, "data": {"train_size": cfg.train_size, "val_size": cfg.val_size}}
+               "beta": cfg.beta, "data": {"train_size": cfg.train_size, "val_size": cfg.val_size}, "fit": fit_cfg}
     val_a = _val_angles(cfg, len(data.val), data.val.x.device)
     val_x = rotate_batch(data.val.x, val_a)
 
@@ -261,17 +263,21 @@ def evaluate_reconstruction(trained: Sequence[Trained], test: Images, cfg: CVAES
     SSIM (torchmetrics) per image, averaged per (model, angle, digit). A long DataFrame with ``seen``."""
     import pandas as pd
 
+    k, n = len(cfg.eval_angles_deg), len(test)
+    angles = torch.tensor(cfg.eval_angles_deg, device=test.x.device).repeat_interleave(n)
+    x = rotate_batch(test.x.repeat(k, 1, 1, 1), angles)  # every test digit at every angle, one batch
+    y = test.y.repeat(k)
+    cell = (torch.arange(k).repeat_interleave(n) * 10 + test.y.cpu().repeat(k)).long()  # (angle, digit) index
+    count = torch.bincount(cell, minlength=10 * k).double()
     rows = []
-    y = test.y.cpu()
     for t in trained:
-        for a in cfg.eval_angles_deg:
-            x = rotate_batch(test.x, float(a))
-            x_hat = reconstruct(t.model, x, test.y, float(a), batch_size=cfg.eval_batch_size)
-            mse, ssim = mse_per_image(x_hat, x).cpu(), ssim_per_image(x_hat, x).cpu()
-            for d in range(10):
-                sel = y == d
-                rows.append({"model": t.label, "key": t.key, "angle_deg": float(a), "digit": d,
-                             "mse": mse[sel].mean().item(), "ssim": ssim[sel].mean().item(), "n": int(sel.sum())})
+        x_hat = reconstruct(t.model, x, y, angles, batch_size=cfg.eval_batch_size)
+        mse = torch.bincount(cell, mse_per_image(x_hat, x).cpu().double(), minlength=10 * k) / count.clamp(min=1)
+        ssim = torch.bincount(cell, ssim_per_image(x_hat, x).cpu().double(), minlength=10 * k) / count.clamp(min=1)
+        for c in range(10 * k):
+            if count[c]:
+                rows.append({"model": t.label, "key": t.key, "angle_deg": float(cfg.eval_angles_deg[c // 10]),
+                             "digit": c % 10, "mse": mse[c].item(), "ssim": ssim[c].item(), "n": int(count[c])})
     df = pd.DataFrame(rows)
     df["seen"] = _seen_mask(cfg, df.angle_deg.to_numpy()).numpy()
     return df
@@ -279,7 +285,8 @@ def evaluate_reconstruction(trained: Sequence[Trained], test: Images, cfg: CVAES
 
 @torch.no_grad()
 def reconstruct(model: CVAE, x: torch.Tensor, y: torch.Tensor, angle_deg, *, batch_size: int = 2_000) -> torch.Tensor:
-    """Encode and decode ``x`` (digits ``y`` at ``angle_deg``) with the posterior mean, in batches."""
+    """Encode and decode ``x`` (digits ``y`` at ``angle_deg``, one angle or one per image) with the posterior
+    mean, in batches."""
     model.eval()
     a = torch.as_tensor(angle_deg, dtype=torch.float32, device=x.device).expand(len(x))
     return torch.cat([model(x[i:i + batch_size], y[i:i + batch_size], a[i:i + batch_size], sample=False).x_hat
