@@ -117,9 +117,9 @@ class CVAEStudyConfig:
 PROFILES: dict[str, CVAEStudyConfig] = {
     "smoke": CVAEStudyConfig(
         latent_dim=8, enc_channels=(8, 16), dec_channels=(16, 8), hidden=64, film_hidden=16,
-        train_size=1_024, val_size=256, test_size=100, eval_angles_deg=tuple(float(a) for a in range(0, 360, 45)),
+        train_size=512, val_size=256, test_size=100, eval_angles_deg=tuple(float(a) for a in range(0, 360, 45)),
         samples_per_cell=4, sweep_step_deg=45.0, judge_profile="smoke", judge_test_size=300,
-        fit=FitConfig(epochs=1, batch_size=64, lr=3e-3, monitor="val_loss", monitor_mode="min"),
+        fit=FitConfig(epochs=1, batch_size=32, lr=3e-3, monitor="val_loss", monitor_mode="min"),
         eval_batch_size=500,
     ),
     "full": CVAEStudyConfig(),
