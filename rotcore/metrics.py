@@ -206,3 +206,80 @@ def axial_error_deg(pred_deg: Tensor, true_deg: Tensor) -> Tensor:
     """
     e = circular_error_deg(pred_deg, true_deg)
     return torch.minimum(e, 180.0 - e)
+
+
+# --- added for study 02 ---
+
+
+def psnr_from_mse_db(mse_value: float, data_range: float = 1.0) -> float:
+    """``10·log10(data_range² / MSE)`` in dB, for an MSE already pooled over a set (``inf`` for 0)."""
+    import math
+
+    if mse_value < 0:
+        raise ValueError(f"an MSE cannot be negative, got {mse_value}")
+    return math.inf if mse_value == 0 else 10.0 * math.log10(data_range**2 / mse_value)
+
+
+# --- added for study 03 ---
+
+
+def latent_invariance_error(model: nn.Module, x: Tensor, angle_deg: float | Sequence[float], *,
+                            dtype: torch.dtype | None = None,
+                            rotate_kwargs: dict | None = None) -> float | dict[float, float]:
+    """``max_i ‖model(rotate(x_i, angle)) − model(x_i)‖₂`` over the images of ``x``, in eval mode.
+
+    The Euclidean norm of the change of each image's output vector (e.g. a latent code ``(B, d)``), then the
+    worst image; one float, or ``{angle: error}`` for a list. ``dtype`` is handled as in
+    :func:`invariance_error` (cast before eval, undone afterwards).
+    """
+    kw = rotate_kwargs or {}
+    angles = [float(angle_deg)] if isinstance(angle_deg, (int, float)) else [float(a) for a in angle_deg]
+    was = model.training
+    old_dtype = next(model.parameters()).dtype
+    try:
+        if dtype is not None:
+            model.train()
+            model.to(dtype)
+            x = x.to(dtype)
+        model.eval()
+        with torch.no_grad():
+            fx = model(x).flatten(1)
+            errs = {a: (model(rotate_batch(x, a, **kw)).flatten(1) - fx).norm(dim=1).max().item() for a in angles}
+    finally:
+        if dtype is not None:
+            model.train()
+            model.to(old_dtype)
+        model.train(was)
+    return errs[angles[0]] if isinstance(angle_deg, (int, float)) else errs
+
+
+@torch.no_grad()
+def knn_predict(ref_z: Tensor, ref_y: Tensor, query_z: Tensor, *, k: int = 5, metric: str = "euclidean",
+                num_classes: int | None = None, batch_size: int = 4096) -> Tensor:
+    """Majority vote of the ``k`` nearest reference points for every query: labels ``(Q,)``.
+
+    ``metric``: ``"euclidean"`` or ``"cosine"`` (for unit vectors both rank neighbours identically). Ties
+    between classes go to the class of the nearer neighbours. Exact (brute force), batched over queries, on
+    the device of ``ref_z``.
+    """
+    if metric not in ("euclidean", "cosine"):
+        raise ValueError(f"metric={metric!r}; choose 'euclidean' or 'cosine'")
+    if not 1 <= k <= len(ref_z):
+        raise ValueError(f"k={k} must be in [1, {len(ref_z)}] (the number of reference points)")
+    num_classes = num_classes or int(ref_y.max().item()) + 1
+    ref = ref_z.float()
+    if metric == "cosine":
+        ref = torch.nn.functional.normalize(ref, dim=-1)
+    ref_y = ref_y.to(ref.device)
+    # votes of nearer neighbours weigh a little more, which only breaks ties
+    weights = 1.0 + 1e-3 * torch.arange(k, 0, -1, device=ref.device, dtype=torch.float32)
+    out = []
+    for i in range(0, len(query_z), batch_size):
+        q = query_z[i : i + batch_size].to(ref.device).float()
+        if metric == "cosine":
+            q = torch.nn.functional.normalize(q, dim=-1)
+        idx = torch.cdist(q, ref).topk(k, largest=False).indices  # (b, k), nearest first
+        votes = torch.zeros(len(q), num_classes, device=ref.device)
+        votes.scatter_add_(1, ref_y[idx], weights.expand(len(q), k))
+        out.append(votes.argmax(-1))
+    return torch.cat(out) if out else torch.empty(0, dtype=torch.long, device=ref.device)
