@@ -197,6 +197,32 @@ def ssim(x_hat: Tensor, x: Tensor, data_range: float = 1.0) -> float:
     return structural_similarity_index_measure(x_hat.float(), x.float(), data_range=data_range).item()
 
 
+# ---------------------------------------------------------------------------------------------------------
+# --- added for study 01 ---
+
+
+def mse_per_image(x_hat: Tensor, x: Tensor) -> Tensor:
+    """Mean squared error of each image, ``(N,)`` float32 (mean over channels and pixels)."""
+    return ((x_hat.float() - x.float()) ** 2).flatten(1).mean(1)
+
+
+def ssim_per_image(x_hat: Tensor, x: Tensor, data_range: float = 1.0) -> Tensor:
+    """Structural similarity of each image, ``(N,)`` (torchmetrics, Gaussian window 11, σ 1.5); the batch
+    mean of this equals :func:`ssim`."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    return structural_similarity_index_measure(x_hat.float(), x.float(), data_range=data_range, reduction="none")
+
+
+def axial_error_deg(pred_deg: Tensor, true_deg: Tensor) -> Tensor:
+    """Angle error ignoring half turns, in ``[0, 90]``: ``min(e, 180 - e)`` of the circular error ``e``.
+
+    For digits that look alike after 180° (0, 1, 8; 6 vs 9) it separates "wrong axis" from "upside down".
+    """
+    e = circular_error_deg(pred_deg, true_deg)
+    return torch.minimum(e, 180.0 - e)
+
+
 # --- added for study 02 ---
 
 

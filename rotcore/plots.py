@@ -215,6 +215,44 @@ def animation_html(frames: Tensor, *, titles: Sequence[str] | None = None, inter
     return html
 
 
+# ---------------------------------------------------------------------------------------------------------
+# --- added for study 01 ---
+
+
+def plot_heatmap(values, *, row_labels: Sequence[str], col_labels: Sequence[str], ax=None, title: str | None = None,
+                 cmap: str = "viridis", vmin: float | None = None, vmax: float | None = None, fmt: str = "{:.0f}",
+                 marked_cols: Sequence[int] = (), xlabel: str | None = None, ylabel: str | None = None,
+                 colorbar_label: str | None = None):
+    """A labelled heatmap of a 2-D array (e.g. digit × angle), values written in the cells; columns listed
+    in ``marked_cols`` get a hatched frame (e.g. angles unseen in training)."""
+    m = _np(values).astype(float)
+    fig, ax = _axes(ax, figsize=(0.42 * m.shape[1] + 1.6, 0.32 * m.shape[0] + 1.2))
+    im = ax.imshow(m, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+    ax.set_xticks(range(m.shape[1]), col_labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(m.shape[0]), row_labels, fontsize=7)
+    ax.grid(False)
+    for j in marked_cols:
+        ax.add_patch(matplotlib.patches.Rectangle((j - 0.5, -0.5), 1, m.shape[0], fill=False, hatch="///",
+                                                  edgecolor="0.6", lw=0))
+    lo, hi = np.nanmin(m), np.nanmax(m)
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            if np.isfinite(m[i, j]):
+                dark = (m[i, j] - lo) / max(hi - lo, 1e-12) < 0.5 if cmap == "viridis" else False
+                ax.text(j, i, fmt.format(m[i, j]), ha="center", va="center", fontsize=5.5,
+                        color="white" if dark else "black")
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+    if colorbar_label:
+        cb.set_label(colorbar_label)
+    return fig
+
+
 # --- added for study 02 ---
 
 

@@ -222,6 +222,75 @@ __all__ = [
 ]
 
 
+# ---------------------------------------------------------------------------------------------------------
+# --- added for study 01 ---
+# Sets of angles given as unions of intervals (training angles with held-out bands).
+
+
+def _intervals_tensor(intervals_deg: Sequence[tuple[float, float]], device=None) -> Tensor:
+    iv = torch.as_tensor([[float(lo), float(hi)] for lo, hi in intervals_deg], dtype=torch.float64, device=device)
+    if iv.ndim != 2 or iv.shape[1] != 2 or len(iv) == 0:
+        raise ValueError(f"intervals_deg must be a non-empty sequence of (lo, hi) pairs, got {intervals_deg!r}")
+    return iv
+
+
+def random_angles_in(
+    intervals_deg: Sequence[tuple[float, float]], n: int, *, generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """``n`` angles (float32, degrees) drawn uniformly from the union of ``[lo, hi)`` intervals.
+
+    Intervals are assumed disjoint and inside ``[0, 360]`` (validate them with
+    :func:`rotcore.config.check_angle_intervals`); each is picked with probability proportional to its length.
+    """
+    gen_device = generator.device if generator is not None else device
+    iv = _intervals_tensor(intervals_deg, gen_device)
+    length = iv[:, 1] - iv[:, 0]
+    if bool((length <= 0).any()):
+        raise ValueError(f"every interval needs lo < hi, got {intervals_deg!r}")
+    pick = torch.multinomial(length / length.sum(), n, replacement=True, generator=generator)
+    u = torch.rand(n, generator=generator, device=gen_device, dtype=torch.float64)
+    angles = iv[pick, 0] + u * length[pick]
+    return angles.float().to(device)
+
+
+def in_intervals(angle_deg: Tensor, intervals_deg: Sequence[tuple[float, float]]) -> Tensor:
+    """Boolean mask: is each angle (taken mod 360) inside one of the closed intervals ``[lo, hi]``?
+
+    An interval ending at 360 also contains 0 (the circle closes there).
+    """
+    a = wrap_deg(torch.as_tensor(angle_deg, dtype=torch.float64))
+    iv = _intervals_tensor(intervals_deg, a.device)
+    lo, hi = iv[:, 0], iv[:, 1]
+    inside = (a[..., None] >= lo) & (a[..., None] <= hi)
+    inside |= (a[..., None] == 0) & (hi >= 360)
+    return inside.any(-1)
+
+
+def distance_to_intervals_deg(angle_deg: Tensor, intervals_deg: Sequence[tuple[float, float]]) -> Tensor:
+    """Circular distance (degrees, float64, in ``[0, 180]``) from each angle to the nearest angle of the
+    union of closed intervals; 0 inside. "How far outside the training angles is this test angle?"."""
+    a = torch.as_tensor(angle_deg, dtype=torch.float64)
+    iv = _intervals_tensor(intervals_deg, a.device)
+    ends = signed_diff_deg(a[..., None, None], iv[None, :, :]).abs().amin((-1, -2))
+    return torch.where(in_intervals(a, intervals_deg), torch.zeros_like(ends), ends)
+
+
+def complement_intervals(intervals_deg: Sequence[tuple[float, float]]) -> tuple[tuple[float, float], ...]:
+    """The parts of ``[0, 360)`` outside the (disjoint) intervals, as sorted ``(lo, hi)`` pairs."""
+    out, cursor = [], 0.0
+    for lo, hi in sorted((float(lo), float(hi)) for lo, hi in intervals_deg):
+        if lo > cursor:
+            out.append((cursor, lo))
+        cursor = max(cursor, hi)
+    if cursor < 360.0:
+        out.append((cursor, 360.0))
+    return tuple(out)
+
+
+__all__ += ["complement_intervals", "distance_to_intervals_deg", "in_intervals", "random_angles_in"]
+
+
 # --- added for study 02 ---
 
 

@@ -42,6 +42,7 @@ class StudyInfo:
 
 
 STUDIES: dict[str, StudyInfo] = {
+    "01": StudyInfo("01", "01_cvae_rotation", "rotcore.studies.cvae", "Conditional VAEs and rotation"),
     "02": StudyInfo("02", "02_equivariant_vae", "rotcore.studies.eqvae",
                     "An equivariant VAE: rotating the latent rotates the image"),
     "03": StudyInfo("03", "03_gcnn_hyperspherical_vae", "rotcore.studies.svae",
