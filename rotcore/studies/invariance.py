@@ -231,8 +231,10 @@ def train(key: str, cfg: InvarianceConfig, protocol: str, train_set: Images, *, 
     fit_cfg = dataclasses.replace(cfg.upright_fit if protocol == "upright" else cfg.replica_fit, seed=seed)
     augment = MODELS[key].augment or (protocol == "replica" and cfg.replica_augment)
     model = build_model(key, cfg, seed=seed)
+    # the fit config is part of the run's identity (and so of its folder): more epochs train anew instead
+    # of being refused by the finished checkpoint of a shorter run
     run_cfg = {"study": STUDY, "model": model_config(key, cfg), "augment": augment,
-               "data": data_signature(cfg, protocol)}
+               "data": data_signature(cfg, protocol), "fit": fit_cfg}
     loader = TensorLoader(train_set.x, train_set.y, batch_size=fit_cfg.batch_size, drop_last=True, seed=seed)
     validate = None
     if val_set is not None:

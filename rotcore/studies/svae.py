@@ -270,7 +270,7 @@ def train_vae(key: str, label: str, vae_cfg: VAEConfig, fit_cfg: FitConfig, cfg:
     """Train (or load from its checkpoint) one VAE on upright MNIST; validation monitors the val −ELBO."""
     torch.manual_seed(fit_cfg.seed)
     model = build_vae(vae_cfg)
-    run_cfg = {"study": STUDY, "vae": vae_cfg, "data": data_signature(cfg)}
+    run_cfg = {"study": STUDY, "vae": vae_cfg, "data": data_signature(cfg), "fit": fit_cfg}  # fit: see 05
     loader = TensorLoader(data.train.x, batch_size=fit_cfg.batch_size, drop_last=True, seed=fit_cfg.seed)
 
     def validate(m):
