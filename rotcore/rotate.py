@@ -35,8 +35,11 @@ def _as_angle_tensor(angle_deg: float | Sequence[float] | Tensor, batch: int, de
         a = a.expand(batch)
     if a.shape != (batch,):
         raise ValueError(f"angle_deg must be a scalar or have shape ({batch},), got {tuple(a.shape)}")
-    if not torch.isfinite(a).all():
-        raise ValueError("angle_deg contains non-finite values")
+    if a.device.type == "cpu":
+        if not torch.isfinite(a).all():
+            raise ValueError("angle_deg contains non-finite values")
+    else:  # checked on the device: a Python `if` here would make the host wait for the GPU every step
+        torch._assert_async(torch.isfinite(a).all(), "angle_deg contains non-finite values")
     return a.to(device)
 
 
@@ -116,14 +119,35 @@ def rotate_batch(
     exact, k = quarter_turns(angles)
     if exact_rot90 and h != w:
         exact = exact & (k % 2 == 0)  # a quarter turn of a non-square image changes its shape
-    if exact_rot90 and bool(exact.all()):
+    if not exact_rot90:
+        return _resample(x, angles, interpolation, padding)
+    if angles.device.type != "cpu":
+        return _rotate_without_sync(x, angles, exact, k, interpolation, padding)
+    if bool(exact.all()):
         return rot90_batch(x, k)
-    theta = rotation_matrix(angles, h, w).to(x.dtype)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    out = F.grid_sample(x, grid, mode=interpolation, padding_mode=padding, align_corners=False)
-    if exact_rot90 and bool(exact.any()):
+    out = _resample(x, angles, interpolation, padding)
+    if bool(exact.any()):
         idx = exact.nonzero(as_tuple=True)[0]
         out[idx] = rot90_batch(x[idx], k[idx])
+    return out
+
+
+def _resample(x: Tensor, angles: Tensor, interpolation: str, padding: str) -> Tensor:
+    theta = rotation_matrix(angles, x.shape[-2], x.shape[-1]).to(x.dtype)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode=interpolation, padding_mode=padding, align_corners=False)
+
+
+def _rotate_without_sync(x: Tensor, angles: Tensor, exact: Tensor, k: Tensor, interpolation: str,
+                         padding: str) -> Tensor:
+    """The same result as the host path, with no host-device sync: every image is resampled, then the
+    multiples of 90° are replaced by their exact quarter turns with masks (the host path asks the device
+    which images are exact, which stalls a GPU training step)."""
+    out = _resample(x, angles, interpolation, padding)
+    square = x.shape[-1] == x.shape[-2]
+    for kk in (0, 1, 2, 3) if square else (0, 2):
+        mask = (exact & (k == kk)).view(-1, *([1] * (x.ndim - 1)))
+        out = torch.where(mask, torch.rot90(x, kk, dims=(-2, -1)) if kk else x, out)
     return out
 
 

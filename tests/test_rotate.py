@@ -180,3 +180,16 @@ def test_d4_rotation_matches_rotate_batch():
 def test_d4_unknown_element():
     with pytest.raises(ValueError, match="unknown D4 element"):
         apply_d4(torch.rand(1, 1, 2, 2), "r45")
+
+
+@pytest.mark.parametrize("shape", [(6, 3, 17, 17), (6, 1, 8, 12)])
+def test_device_path_without_host_sync_equals_host_path(shape):
+    """Accelerator tensors take a mask-based path with no host sync; it must give the host path's result."""
+    from rotcore.rotate import _rotate_without_sync, quarter_turns
+
+    x = torch.rand(*shape, generator=torch.Generator().manual_seed(1))
+    angles = torch.tensor([90.0, 45.0, 180.0, -10.0, 0.0, 270.0], dtype=torch.float64)
+    exact, k = quarter_turns(angles)
+    if shape[-1] != shape[-2]:
+        exact = exact & (k % 2 == 0)
+    assert torch.equal(_rotate_without_sync(x, angles, exact, k, "bilinear", "zeros"), rotate_batch(x, angles))
