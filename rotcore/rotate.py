@@ -29,7 +29,7 @@ PADDINGS = ("zeros", "border", "reflection")
 _EXACT_TOL = 1e-9
 
 
-def _as_angle_tensor(angle_deg: float | Sequence[float] | Tensor, batch: int, device, dtype) -> Tensor:
+def _as_angle_tensor(angle_deg: float | Sequence[float] | Tensor, batch: int) -> Tensor:
     a = torch.as_tensor(angle_deg, dtype=torch.float64)
     if a.ndim == 0:
         a = a.expand(batch)
@@ -40,7 +40,7 @@ def _as_angle_tensor(angle_deg: float | Sequence[float] | Tensor, batch: int, de
             raise ValueError("angle_deg contains non-finite values")
     else:  # checked on the device: a Python `if` here would make the host wait for the GPU every step
         torch._assert_async(torch.isfinite(a).all(), "angle_deg contains non-finite values")
-    return a.to(device)
+    return a
 
 
 def quarter_turns(angle_deg: Tensor) -> tuple[Tensor, Tensor]:
@@ -113,16 +113,17 @@ def rotate_batch(
     if not x.is_floating_point():
         raise TypeError(f"x must be a floating tensor, got {x.dtype}")
     b, _, h, w = x.shape
-    angles = _as_angle_tensor(angle_deg, b, x.device, x.dtype)
+    angles = _as_angle_tensor(angle_deg, b)  # stays where it was given (host angles are decided on the host)
     if b == 0:
         return x.clone()
-    exact, k = quarter_turns(angles)
-    if exact_rot90 and h != w:
-        exact = exact & (k % 2 == 0)  # a quarter turn of a non-square image changes its shape
     if not exact_rot90:
-        return _resample(x, angles, interpolation, padding)
-    if angles.device.type != "cpu":
+        return _resample(x, angles.to(x.device), interpolation, padding)
+    exact, k = quarter_turns(angles)
+    if h != w:
+        exact = exact & (k % 2 == 0)  # a quarter turn of a non-square image changes its shape
+    if angles.device.type != "cpu":  # angles that live on an accelerator: never ask it which are exact
         return _rotate_without_sync(x, angles, exact, k, interpolation, padding)
+    angles, exact, k = angles.to(x.device), exact.to(x.device), k.to(x.device)
     if bool(exact.all()):
         return rot90_batch(x, k)
     out = _resample(x, angles, interpolation, padding)
