@@ -42,6 +42,8 @@ class StudyInfo:
 
 
 STUDIES: dict[str, StudyInfo] = {
+    "04": StudyInfo("04", "04_angle_regression", "rotcore.studies.angle_regression",
+                    "Angle regression over the full circle"),
     "05": StudyInfo("05", "05_rotation_invariance", "rotcore.studies.invariance",
                     "Rotation invariance of digit classifiers"),
 }
