@@ -85,8 +85,9 @@ class AngleResNet(nn.Module):
 
     @property
     def feature_layer(self) -> nn.Module:
-        """The last convolutional stage (Grad-CAM's usual target)."""
-        return self.trunk.layer4
+        """The stage Grad-CAM explains: ``layer3`` (stride 16), because at the small inputs used here the last
+        stage's grid is too coarse to show anything (3×3 at 96 px)."""
+        return self.trunk.layer3
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Raw head output: ``(B, 2)`` for ``vec``, ``(B, bins)`` logits for ``bins``."""

@@ -93,13 +93,13 @@ class AngleRegressionConfig:
     max_train_photos: int | None = None
     max_test_photos: int | None = None
     val_photos_fraction: float = 0.1  # training photos held out for early stopping (by photo)
-    store_size: int = 192
-    seed_input_size: int = 128
+    store_size: int = 224  # ≥ input × √2, so a rotation-safe crop is not upsampled
+    seed_input_size: int = 160
     input_size: int = 96
     runs: tuple[str, ...] = tuple(RUNS)
     model: AngleResNetConfig = AngleResNetConfig()
     seed_fit: FitConfig = SEED_FIT
-    ours_fit: FitConfig = FitConfig(epochs=30, batch_size=256, lr=2e-3, optimizer="adamw", weight_decay=0.05,
+    ours_fit: FitConfig = FitConfig(epochs=80, batch_size=256, lr=2e-3, optimizer="adamw", weight_decay=0.05,
                                     lr_schedule="cosine", grad_clip=1.0, monitor="val_mae_deg")
     photo_repeats_per_epoch: int = 64
     min_scale: float = 0.55
@@ -201,12 +201,14 @@ def run_table(cfg: AngleRegressionConfig):
     """What each run does (a DataFrame): head, border, split, recipe, input size, parameters."""
     import pandas as pd
 
-    rows = []
+    rows, params = [], {}
     for k in cfg.runs:
         s = RUNS[k]
+        if s.head not in params:
+            params[s.head] = count_parameters(AngleResNet(model_config(k, cfg)))
         rows.append({"run": k, "label": s.label, "head": s.head, "border": s.border, "split": s.split,
                      "recipe": s.recipe, "augmentation": s.recipe == "ours", "input_px": input_size(k, cfg),
-                     "parameters": count_parameters(AngleResNet(model_config(k, cfg)))})
+                     "parameters": params[s.head]})
     return pd.DataFrame(rows).set_index("run")
 
 
@@ -416,8 +418,10 @@ def train(key: str, cfg: AngleRegressionConfig, data: PhotoData, sets: Mapping[s
         fixed_angle = None
         val = sets["val"]
     else:
-        order = sets["leaky-train"].photo.cpu()
-        fixed_angle = sets["leaky-train"].angle_deg
+        # the copies are fixed; repeat them so an epoch has about as many samples as a photo-split epoch
+        reps = max(1, cfg.photo_repeats_per_epoch // cfg.leaky_copies)
+        order = sets["leaky-train"].photo.cpu().repeat(reps)
+        fixed_angle = sets["leaky-train"].angle_deg.repeat(reps)
         val = sets["leaky-test"]  # the seed stops early on its (leaky) held-out copies
     items = torch.arange(len(order)) if fixed_angle is not None else order
     loader = TensorLoader(items.to(device), batch_size=fit_cfg.batch_size, drop_last=len(items) >= fit_cfg.batch_size,
@@ -573,7 +577,7 @@ def gradcam_maps(t: Trained, cfg: AngleRegressionConfig, data: PhotoData, es: Ev
     with torch.no_grad():
         pred = t.model.decode_deg(t.model(x))
     err = circular_error_deg(pred, sub.angle_deg)
-    titles = [f"true {a:.0f}° pred {p:.0f}° (err {e:.0f}°)" for a, p, e in zip(sub.angle_deg.tolist(), pred.tolist(),
+    titles = [f"true {a:.0f}°, pred {p:.0f}°\nerror {e:.0f}°" for a, p, e in zip(sub.angle_deg.tolist(), pred.tolist(),
                                                                             err.tolist())]
     return x.cpu(), cams.cpu(), titles
 
@@ -741,7 +745,8 @@ def discussion(m: Mapping[str, Any]) -> dict[str, str]:
 
 
 def results_path_for_predictions(profile: str) -> Path:
-    return paths.results_dir(profile).parent / "predictions" / f"{STUDY}.json"
+    """Where the notebook saves the evaluation set's predictions (git-ignored, any profile)."""
+    return paths.profile_root(profile) / "predictions" / f"{STUDY}.json"
 
 
 __all__ = [
