@@ -123,11 +123,11 @@ class BrightnessCentroid(nn.Module):
     head = "vec"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        grey = x.float().mean(1)
+        grey = (x if x.is_floating_point() else x.float()).mean(1)
         grey = grey - grey.mean(dim=(-2, -1), keepdim=True)
         h, w = grey.shape[-2:]
-        col = torch.arange(w, device=x.device, dtype=torch.float32) - (w - 1) / 2
-        row = torch.arange(h, device=x.device, dtype=torch.float32) - (h - 1) / 2
+        col = torch.arange(w, device=x.device, dtype=grey.dtype) - (w - 1) / 2
+        row = torch.arange(h, device=x.device, dtype=grey.dtype) - (h - 1) / 2
         cx = (grey * col).mean(dim=(-2, -1))
         cy = -(grey * row.view(-1, 1)).mean(dim=(-2, -1))
         return torch.stack([cy, -cx], -1)  # (cx, cy) turned by -90°

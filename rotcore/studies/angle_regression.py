@@ -89,6 +89,7 @@ class AngleRegressionConfig:
     photo_root: str = ""  # "" = $ROTBOOK_DATA/photos
     fiftyone: str = "auto"  # "auto": use it where installed; "off"; "required": fail without it
     fiftyone_dataset: str = "rotbook-photos"
+    manifest_file: str = ""  # train from this exported manifest instead (no FiftyOne needed)
     launch_app: bool = False
     max_train_photos: int | None = None
     max_test_photos: int | None = None
@@ -239,28 +240,37 @@ def prepare_photos(cfg: AngleRegressionConfig, device: torch.device | str = "cpu
     read the photos back *from the manifest*, split them by photo and put them on ``device``.
 
     Without FiftyOne the manifest is written straight from the folder (same fields, same photos), and
-    ``registry`` says so; with ``fiftyone="required"`` a missing FiftyOne is an error.
+    ``registry`` says so; with ``fiftyone="required"`` a missing FiftyOne is an error. ``manifest_file``
+    trains from a manifest exported elsewhere (paths re-rooted at ``photo_root`` / ``$ROTBOOK_DATA/photos``).
     """
     root = Path(cfg.photo_root) if cfg.photo_root else None
+    folder = root or paths.data_root() / "photos"
     ok, why = fiftyone_io.available()
     use_fo = cfg.fiftyone == "required" or (cfg.fiftyone == "auto" and ok)
     if cfg.fiftyone == "required" and not ok:
         raise ImportError(f"fiftyone='required' but {why}")
-    records = fiftyone_io.source_records(cfg.source, root=root)
-    manifest = manifest_path(cfg)
     ds = None
-    if use_fo:
+    if cfg.manifest_file:  # a manifest exported elsewhere (e.g. carried to a machine without FiftyOne)
+        manifest = Path(cfg.manifest_file)
+        exported = json.loads(manifest.read_text()).get("dataset")
+        registry = (f"Training reads the manifest `{manifest.name}`"
+                    + (f", exported from the FiftyOne data set `{exported}`" if exported else "")
+                    + "; FiftyOne is not used in this run, so registration here is **skipped**.")
+    elif use_fo:
+        manifest = manifest_path(cfg)
+        records = fiftyone_io.source_records(cfg.source, root=root)
         ds, report = fiftyone_io.sync_photo_dataset(records, name=cfg.fiftyone_dataset)
         fiftyone_io.export_manifest(ds, manifest)
         registry = (f"FiftyOne data set `{report.name}` ({report.samples} photos, {report.status}: "
                     f"+{report.added} / -{report.removed}); training reads its exported manifest.")
     else:
-        fiftyone_io.write_manifest(records, manifest)
+        manifest = manifest_path(cfg)
+        fiftyone_io.write_manifest(fiftyone_io.source_records(cfg.source, root=root), manifest)
         reason = why if not ok else "fiftyone='off' in the config"
         registry = (f"FiftyOne registration **skipped**: {reason}. Training and evaluation read a manifest "
                     "written from the same folder; register the evaluation set later with "
                     "`study.register_evaluation(...)` where FiftyOne is installed.")
-    records = fiftyone_io.read_manifest(manifest, root=root if cfg.source == "folder" else None)
+    records = fiftyone_io.read_manifest(manifest, root=folder if cfg.source == "folder" else None)
     train_all = [i for i, r in enumerate(records) if r.split == "train"][: cfg.max_train_photos]
     test = [i for i, r in enumerate(records) if r.split != "train"][: cfg.max_test_photos]
     g = torch.Generator().manual_seed(cfg.seed)
