@@ -333,3 +333,15 @@ def test_fiftyone_dataset_is_idempotent_and_persistent(tmp_path):
     assert first["reports"] == [["created", 4, 0, 4], ["unchanged", 0, 0, 4], ["updated", 1, 0, 5]]
     again = run("load")  # a new process, the same database folder
     assert again["n"] == 5 and again["splits"] == first["splits"] and again["tags"] == first["splits"]
+
+
+def test_ensemble_of_identical_runs_is_the_run():
+    g = torch.Generator().manual_seed(0)
+    true = 360 * torch.rand(20, generator=g)
+    pred = 360 * torch.rand(20, generator=g)
+    ev = study.Evaluation("ours_vec", "test", true, pred, torch.rand(20, generator=g) + 0.1,
+                          circular_error_deg(pred, true), torch.arange(20), False)
+    ens = study.ensemble({"ours_vec": {"test": ev}, "ours_bins": {"test": ev}})
+    assert torch.allclose(ens["test"].pred_deg, pred, atol=1e-3)
+    assert torch.allclose(ens["test"].err_deg, ev.err_deg, atol=1e-3)
+    assert study.ensemble({"ours_vec": {"test": ev}}) is None

@@ -38,7 +38,15 @@ from rotcore.explain import angle_confidence_score, grad_cam
 from rotcore.judges import angle_judge, evaluate_angle_judge
 from rotcore.metrics import angle_error_summary, circular_error_deg, coverage_curve, error_by_angle
 from rotcore.models.angle_resnet import AngleResNet, AngleResNetConfig, BrightnessCentroid
-from rotcore.rotate import BORDERS, random_angles, random_view, rot90_tta_vec, rotate_crop_batch, vec_to_angle
+from rotcore.rotate import (
+    BORDERS,
+    angle_to_vec,
+    random_angles,
+    random_view,
+    rot90_tta_vec,
+    rotate_crop_batch,
+    vec_to_angle,
+)
 from rotcore.studies import Anchor
 from rotcore.train import (
     FitConfig,
@@ -73,8 +81,17 @@ RUNS: dict[str, RunSpec] = {
     "ours_vec": RunSpec("ours, vec head", recipe="ours"),
     "ours_bins": RunSpec("ours, bins head", head="bins", recipe="ours"),
 }
-COLORS = {spec.label: c for spec, c in zip(RUNS.values(), ("#7f7f7f", "#ff7f0e", "#8c564b", "#1f77b4", "#d62728"))}
+# Evaluated, not trained: the mean of the two "ours" runs' predicted vectors.
+ENSEMBLE = ("ours_vec", "ours_bins")
+DERIVED: dict[str, RunSpec] = {"ours_ensemble": RunSpec("ours, ensemble", head="vec+bins", recipe="ours")}
+COLORS = {spec.label: c for spec, c in zip([*RUNS.values(), *DERIVED.values()],
+                                           ("#7f7f7f", "#ff7f0e", "#8c564b", "#1f77b4", "#d62728", "#9467bd"))}
 COLORS["brightness centroid"] = "#bcbd22"
+
+
+def label(key: str) -> str:
+    """The display label of a run (trained or derived)."""
+    return (RUNS.get(key) or DERIVED[key]).label
 
 SEED_FIT = FitConfig(epochs=30, batch_size=256, lr=1e-3, optimizer="adam", weight_decay=1e-4, lr_schedule="step",
                      lr_step_epochs=10, lr_gamma=0.5, grad_clip=1.0, early_stopping_patience=5,
@@ -528,7 +545,7 @@ def summary_table(evals: Mapping[str, Mapping[str, Evaluation]], baseline: Evalu
     rows = []
     for key, per in evals.items():
         for name, ev in per.items():
-            rows.append({"run": key, "label": RUNS[key].label, "eval": name, **angle_error_summary(ev.err_deg)})
+            rows.append({"run": key, "label": label(key), "eval": name, **angle_error_summary(ev.err_deg)})
     if baseline is not None:
         rows.append({"run": "centroid", "label": "brightness centroid", "eval": "test",
                      **angle_error_summary(baseline.err_deg)})
@@ -537,10 +554,34 @@ def summary_table(evals: Mapping[str, Mapping[str, Evaluation]], baseline: Evalu
 
 def best_run(evals: Mapping[str, Mapping[str, Evaluation]]) -> str:
     """Our best run, chosen on the early-stopping *validation* photos (never on the test photos)."""
-    ours = {k: v["val"].err_deg.mean().item() for k, v in evals.items() if RUNS[k].recipe == "ours" and "val" in v}
+    ours = {k: v["val"].err_deg.mean().item() for k, v in evals.items() if (RUNS.get(k) or DERIVED[k]).recipe == "ours" and "val" in v}
     if not ours:
         ours = {k: v["val"].err_deg.mean().item() for k, v in evals.items() if "val" in v}
     return min(ours, key=ours.get)
+
+
+def ensemble(evals: Mapping[str, Mapping[str, Evaluation]], keys: Sequence[str] = ENSEMBLE,
+             name: str = "ours_ensemble") -> dict[str, Evaluation] | None:
+    """Evaluations of the mean predicted vector of ``keys`` (each vector = confidence × unit vector of its
+    angle), for every evaluation set they share; ``None`` if a run is missing. No training involved."""
+    if not all(k in evals for k in keys):
+        return None
+    out = {}
+    for set_name in evals[keys[0]]:
+        parts = [evals[k].get(set_name) for k in keys]
+        if any(p is None for p in parts):
+            continue
+        vec = sum(p.confidence.unsqueeze(-1) * angle_to_vec(p.pred_deg) for p in parts) / len(parts)
+        pred, ref = vec_to_angle(vec), parts[0]
+        out[set_name] = Evaluation(name, set_name, ref.true_deg, pred, vec.norm(dim=-1),
+                                   circular_error_deg(pred, ref.true_deg), ref.photo, ref.tta)
+    return out
+
+
+def best_trained_run(evals: Mapping[str, Mapping[str, Evaluation]], trained: Sequence[Trained]) -> Trained:
+    """The trained run with the lowest validation MAE among ours (for figures that need one model)."""
+    keys = {t.key for t in trained}
+    return next(t for t in trained if t.key == best_run({k: v for k, v in evals.items() if k in keys}))
 
 
 def headline_eval(evals: Mapping[str, Mapping[str, Evaluation]], key: str) -> Evaluation:
@@ -559,7 +600,7 @@ def per_source(ev: Evaluation, data: PhotoData):
 
 def abstention(evals: Mapping[str, Mapping[str, Evaluation]], cfg: AngleRegressionConfig):
     """Coverage-vs-error curves ``{label: DataFrame}`` on the held-out photos (confidence = vector length)."""
-    return {RUNS[k].label: coverage_curve(headline_eval(evals, k).err_deg, headline_eval(evals, k).confidence,
+    return {label(k): coverage_curve(headline_eval(evals, k).err_deg, headline_eval(evals, k).confidence,
                                           cfg.coverages_pct)
             for k in evals if "test" in evals[k]}
 
@@ -573,7 +614,7 @@ def by_angle(evals: Mapping[str, Mapping[str, Evaluation]], *, bin_deg: float = 
         if "test" in evals[k]:
             ev = headline_eval(evals, k)
             df = error_by_angle(ev.err_deg, ev.true_deg, bin_deg=bin_deg)
-            df.insert(0, "model", RUNS[k].label)
+            df.insert(0, "model", label(k))
             frames.append(df)
     return pd.concat(frames, ignore_index=True)
 
@@ -692,7 +733,7 @@ def headline_metrics(evals: Mapping[str, Mapping[str, Evaluation]], baseline: Ev
         m["photos_reflect_minus_crop_mae_deg"] = m["photos_mae_deg_seed_reflect"] - m["photos_mae_deg_seed"]
     if baseline is not None:
         m["photos_centroid_baseline_mae_deg"] = baseline.err_deg.mean().item()
-    best_curve = curves.get(RUNS[best].label)
+    best_curve = curves.get(label(best))
     if best_curve is not None:
         half = best_curve.iloc[(best_curve.coverage_pct - 50).abs().argmin()]
         m["photos_mae_at_50pct_coverage_deg"] = float(half.mae_deg)
@@ -725,7 +766,7 @@ def discussion(m: Mapping[str, Any]) -> dict[str, str]:
         out["ar_leak_sentence"] = "The leaky split was not part of this run."
     best, ratio = m["photos_best_run"], m["photos_best_to_seed_ratio"]
     out["ar_best_sentence"] = (
-        f"Our best run ({RUNS[best].label}, chosen on the early-stopping photos) reaches "
+        f"Our best run ({label(best)}, chosen on the early-stopping photos) reaches "
         f"{m['photos_mae_deg']:.1f}° MAE on held-out photos, {ratio:.2f}× the seed recipe's {seed:.1f}°.")
     seen = m.get(f"photos_seen_mae_deg_{best}")
     new = m.get(f"photos_mae_deg_{best}")
@@ -762,6 +803,7 @@ def results_path_for_predictions(profile: str) -> Path:
 __all__ = [
     "ANCHORS", "BORDERS", "COLORS", "PROFILES", "RUNS", "STUDY", "TITLE", "AngleRegressionConfig", "EvalSet",
     "Evaluation", "PhotoData", "RunSpec", "Trained", "abstention", "augment_batch", "best_run", "by_angle",
+    "best_trained_run", "ensemble", "label",
     "discussion", "eval_sets", "evaluate_baseline", "evaluate_run", "gradcam_maps", "headline_eval",
     "headline_metrics", "leaky_split", "mnist_judge", "per_source", "photo_table", "prepare_photos",
     "register_evaluation", "render", "resolve_config", "run_table", "save_predictions", "summary_table", "train",
