@@ -117,7 +117,7 @@ class AngleRegressionConfig:
     runs: tuple[str, ...] = tuple(RUNS)
     model: AngleResNetConfig = AngleResNetConfig()
     seed_fit: FitConfig = SEED_FIT
-    ours_fit: FitConfig = FitConfig(epochs=80, batch_size=256, lr=2e-3, optimizer="adamw", weight_decay=0.05,
+    ours_fit: FitConfig = FitConfig(epochs=60, batch_size=256, lr=2e-3, optimizer="adamw", weight_decay=0.05,
                                     lr_schedule="cosine", grad_clip=1.0, monitor="val_mae_deg")
     photo_repeats_per_epoch: int = 64
     min_scale: float = 0.55
