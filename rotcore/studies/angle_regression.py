@@ -516,7 +516,8 @@ def evaluate(model, key: str, label_key: str, data: PhotoData, es: EvalSet, *, s
 
 
 def evaluate_run(t: Trained, cfg: AngleRegressionConfig, data: PhotoData, sets: Mapping[str, EvalSet]) -> dict[str, Evaluation]:
-    """A run's evaluations: ``test`` (plain), ``test_tta``, ``seen`` and, for the leaky run, ``leaky-test``."""
+    """A run's evaluations: ``test`` (plain), ``test_tta``, ``val`` (plain, picks the best run), ``seen`` and,
+    for the leaky run, only ``leaky-test``."""
     spec, size = RUNS[t.key], input_size(t.key, cfg)
     kw = dict(size=size, border=spec.border, batch_size=cfg.eval_batch_size)
     out = {}
@@ -526,7 +527,7 @@ def evaluate_run(t: Trained, cfg: AngleRegressionConfig, data: PhotoData, sets: 
     out["test"] = evaluate(t.model, t.key, t.key, data, sets["test"], tta=False, **kw)
     if cfg.tta:
         out["test_tta"] = evaluate(t.model, t.key, t.key, data, sets["test"], tta=True, **kw)
-    out["val"] = evaluate(t.model, t.key, t.key, data, sets["val"], tta=cfg.tta, **kw)
+    out["val"] = evaluate(t.model, t.key, t.key, data, sets["val"], tta=False, **kw)  # for choosing the best run
     if len(sets["seen"].photo):
         out["seen"] = evaluate(t.model, t.key, t.key, data, sets["seen"], tta=False, **kw)
     return out
