@@ -261,7 +261,9 @@ pd.Series(metrics, name=profile).to_frame()
 # **Digits.** The MNIST angle judge averages {glue:text}`mnist_mae_deg:.2f`° (± {glue:text}`mnist_mae_std_over_seeds_deg:.2f`°
 # over seeds), which {glue:md}`ar_mnist_verdict` (RotNet's MNIST model: 6–7°). Without 6 and 9 it averages
 # {glue:text}`mnist_mae_excl_6_9_deg:.2f`°; 6 alone {glue:text}`mnist_mae_deg_digit6:.1f`°, 9 alone
-# {glue:text}`mnist_mae_deg_digit9:.1f`°.
+# {glue:text}`mnist_mae_deg_digit9:.1f`°. Read upside down (more than 135° off): {glue:text}`mnist_flipped_pct_digit6:.1f` %
+# of the 6s and {glue:text}`mnist_flipped_pct_digit9:.1f` % of the 9s, against {glue:text}`mnist_flipped_pct_digit4:.1f` %
+# of the 4s.
 #
 # **Not done here.** The seed's other two border strategies (random background, alpha mask) are not
 # implemented; reflect vs crop is the comparison the issue requires. Ensembling and ImageNet pretraining

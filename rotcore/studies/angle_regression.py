@@ -44,6 +44,7 @@ from rotcore.rotate import (
     random_angles,
     random_view,
     rot90_tta_vec,
+    rotate_batch,
     rotate_crop_batch,
     vec_to_angle,
 )
@@ -686,11 +687,19 @@ def register_evaluation(predictions_file: Path, *, cfg: AngleRegressionConfig, n
 
 def mnist_judge(cfg: AngleRegressionConfig, device=None, progress: bool | None = None):
     """The MNIST angle judge (cache-or-train, shared with the generative studies) and its evaluation on the
-    MNIST test set: ``(judge, summary, per_digit)``. Per-digit MAE reports 6 and 9 on their own rows."""
+    MNIST test set: ``(judge, summary, per_digit)``. Per-digit rows (6 and 9 on their own) give MAE, median
+    and ``flipped_pct``, the share read more than 135° off (turned upside down), over fresh seeded angles."""
     judge = angle_judge(cfg.judge_profile, device=device, progress=progress)
     test = subset(load_mnist("test"), cfg.mnist_test_size, seed=5).to(next(judge.parameters()).device)
     summary, per_digit = evaluate_angle_judge(judge, test, seeds=cfg.mnist_seeds)
+    # how often each digit is read (nearly) upside down: 6 and 9 are expected to stand out
+    flipped = torch.zeros(10, dtype=torch.float64)
+    for s in cfg.mnist_seeds:
+        a = random_angles(len(test), generator=torch.Generator().manual_seed(2000 + s)).to(test.x.device)
+        err = circular_error_deg(judge.predict_deg(rotate_batch(test.x, a)), a).cpu()
+        flipped += torch.bincount(test.y.cpu()[err > 135], minlength=10).double()
     counts = torch.bincount(test.y.cpu(), minlength=10).double()
+    per_digit["flipped_pct"] = (100 * flipped / (counts * len(cfg.mnist_seeds)).clamp_min(1)).numpy()
     per_digit["images"] = (counts * len(cfg.mnist_seeds)).long().numpy()
     rest = [d for d in range(10) if d not in (6, 9)]
     w = counts[rest]
@@ -749,6 +758,7 @@ def headline_metrics(evals: Mapping[str, Mapping[str, Evaluation]], baseline: Ev
     m["mnist_mae_excl_6_9_deg"] = mnist_summary["mae_excl_6_9_deg"]
     for _, row in per_digit.iterrows():
         m[f"mnist_mae_deg_digit{int(row.digit)}"] = row.mae_deg
+        m[f"mnist_flipped_pct_digit{int(row.digit)}"] = row.flipped_pct
     return m
 
 
