@@ -287,3 +287,54 @@ def load_photo_squares(records: list[PhotoRecord], size: int) -> Tensor:
     Keep photos as uint8 on the device and convert per batch: 492 photos at 256 px are ~100 MB.
     """
     return torch.stack([center_square(load_photo(r.path, size), size) for r in records])
+
+
+# --- added for study 02 ---
+
+
+def random_crop_batch(x: Tensor, size: int, *, generator: torch.Generator | None = None) -> Tensor:
+    """One random ``size`` × ``size`` crop per image of ``(B, C, H, W)``, on ``x``'s device, in one gather.
+
+    Offsets are uniform over the valid positions; they come from ``generator`` if given, else from the global
+    RNG of ``x``'s device (which :func:`rotcore.train.fit` seeds and checkpoints).
+    """
+    b, _, h, w = x.shape
+    if size > min(h, w):
+        raise ValueError(f"crop {size} is larger than the images ({h}×{w})")
+    dev = generator.device if generator is not None else x.device
+    top = torch.randint(0, h - size + 1, (b,), generator=generator, device=dev).to(x.device)
+    left = torch.randint(0, w - size + 1, (b,), generator=generator, device=dev).to(x.device)
+    ar = torch.arange(size, device=x.device)
+    rows = (top[:, None] + ar)[:, :, None]  # (B, size, 1)
+    cols = (left[:, None] + ar)[:, None, :]  # (B, 1, size)
+    batch = torch.arange(b, device=x.device)[:, None, None]
+    return x.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()
+
+
+def tiles(x: Tensor, size: int) -> Tensor:
+    """Non-overlapping ``size`` × ``size`` tiles of ``(B, C, H, W)`` (row-major per image), ``(B·nh·nw, C, size, size)``.
+
+    Pixels beyond the last whole tile on the right/bottom are dropped.
+    """
+    b, c, h, w = x.shape
+    nh, nw = h // size, w // size
+    if nh == 0 or nw == 0:
+        raise ValueError(f"tile {size} is larger than the images ({h}×{w})")
+    t = x[:, :, : nh * size, : nw * size].reshape(b, c, nh, size, nw, size)
+    return t.permute(0, 2, 4, 1, 3, 5).reshape(b * nh * nw, c, size, size)
+
+
+# --- added for study 03 ---
+
+
+def binarize(x: Tensor, *, seed: int | None = None) -> Tensor:
+    """Stochastic binarisation: each pixel is 1 with probability equal to its intensity in [0, 1].
+
+    ``seed=None`` draws from the global RNG on ``x``'s device ("dynamic" binarisation, a fresh draw per
+    batch); an integer gives a fixed draw (a fixed binarised test set), made on the CPU so that it is the same
+    on every device. Same shape and dtype as ``x``.
+    """
+    if seed is None:
+        return torch.bernoulli(x)
+    g = torch.Generator().manual_seed(seed)
+    return torch.bernoulli(x.detach().cpu(), generator=g).to(x.device)

@@ -110,13 +110,14 @@ def equivariance_error(f: Callable[[Tensor], Tensor], x: Tensor, g_in: Callable[
             module.to(old_dtype)
 
 
-def invariance_error(model: nn.Module, x: Tensor, angle_deg: float | Sequence[float], *,
-                     dtype: torch.dtype | None = None, relative: bool = False,
-                     rotate_kwargs: dict | None = None) -> float | dict[float, float]:
-    """``max |model(rotate(x, angle)) - model(x)|`` in eval mode; one float, or ``{angle: error}`` for a list.
+def _rotation_errors(model: nn.Module, x: Tensor, angle_deg: float | Sequence[float],
+                     distance: Callable[[Tensor, Tensor], float], *, dtype: torch.dtype | None,
+                     rotate_kwargs: dict | None) -> float | dict[float, float]:
+    """``distance(model(rotate(x, a)), model(x))`` for each angle, in eval mode (optionally in ``dtype``).
 
     With ``dtype`` the model is cast *before* it enters eval mode, because escnn expands and caches its
-    filters when switching to eval; casting afterwards would keep float32 filters. The cast is undone.
+    filters when switching to eval; casting afterwards would keep float32 filters. The cast and the mode
+    are undone afterwards. One float for a scalar angle, ``{angle: value}`` for a list.
     """
     kw = rotate_kwargs or {}
     angles = [float(angle_deg)] if isinstance(angle_deg, (int, float)) else [float(a) for a in angle_deg]
@@ -130,14 +131,28 @@ def invariance_error(model: nn.Module, x: Tensor, angle_deg: float | Sequence[fl
         model.eval()
         with torch.no_grad():
             fx = model(x)
-            scale = max(fx.abs().max().item(), 1e-30) if relative else 1.0
-            errs = {a: (model(rotate_batch(x, a, **kw)) - fx).abs().max().item() / scale for a in angles}
+            errs = {a: distance(model(rotate_batch(x, a, **kw)), fx) for a in angles}
     finally:
         if dtype is not None:
             model.train()
             model.to(old_dtype)
         model.train(was)
     return errs[angles[0]] if isinstance(angle_deg, (int, float)) else errs
+
+
+def invariance_error(model: nn.Module, x: Tensor, angle_deg: float | Sequence[float], *,
+                     dtype: torch.dtype | None = None, relative: bool = False,
+                     rotate_kwargs: dict | None = None) -> float | dict[float, float]:
+    """``max |model(rotate(x, angle)) - model(x)|`` in eval mode; one float, or ``{angle: error}`` for a list.
+
+    ``dtype=torch.float64`` runs the check in double precision (see :func:`_rotation_errors` for why the
+    cast happens before eval mode). ``relative=True`` divides by ``max |model(x)|``.
+    """
+    def distance(fr: Tensor, fx: Tensor) -> float:
+        scale = max(fx.abs().max().item(), 1e-30) if relative else 1.0
+        return (fr - fx).abs().max().item() / scale
+
+    return _rotation_errors(model, x, angle_deg, distance, dtype=dtype, rotate_kwargs=rotate_kwargs)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -180,6 +195,68 @@ def ssim(x_hat: Tensor, x: Tensor, data_range: float = 1.0) -> float:
     from torchmetrics.functional.image import structural_similarity_index_measure
 
     return structural_similarity_index_measure(x_hat.float(), x.float(), data_range=data_range).item()
+
+
+# --- added for study 02 ---
+
+
+def psnr_from_mse_db(mse_value: float, data_range: float = 1.0) -> float:
+    """``10·log10(data_range² / MSE)`` in dB, for an MSE already pooled over a set (``inf`` for 0)."""
+    import math
+
+    if mse_value < 0:
+        raise ValueError(f"an MSE cannot be negative, got {mse_value}")
+    return math.inf if mse_value == 0 else 10.0 * math.log10(data_range**2 / mse_value)
+
+
+# --- added for study 03 ---
+
+
+def latent_invariance_error(model: nn.Module, x: Tensor, angle_deg: float | Sequence[float], *,
+                            dtype: torch.dtype | None = None,
+                            rotate_kwargs: dict | None = None) -> float | dict[float, float]:
+    """``max_i ‖model(rotate(x_i, angle)) − model(x_i)‖₂`` over the images of ``x``, in eval mode.
+
+    The Euclidean norm of the change of each image's output vector (e.g. a latent code ``(B, d)``), then the
+    worst image; one float, or ``{angle: error}`` for a list. ``dtype`` is handled as in
+    :func:`invariance_error` (cast before eval, undone afterwards).
+    """
+    def distance(fr: Tensor, fx: Tensor) -> float:
+        return (fr.flatten(1) - fx.flatten(1)).norm(dim=1).max().item()
+
+    return _rotation_errors(model, x, angle_deg, distance, dtype=dtype, rotate_kwargs=rotate_kwargs)
+
+
+@torch.no_grad()
+def knn_predict(ref_z: Tensor, ref_y: Tensor, query_z: Tensor, *, k: int = 5, metric: str = "euclidean",
+                num_classes: int | None = None, batch_size: int = 4096) -> Tensor:
+    """Majority vote of the ``k`` nearest reference points for every query: labels ``(Q,)``.
+
+    ``metric``: ``"euclidean"`` or ``"cosine"`` (for unit vectors both rank neighbours identically). Ties
+    between classes go to the class of the nearer neighbours. Exact (brute force), batched over queries, on
+    the device of ``ref_z``.
+    """
+    if metric not in ("euclidean", "cosine"):
+        raise ValueError(f"metric={metric!r}; choose 'euclidean' or 'cosine'")
+    if not 1 <= k <= len(ref_z):
+        raise ValueError(f"k={k} must be in [1, {len(ref_z)}] (the number of reference points)")
+    num_classes = num_classes or int(ref_y.max().item()) + 1
+    ref = ref_z.float()
+    if metric == "cosine":
+        ref = torch.nn.functional.normalize(ref, dim=-1)
+    ref_y = ref_y.to(ref.device)
+    # votes of nearer neighbours weigh a little more, which only breaks ties
+    weights = 1.0 + 1e-3 * torch.arange(k, 0, -1, device=ref.device, dtype=torch.float32)
+    out = []
+    for i in range(0, len(query_z), batch_size):
+        q = query_z[i : i + batch_size].to(ref.device).float()
+        if metric == "cosine":
+            q = torch.nn.functional.normalize(q, dim=-1)
+        idx = torch.cdist(q, ref).topk(k, largest=False).indices  # (b, k), nearest first
+        votes = torch.zeros(len(q), num_classes, device=ref.device)
+        votes.scatter_add_(1, ref_y[idx], weights.expand(len(q), k))
+        out.append(votes.argmax(-1))
+    return torch.cat(out) if out else torch.empty(0, dtype=torch.long, device=ref.device)
 
 
 # --- added for study 04 ---

@@ -215,6 +215,63 @@ def animation_html(frames: Tensor, *, titles: Sequence[str] | None = None, inter
     return html
 
 
+# --- added for study 02 ---
+
+
+def plot_grouped_bars(df, *, x: str, hue: str, y: str, ax=None, ylabel: str | None = None,
+                      title: str | None = None, logy: bool = False, ylim=None, hline: float | None = None,
+                      hline_label: str | None = None, legend_cols: int = 2, colors: Mapping[str, str] | None = None):
+    """Bars of ``y`` grouped by ``x`` (in order of appearance), one colour per ``hue`` value (long DataFrame;
+    ``colors`` maps hue values to colours, the palette otherwise)."""
+    xs = list(dict.fromkeys(df[x]))
+    hues = list(dict.fromkeys(df[hue]))
+    fig, ax = _axes(ax, figsize=(min(10.0, max(6.4, 0.5 * len(xs) * max(1, len(hues)) ** 0.5)), 3.6))
+    width = 0.8 / max(len(hues), 1)
+    pos = np.arange(len(xs))
+    for i, h in enumerate(hues):
+        part = df[df[hue] == h].set_index(x)
+        vals = [float(part.loc[v, y]) if v in part.index else np.nan for v in xs]
+        ax.bar(pos + (i - (len(hues) - 1) / 2) * width, vals, width, label=str(h),
+               color=(colors or {}).get(h, PALETTE[i % len(PALETTE)]))
+    if hline is not None:
+        ax.axhline(hline, color="0.3", ls="--", lw=1, label=hline_label)
+    ax.set_xticks(pos, [str(v) for v in xs])
+    ax.set_ylabel(ylabel or y)
+    if logy:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    if ylim:
+        ax.set_ylim(*ylim)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8, ncols=legend_cols)
+    return fig
+
+
+# --- added for study 03 ---
+
+
+def plot_latent_2d(z: Tensor | np.ndarray, y: Tensor | np.ndarray, *, ax=None, title: str | None = None,
+                   s: float = 2.0, unit_circle: bool = False):
+    """Two-dimensional codes ``(N, 2)`` coloured by label ``(N,)`` (e.g. digits); ``unit_circle`` draws S¹."""
+    z, y = _np(z), _np(y)
+    fig, ax = _axes(ax, figsize=(4.0, 4.0))
+    cmap = plt.get_cmap("tab10")
+    for c in np.unique(y):
+        m = y == c
+        ax.scatter(z[m, 0], z[m, 1], s=s, color=cmap(int(c) % 10), label=str(int(c)), alpha=0.6, linewidths=0)
+    if unit_circle:
+        t = np.linspace(0, 2 * np.pi, 200)
+        ax.plot(np.cos(t), np.sin(t), color="0.6", lw=0.8, zorder=0)
+    ax.set_aspect("equal")
+    ax.set_xlabel("$z_1$")
+    ax.set_ylabel("$z_2$")
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=7, markerscale=3, ncols=2, loc="upper right", handletextpad=0.1)
+
+
 # --- added for study 04 ---
 
 

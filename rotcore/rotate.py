@@ -222,6 +222,57 @@ __all__ = [
 ]
 
 
+# --- added for study 02 ---
+
+
+def d4_index(g: str) -> int:
+    """Position of ``g`` in :data:`D4` (``"e"`` is 0)."""
+    _d4_parts(g)
+    return D4.index(g)
+
+
+def apply_d4_batch(x: Tensor, g_index: Tensor) -> Tensor:
+    """Apply a different D4 element to each sample: ``out[i] = apply_d4(x[i], D4[g_index[i]])``.
+
+    ``x`` is ``(B, ..., H, W)`` with ``H == W`` whenever a quarter turn occurs; ``g_index`` is ``(B,)`` integers
+    in ``[0, 8)`` (positions in :data:`D4`). Exact (a permutation of entries), one gather per element present.
+    """
+    g_index = torch.as_tensor(g_index, device=x.device).long()
+    if g_index.shape != (x.shape[0],):
+        raise ValueError(f"g_index must have shape ({x.shape[0]},), got {tuple(g_index.shape)}")
+    if len(g_index) and (int(g_index.min()) < 0 or int(g_index.max()) >= len(D4)):
+        raise ValueError(f"g_index values must lie in [0, {len(D4)})")
+    out = x.clone()
+    for i, g in enumerate(D4[1:], start=1):
+        idx = (g_index == i).nonzero(as_tuple=True)[0]
+        if len(idx):
+            out[idx] = apply_d4(x[idx], g)
+    return out
+
+
+def d4_subgroup_table(elements: Sequence[str]) -> list[list[int]]:
+    """For a subgroup ``G`` of D4 given as names, ``table[h][k]`` = position in ``elements`` of ``h⁻¹ ∘ k``.
+
+    This is the index map of the regular representation used by group convolutions
+    (:mod:`rotcore.models.eqvae`). Raises ``ValueError`` if ``elements`` is not closed under composition.
+    """
+    elements = tuple(elements)
+    pos = {g: i for i, g in enumerate(elements)}
+    table = []
+    for h in elements:
+        row = []
+        for k in elements:
+            hk = d4_compose(d4_inverse(h), k)
+            if hk not in pos:
+                raise ValueError(f"{elements} is not a group: {d4_inverse(h)} ∘ {k} = {hk} is missing")
+            row.append(pos[hk])
+        table.append(row)
+    return table
+
+
+__all__ += ["apply_d4_batch", "d4_index", "d4_subgroup_table"]
+
+
 # --- added for study 04 ---
 
 BORDERS = ("crop", "reflect", "zeros")

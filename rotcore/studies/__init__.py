@@ -42,6 +42,10 @@ class StudyInfo:
 
 
 STUDIES: dict[str, StudyInfo] = {
+    "02": StudyInfo("02", "02_equivariant_vae", "rotcore.studies.eqvae",
+                    "An equivariant VAE: rotating the latent rotates the image"),
+    "03": StudyInfo("03", "03_gcnn_hyperspherical_vae", "rotcore.studies.svae",
+                    "A rotation-invariant embedding: are 6s just rotated 9s?"),
     "04": StudyInfo("04", "04_angle_regression", "rotcore.studies.angle_regression",
                     "Angle regression over the full circle"),
     "05": StudyInfo("05", "05_rotation_invariance", "rotcore.studies.invariance",

@@ -1,0 +1,318 @@
+"""Study 02: D4 helpers, exact equivariance by construction, the loss, export round trips, offline loading."""
+
+import dataclasses
+import json
+import time
+
+import pytest
+import torch
+
+from rotcore.config import ConfigError
+from rotcore.data import random_crop_batch, tiles
+from rotcore.models.eqvae import (
+    EquivariantAutoencoderKL,
+    EquivariantVAEConfig,
+    GroupConv2d,
+    SDVAEConfig,
+    build_autoencoder_kl,
+    build_equivariant_vae,
+)
+from rotcore.rotate import D4, apply_d4, apply_d4_batch, d4_compose, d4_index, d4_inverse, d4_subgroup_table
+from rotcore.studies import eqvae as study
+from rotcore.train import FitConfig
+
+TINY_SD = SDVAEConfig(block_out_channels=(8, 8, 16, 16), layers_per_block=1, norm_num_groups=4, sample_size=32)
+TINY_EQ = EquivariantVAEConfig(block_fields=(2, 2, 4, 4), layers_per_block=1, norm_num_groups=2)
+
+# g as explicit torch ops: flip left-right first, then k quarter turns counter-clockwise
+TORCH_D4 = {
+    "e": lambda x: x,
+    "r90": lambda x: torch.rot90(x, 1, dims=(-2, -1)),
+    "r180": lambda x: torch.rot90(x, 2, dims=(-2, -1)),
+    "r270": lambda x: torch.rot90(x, 3, dims=(-2, -1)),
+    "f": lambda x: torch.flip(x, dims=(-1,)),
+    "r90f": lambda x: torch.rot90(torch.flip(x, dims=(-1,)), 1, dims=(-2, -1)),
+    "r180f": lambda x: torch.flip(x, dims=(-2,)),
+    "r270f": lambda x: torch.rot90(torch.flip(x, dims=(-1,)), 3, dims=(-2, -1)),
+}
+
+
+def tiny_cfg(**kw):
+    base = dataclasses.replace(study.PROFILES["smoke"], vae=TINY_SD, equivariant=TINY_EQ, photo_size=32,
+                               crop_size=16, monitor_images=0, eval_batch_size=8)
+    return dataclasses.replace(base, **kw)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# D4 helpers
+
+
+def test_apply_d4_batch_agrees_with_torch_for_every_element():
+    x = torch.rand(16, 4, 6, 6, generator=torch.Generator().manual_seed(0))
+    gi = torch.arange(16) % 8
+    out = apply_d4_batch(x, gi)
+    for i in range(16):
+        g = D4[int(gi[i])]
+        assert torch.equal(out[i], TORCH_D4[g](x[i])), g
+        assert torch.equal(out[i], apply_d4(x[i], g))
+
+
+def test_apply_d4_batch_rejects_bad_indices():
+    with pytest.raises(ValueError):
+        apply_d4_batch(torch.zeros(2, 1, 4, 4), torch.tensor([0, 8]))
+    with pytest.raises(ValueError):
+        apply_d4_batch(torch.zeros(2, 1, 4, 4), torch.tensor([0]))
+
+
+def test_subgroup_table_is_the_regular_representation():
+    c4 = ("e", "r90", "r180", "r270")
+    for elements in (D4, c4):
+        table = d4_subgroup_table(elements)
+        for h, row in enumerate(table):
+            assert sorted(row) == list(range(len(elements)))  # a permutation
+            for k, idx in enumerate(row):
+                assert elements[idx] == d4_compose(d4_inverse(elements[h]), elements[k])
+    assert d4_index("r90f") == 5
+    with pytest.raises(ValueError, match="not a group"):
+        d4_subgroup_table(("e", "r90"))
+
+
+def test_random_crops_are_windows_of_their_image_and_tiles_reassemble():
+    x = torch.arange(3 * 2 * 10 * 12, dtype=torch.float32).reshape(3, 2, 10, 12)
+    crops = random_crop_batch(x, 4, generator=torch.Generator().manual_seed(1))
+    assert crops.shape == (3, 2, 4, 4)
+    for b in range(3):
+        top, left = divmod(int(crops[b, 0, 0, 0] - x[b, 0, 0, 0]), 12)
+        assert torch.equal(crops[b], x[b, :, top : top + 4, left : left + 4])
+    t = tiles(x[:, :, :8, :12], 4)
+    assert t.shape == (3 * 2 * 3, 2, 4, 4)
+    assert torch.equal(t[1], x[0, :, 0:4, 4:8]) and torch.equal(t[3], x[0, :, 4:8, 0:4])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Exact equivariance by construction
+
+
+@pytest.mark.parametrize("in_regular,out_regular", [(False, True), (True, True), (True, False), (False, False)])
+def test_group_conv_gather_equals_reference_and_is_equivariant(in_regular, out_regular):
+    torch.manual_seed(0)
+    conv = GroupConv2d(3, 2, 3, group=D4, in_regular=in_regular, out_regular=out_regular, padding=1).double()
+    assert torch.equal(conv.expanded_weight(), conv.expanded_weight(reference=True))
+    n_in = 8 if in_regular else 1
+    x = torch.randn(2, 3 * n_in, 8, 8, dtype=torch.float64)
+
+    def act(t, g, regular):
+        if not regular:
+            return apply_d4(t, g)
+        b, c, h, w = t.shape
+        t = t.reshape(b, c // 8, 8, h, w)
+        perm = [D4.index(d4_compose(d4_inverse(g), k)) for k in D4]  # (g·f)[h] = g·f[g⁻¹h]
+        return apply_d4(t[:, :, perm], g).reshape(b, c, h, w)
+
+    for g in D4:
+        err = (conv(act(x, g, in_regular)) - act(conv(x), g, out_regular)).abs().max().item()
+        assert err < 1e-12, (g, err)
+
+
+@pytest.mark.parametrize("group", ["D4", "C4"])
+def test_equivariant_vae_is_exact_in_float64(group):
+    torch.manual_seed(0)
+    model = build_equivariant_vae(dataclasses.replace(TINY_EQ, group=group)).double().eval()
+    x = torch.rand(2, 3, 16, 16, dtype=torch.float64)
+    elements = D4 if group == "D4" else ("e", "r90", "r180", "r270")
+    df = study.exactness({"equi": model}, x, elements)
+    assert df["max"].max() <= 1e-5, df
+    with torch.no_grad():  # and the round trip of the seed: D(g·E(x)) = g·D(E(x))
+        z = study.encode_mean(model, x)
+        for g in elements:
+            torch.testing.assert_close(model.decode(apply_d4(z, g)).sample, apply_d4(model.decode(z).sample, g),
+                                       atol=1e-10, rtol=0)
+
+
+def test_asymmetric_downsampling_and_stock_autoencoderkl_are_not_equivariant():
+    """The check can fail: SD's right/bottom padding breaks exactness even with D4-shared weights."""
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 16, 16, dtype=torch.float64)
+    models = {"asym": build_equivariant_vae(dataclasses.replace(TINY_EQ, downsample="asymmetric")),
+              "sd": build_autoencoder_kl(TINY_SD)}
+    df = study.exactness(models, x, ("r180", "r90f")).set_index(["model", "element"])
+    assert df.loc[("asym", "r180"), "encoder"] > 1e-3
+    assert df.loc[("asym", "r90f"), "encoder"] < 1e-10  # the transpose maps right/bottom onto bottom/right
+    assert df.loc[("sd", "r180"), "max"] > 1e-3
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The loss and the measurements
+
+
+def test_rotation_loss_identities():
+    """With the posterior mean: the rot term for g = e is the reconstruction term, and for the equivariant VAE
+    the rot term equals the reconstruction term for every g (exact equivariance)."""
+    x = torch.rand(4, 3, 16, 16)
+    cfg = tiny_cfg(sample_posterior=False)
+    torch.manual_seed(0)
+    sd = build_autoencoder_kl(TINY_SD)
+    _, logs = study.vae_loss(cfg, ("e",))(sd, (x,))
+    torch.testing.assert_close(logs["rot_mse"], logs["rec_mse"], rtol=0, atol=0)
+    eq = build_equivariant_vae(TINY_EQ)
+    _, logs = study.vae_loss(cfg, D4)(eq, (x,))
+    torch.testing.assert_close(logs["rot_mse"], logs["rec_mse"], rtol=1e-5, atol=1e-7)
+    loss, logs = study.vae_loss(cfg, ())(sd, (x,))
+    assert "rot_mse" not in logs and loss.ndim == 0
+
+
+def test_evaluate_measures_what_it_says():
+    torch.manual_seed(0)
+    x = torch.rand(6, 3, 16, 16)
+    cfg = tiny_cfg()
+    models = [study.Trained("base", build_autoencoder_kl(TINY_SD), None, {}),
+              study.Trained("equi", build_equivariant_vae(TINY_EQ), None, {})]
+    df = study.evaluate(models, x, cfg).set_index(["model", "element"])
+    for key in ("base", "equi"):  # g = e: the round trip is the reconstruction
+        assert df.loc[(key, "e"), "roundtrip_mse"] == pytest.approx(df.loc[(key, "e"), "recon_mse"], rel=1e-6)
+        assert df.loc[(key, "e"), "latent_equiv_err"] == 0
+    equi = df.loc["equi"]
+    assert (equi.roundtrip_ratio - 1).abs().max() < 1e-4 and equi.latent_equiv_err.max() < 1e-9
+    assert df.loc["base"].drop(index="e").latent_equiv_err.min() > 1e-4
+
+
+def test_crop_loader_resumes_the_same_batches():
+    photos = torch.randint(0, 256, (10, 3, 24, 24), dtype=torch.uint8)
+    a = study.PhotoCropLoader(photos, crop=8, batch_size=4, passes=2, seed=3)
+    first = [b[0] for b in a]
+    state = a.state_dict()
+    after = [b[0] for b in a]
+    b = study.PhotoCropLoader(photos, crop=8, batch_size=4, passes=2, seed=99)
+    b.load_state_dict(state)
+    assert len(a) == 5 and all(torch.equal(u, v) for u, v in zip(after, [t[0] for t in b]))
+    assert not torch.equal(first[0], after[0])
+    assert first[0].dtype == torch.float32 and 0 <= first[0].min() and first[0].max() <= 1
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Export and loading
+
+
+def test_finetuned_weights_round_trip_through_save_pretrained(tmp_path, runs_dir):
+    from diffusers import AutoencoderKL
+
+    cfg = tiny_cfg(finetune_fit=FitConfig(epochs=1, batch_size=4, lr=1e-3))
+    photos = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
+    data = study.PhotoData(photos, torch.rand(4, 3, 16, 16), ["x"] * 4, 8, 1)
+    torch.manual_seed(0)
+    base = study.Trained("base", build_autoencoder_kl(TINY_SD), None, {"base": "test"})
+    ft = study.finetune("ft", base, cfg, data, device="cpu", progress=False)
+    assert not study.state_dicts_equal(ft.model, base.model)  # it did train
+    folder = study.export_pretrained(ft, tmp_path / "vae", cfg)
+    assert (folder / "config.json").exists() and (folder / "rotbook_eqvae.json").exists()
+    reloaded = AutoencoderKL.from_pretrained(folder)
+    assert study.state_dicts_equal(reloaded, ft.model)
+    assert type(study.load_exported(folder)) is AutoencoderKL
+    assert study.state_dicts_equal(study.load_exported(folder), ft.model)
+    extra = json.loads((folder / "rotbook_eqvae.json").read_text())
+    assert extra["variant"] == "ft" and extra["run_config"]["loss"]["elements"] == list(D4)
+    assert reloaded.config.block_out_channels == list(TINY_SD.block_out_channels)
+    x = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(reloaded.eval()(x).sample, ft.model.eval()(x).sample)
+
+
+def test_equivariant_vae_round_trips_through_save_pretrained(tmp_path):
+    torch.manual_seed(0)
+    model = build_equivariant_vae(TINY_EQ)
+    model.save_pretrained(tmp_path / "eq")
+    reloaded = study.load_exported(tmp_path / "eq")
+    assert isinstance(reloaded, EquivariantAutoencoderKL) and study.state_dicts_equal(reloaded, model)
+
+
+def test_unreachable_hub_id_fails_fast_with_a_clear_message(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(study, "_hub_reachable", lambda *a, **k: pytest.fail("must not probe when offline"))
+    t0 = time.perf_counter()
+    with pytest.raises(study.BaseModelUnavailable) as err:
+        study.load_pretrained_vae("rotbook-test/no-such-vae-anywhere", subfolder="vae")
+    assert time.perf_counter() - t0 < 10
+    msg = str(err.value)
+    assert "HF_HUB_OFFLINE" in msg and "base='pretrain'" in msg and "no-such-vae-anywhere" in msg
+
+
+def test_unreachable_hub_without_offline_flag_is_probed_not_retried(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(study, "_hub_reachable", lambda *a, **k: False)
+    with pytest.raises(study.BaseModelUnavailable, match="could not be reached") as err:
+        study.load_pretrained_vae("rotbook-test/no-such-vae-anywhere")
+    assert "unset HF_HUB_OFFLINE" not in str(err.value) and "reach huggingface.co" in str(err.value)
+
+
+def test_empty_local_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(study.BaseModelUnavailable, match="save_pretrained"):
+        study.load_pretrained_vae(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Config
+
+
+@pytest.mark.parametrize("overrides,match", [
+    ({"d4_elements": ["r45"]}, "unknown D4 element"),
+    ({"crop_size": 20}, "multiple"),
+    ({"crop_size": 512}, "photo_size"),
+    ({"seed_elements": []}, "at least one"),
+])
+def test_bad_configs_are_refused(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        study.resolve_config("smoke", overrides)
+
+
+def test_profiles_resolve_and_headline_keys_exist():
+    for profile in study.PROFILES:
+        study.resolve_config(profile)
+    import pandas as pd
+
+    rows = [{"model": k, "label": k, "element": g, "recon_mse": 0.01, "recon_psnr_db": 20.0, "roundtrip_mse": 0.011,
+             "roundtrip_psnr_db": 19.6, "roundtrip_ratio": 1.1, "latent_equiv_err": 0.1}
+            for k in ("base", "twin", "ft180", "ft", "equi") for g in D4]
+    exact = pd.DataFrame([{"model": k, "element": g, "encoder": 0.0, "decoder": 0.0, "max": 0.0}
+                          for k in ("ft", "equi") for g in D4])
+    table = pd.DataFrame({"parameters": [1], "train_time_s": [0.0]}, index=["ft"])
+    m = study.headline_metrics(pd.DataFrame(rows), exact, table, base_source="pretrain")
+    for key in ("base_recon_psnr_db", "ft_recon_psnr_db", "twin_recon_psnr_db", "ft_roundtrip_mse_rot180",
+                *(f"ft_roundtrip_psnr_db_{g}" for g in D4), *(f"base_roundtrip_psnr_db_{g}" for g in D4),
+                *(a.metric for a in study.ANCHORS)):
+        assert key in m, key
+
+
+def _metrics(ratios: dict[str, dict[str, float]], exact: dict[str, float]):
+    import pandas as pd
+
+    rows = [{"model": k, "label": k, "element": g, "recon_mse": 0.01, "recon_psnr_db": 20.0,
+             "roundtrip_mse": 0.01 * r.get(g, 1.0), "roundtrip_psnr_db": 20.0, "roundtrip_ratio": r.get(g, 1.0),
+             "latent_equiv_err": 0.0 if g == "e" else lat}
+            for (k, r), lat in zip(ratios.items(), (0.8, 0.5, 0.4, 0.3, 0.0)) for g in D4]
+    ex = pd.DataFrame([{"model": k, "element": g, "encoder": v, "decoder": v, "max": v} for k, v in exact.items()
+                       for g in D4])
+    table = pd.DataFrame({"parameters": [1], "train_time_s": [0.0]}, index=["ft"])
+    return study.headline_metrics(pd.DataFrame(rows), ex, table, base_source="pretrain")
+
+
+def test_discussion_sentences_follow_the_numbers():
+    m = _metrics({"base": {"r90": 3.0, "r180": 2.5}, "twin": {"r90": 2.9}, "ft180": {"r90": 2.0, "r180": 1.05},
+                  "ft": {"r90": 1.2, "f": 1.15}, "equi": {}}, {"base": 0.8, "ft": 0.5, "equi": 1e-12})
+    d = study.discussion(m)
+    assert "scrambles" in d["eqvae_base_sentence"] and "`r90`" in d["eqvae_base_sentence"]
+    assert "does not teach" in d["eqvae_twin_sentence"]
+    assert d["eqvae_ratio_verdict"].startswith("misses the target")
+    assert "`r90` (1.200)" in d["eqvae_ratio_missed"] and "`f` (1.150)" in d["eqvae_ratio_missed"]
+    assert d["eqvae_exact_verdict"].startswith("meets the target")
+    assert "does not teach the quarter turns" in d["eqvae_r90_sentence"]
+    assert d["eqvae_latent_sentence"].startswith("The D4 round-trip loss lowers")
+    assert "far from exact" in d["eqvae_ft_exact_sentence"]
+    assert d["eqvae_export"] == "was not checked in this run"
+    # the opposite case: nothing to repair, every target met
+    m = _metrics({"base": {}, "twin": {}, "ft180": {}, "ft": {"r90": 1.05}, "equi": {}},
+                 {"base": 0.1, "ft": 0.1, "equi": 1e-3})
+    m["export_roundtrip_exact"] = True
+    d = study.discussion(m)
+    assert "little scrambling" in d["eqvae_base_sentence"] and d["eqvae_ratio_missed"] == "every element meets it"
+    assert d["eqvae_exact_verdict"].startswith("misses the target")
+    assert "also handles" in d["eqvae_r90_sentence"] and d["eqvae_export"] == "with bit-identical weights"

@@ -1,0 +1,231 @@
+"""Study 03: hyperspherical VAEs, the escnn encoder's invariance, the guards, and the study's config."""
+
+import math
+
+import pytest
+import torch
+
+from rotcore.config import ConfigError
+from rotcore.data import binarize
+from rotcore.metrics import knn_predict, latent_invariance_error
+from rotcore.models.svae import DecoderConfig, EncoderConfig, VAEConfig, build_vae, iw_bound
+from rotcore.studies import svae as study
+from rotcore.train import FitConfig, NonFiniteLossError, TensorLoader, fit
+
+SMALL = dict(decoder=DecoderConfig(channels=(8, 8, 4)))
+
+
+def small_vae(latent="power_spherical", d=5, group="C1", width=0.08, **kw):
+    torch.manual_seed(0)
+    return build_vae(VAEConfig(latent=latent, latent_dim=d, encoder=EncoderConfig(group=group, width=width, fc=(16,)),
+                               **SMALL, **kw))
+
+
+@pytest.fixture(scope="module")
+def x():
+    return torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(3))
+
+
+@pytest.fixture(scope="module")
+def escnn_vae():
+    return small_vae(group="C8", width=0.1, d=6)
+
+
+def test_samples_lie_on_the_unit_sphere(x):
+    vae = small_vae(d=7)
+    q = vae.posterior(x)
+    z = q.rsample((50,))
+    assert z.shape == (50, 4, 7)
+    assert torch.allclose(z.norm(dim=-1), torch.ones(50, 4), atol=1e-5)
+    assert torch.allclose(vae(x).norm(dim=-1), torch.ones(4), atol=1e-6)
+    # also at the guard's extremes of the concentration
+    loc = torch.nn.functional.normalize(torch.randn(3, 7), dim=-1)
+    for kappa in (1.0, 1e5):
+        z = vae.distribution("power_spherical", loc, torch.full((3,), kappa)).rsample((20,))
+        assert torch.isfinite(z).all() and torch.allclose(z.norm(dim=-1), torch.ones(20, 3), atol=1e-5)
+
+
+@pytest.mark.parametrize("latent, d, scale", [("power_spherical", 2, 3.0), ("power_spherical", 5, 1.0),
+                                              ("power_spherical", 16, 40.0), ("gaussian", 5, 0.3)])
+def test_kl_to_the_prior_matches_monte_carlo(latent, d, scale):
+    vae = small_vae(latent=latent, d=d).double()
+    g = torch.Generator().manual_seed(1)
+    loc = torch.randn(3, d, generator=g, dtype=torch.float64)
+    if latent == "power_spherical":
+        loc = torch.nn.functional.normalize(loc, dim=-1)
+        sc = torch.full((3,), scale, dtype=torch.float64)
+    else:
+        sc = torch.full((3, d), scale, dtype=torch.float64)
+    q, p = vae.distribution(latent, loc, sc), vae.prior(loc)
+    torch.manual_seed(2)
+    z = q.sample((40_000,))
+    log_ratio = q.log_prob(z) - p.log_prob(z)  # (S, 3)
+    mc, se = log_ratio.mean(0), log_ratio.std(0) / math.sqrt(len(z))
+    analytic = vae.kl(loc, sc)
+    assert analytic.shape == (3,) and (analytic > 0).all()
+    assert ((analytic - mc).abs() <= 5 * se + 1e-3).all(), (analytic, mc, se)
+
+
+def test_escnn_code_is_invariant_to_quarter_turns(escnn_vae, x):
+    errs = latent_invariance_error(escnn_vae, x, [90, 180, 270], dtype=torch.float64)
+    assert max(errs.values()) <= 1e-5, errs
+    # the whole posterior (concentration too), and therefore the decoded image, ignores quarter turns
+    vae = escnn_vae.double().eval()
+    try:
+        xd = x.double()
+        loc, kappa = vae.posterior_params(xd)
+        loc90, kappa90 = vae.posterior_params(torch.rot90(xd, 1, dims=(-2, -1)))
+        assert torch.allclose(kappa, kappa90, rtol=1e-6) and torch.allclose(loc, loc90, atol=1e-6)
+    finally:
+        vae.float().train()
+
+
+def test_escnn_code_is_only_approximately_invariant_at_45(escnn_vae, x):
+    err = latent_invariance_error(escnn_vae, x, 45.0)
+    assert 0 < err < 2  # bounded (unit vectors), not zero: the pixel grid is not symmetric under 45°
+
+
+def test_plain_code_is_not_invariant(x):
+    assert latent_invariance_error(small_vae(d=6), x, 90.0, dtype=torch.float64) > 1e-3
+
+
+def test_latent_invariance_error_is_the_worst_euclidean_change(x):
+    vae = small_vae(latent="gaussian", d=4).eval()
+    with torch.no_grad():
+        manual = (vae(torch.rot90(x, 1, dims=(-2, -1))) - vae(x)).norm(dim=1).max().item()
+    assert latent_invariance_error(vae, x, 90.0) == pytest.approx(manual, rel=1e-6)
+    assert vae.training is False
+
+
+def test_nan_loss_raises_the_promised_error(tmp_path):
+    vae = small_vae()
+    with torch.no_grad():
+        vae.decoder.body[-1].bias.fill_(float("nan"))  # a broken decoder: every logit is NaN
+    loader = TensorLoader(torch.rand(16, 1, 28, 28), batch_size=8)
+    with pytest.raises(NonFiniteLossError, match="non-finite loss"):
+        fit(vae, study.vae_loss, loader, config=FitConfig(epochs=1, batch_size=8), device="cpu", progress=False)
+
+
+def test_concentration_guard_keeps_the_loss_finite(x):
+    vae = small_vae(d=5, kappa_min=1.0, kappa_max=1e4)
+    head = vae.encoder.head[-1]
+    xb = binarize(x, seed=0)
+    for bias, expect in ((1e8, 1e4), (-1e8, 1.0)):
+        with torch.no_grad():
+            head.weight.zero_()
+            head.bias.fill_(0.1)
+            head.bias[5] = bias  # the concentration's pre-activation
+        _, kappa = vae.posterior_params(x)
+        assert torch.allclose(kappa, torch.full_like(kappa, expect))
+        recon, kl = vae.elbo_terms(xb)
+        (recon + kl).mean().backward()
+        assert torch.isfinite(recon).all() and torch.isfinite(kl).all()
+        assert all(torch.isfinite(p.grad).all() for p in vae.parameters() if p.grad is not None)
+        vae.zero_grad()
+
+
+def test_importance_weighted_bound_identities():
+    log_w = torch.randn(7, 5, dtype=torch.float64) * 3
+    b = iw_bound(log_w)
+    assert (b >= log_w.mean(0) - 1e-12).all()  # Jensen: never below the mean (the ELBO estimate)
+    assert torch.equal(iw_bound(log_w[:1]), log_w[0])
+    vae = small_vae(d=3).eval()
+    lw = vae.log_weights(binarize(torch.rand(2, 1, 28, 28), seed=1), 4)
+    assert lw.shape == (4, 2) and torch.isfinite(lw).all() and (lw < 0).all()
+
+
+def test_knn_predict_agrees_with_scikit_learn():
+    from sklearn.neighbors import KNeighborsClassifier
+
+    g = torch.Generator().manual_seed(0)
+    ref, query = torch.randn(300, 4, generator=g), torch.randn(100, 4, generator=g)
+    for k, classes in ((1, 10), (3, 2)):  # odd k with two classes: no ties to break
+        y = torch.randint(0, classes, (300,), generator=g)
+        ours = knn_predict(ref, y, query, k=k, batch_size=37)
+        theirs = KNeighborsClassifier(n_neighbors=k).fit(ref.numpy(), y.numpy()).predict(query.numpy())
+        assert torch.equal(ours, torch.as_tensor(theirs))
+    with pytest.raises(ValueError, match="metric"):
+        knn_predict(ref, y, query, metric="manhattan")
+
+
+def test_binarize_is_seeded():
+    x = torch.rand(3, 1, 28, 28)
+    a, b = binarize(x, seed=5), binarize(x, seed=5)
+    assert torch.equal(a, b) and set(a.unique().tolist()) <= {0.0, 1.0}
+    assert not torch.equal(a, binarize(x, seed=6))
+
+
+def test_bad_configs_raise_clear_errors():
+    with pytest.raises(ConfigError, match="latent='vmf'"):
+        VAEConfig(latent="vmf")
+    with pytest.raises(ConfigError, match="latent_dim >= 2"):
+        VAEConfig(latent="power_spherical", latent_dim=1)
+    with pytest.raises(ConfigError, match="kappa_max"):
+        VAEConfig(kappa_min=10.0, kappa_max=5.0)
+    with pytest.raises(ConfigError, match="dihedral"):
+        EncoderConfig(group="D8")
+    with pytest.raises(ConfigError, match="group"):
+        EncoderConfig(group="SO2")
+    with pytest.raises(ConfigError, match="three entries"):
+        DecoderConfig(channels=(8, 8))
+    with pytest.raises(ConfigError, match="unknown profile"):
+        study.resolve_config("huge")
+    with pytest.raises(ConfigError, match="unknown override key"):
+        study.resolve_config("smoke", {"fit.epoch": 3})
+    with pytest.raises(ConfigError, match="plain_encoder.group"):
+        study.resolve_config("smoke", {"plain_encoder.group": "C8"})
+    with pytest.raises(ConfigError, match="equivariant_encoder.group"):
+        study.resolve_config("smoke", {"equivariant_encoder.group": "C1"})
+    with pytest.raises(ConfigError, match="knn_k"):
+        study.resolve_config("smoke", {"knn_k": 1000})
+    with pytest.raises(ConfigError, match="include 0"):
+        study.resolve_config("smoke", {"test_angles_deg": [90, 180]})
+    with pytest.raises(ConfigError, match="elbo_latents"):
+        study.resolve_config("smoke", {"elbo_latents": ["gaussian", "vmf"]})
+    cfg = study.resolve_config("smoke", {"latent_dim": 4, "equivariant_encoder.group": "C16"})
+    assert study.vae_config("sgvae", cfg).encoder.group == "C16" and study.vae_config("svae", cfg).latent_dim == 4
+
+
+def test_models_share_the_decoder_design_and_report_parameters():
+    cfg = study.resolve_config("smoke")
+    a, b = study.vae_config("svae", cfg), study.vae_config("sgvae", cfg)
+    assert a.decoder == b.decoder and a.latent == b.latent == "power_spherical"
+    table = study.model_table(cfg)
+    assert list(table.index) == ["svae", "sgvae"]
+    assert table.loc["svae", "decoder_params"] == table.loc["sgvae", "decoder_params"]
+    full = study.PROFILES["full"]
+    assert full.fit.epochs > cfg.fit.epochs and full.test_angles_deg == tuple(float(a) for a in range(0, 360, 15))
+
+
+def test_kl_equals_the_packages_kl_to_the_uniform_prior():
+    from power_spherical import HypersphericalUniform, PowerSpherical
+
+    from rotcore.models.svae import log_sphere_area
+
+    assert log_sphere_area(3) == pytest.approx(math.log(4 * math.pi))  # the 2-sphere's area is 4π
+    for d in (2, 5, 16):
+        vae = small_vae(d=d).double()
+        loc = torch.nn.functional.normalize(torch.randn(4, d, dtype=torch.float64), dim=-1)
+        kappa = torch.tensor([1.0, 3.0, 50.0, 1e4], dtype=torch.float64)
+        ref = torch.distributions.kl_divergence(PowerSpherical(loc, kappa), HypersphericalUniform(d, dtype=torch.float64))
+        # the package evaluates the area in float32 (its `dim` is an integer tensor), hence the tolerance
+        assert torch.allclose(vae.kl(loc, kappa), ref, rtol=1e-6, atol=1e-5)
+
+
+def test_discussion_sentences_follow_the_metrics():
+    cfg = study.resolve_config("smoke")
+    good = {"sgvae_six_acc_min_pct": 96.0, "sgvae_nine_acc_min_pct": 90.0, "sgvae_latent_knn_acc_mean_pct": 97.5,
+            "latent_invariance_err_rot90": 2e-7, "sgvae_six_as_nine_max_pct": 3.0, "sgvae_nine_as_six_max_pct": 12.0,
+            "sgvae_six_acc_upright_pct": 98.0, "sgvae_nine_acc_upright_pct": 97.0, "sgvae_six_acc_drop_pct": 2.0,
+            "sgvae_nine_acc_drop_pct": 7.0, "svae_upright_acc_pct": 95.0, "svae_all_acc_mean_pct": 40.0,
+            "iwll_ps_d2": -130.0, "iwll_gauss_d2": -133.0}
+    s = study.discussion(good, cfg)
+    assert s["sv_six_verdict"].startswith("meets") and s["sv_nine_verdict"].startswith("misses")
+    assert s["sv_knn_verdict"].startswith("meets") and s["sv_inv_verdict"].startswith("meets")
+    assert "style is not always enough" in s["sv_six_nine_answer"] and "12.0 %" in s["sv_six_nine_answer"]
+    assert "7.0 points" in s["sv_drop_sentence"] and s["sv_collapse_verdict"].startswith("collapses")
+    assert s["sv_elbo_gaps"].startswith("+3.00 nats at d = 2") and "better here too" in s["sv_elbo_sentence"]
+    bad = {**good, "sgvae_nine_acc_upright_pct": 10.0, "svae_upright_acc_pct": 20.0, "iwll_ps_d2": -140.0}
+    s = study.discussion(bad, cfg)
+    assert s["sv_six_nine_answer"].startswith("**This run cannot say.**")
+    assert s["sv_collapse_verdict"].startswith("cannot show") and "**not** better" in s["sv_elbo_sentence"]
