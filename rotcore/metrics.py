@@ -283,3 +283,40 @@ def knn_predict(ref_z: Tensor, ref_y: Tensor, query_z: Tensor, *, k: int = 5, me
         votes.scatter_add_(1, ref_y[idx], weights.expand(len(q), k))
         out.append(votes.argmax(-1))
     return torch.cat(out) if out else torch.empty(0, dtype=torch.long, device=ref.device)
+
+
+# --- added for study 04 ---
+
+
+def coverage_curve(err_deg: Tensor, confidence: Tensor, coverages_pct: Sequence[float] = tuple(range(10, 101, 10))):
+    """Abstention: keep the most confident ``c`` % of predictions and score only those.
+
+    Returns a DataFrame with ``coverage_pct``, ``threshold`` (the lowest confidence kept), ``mae_deg``,
+    ``median_deg`` and ``within5_pct`` per coverage. Ties in confidence are broken by order (stable sort).
+    """
+    import pandas as pd
+
+    e = err_deg.double().flatten().cpu()
+    conf = confidence.double().flatten().cpu()
+    order = torch.argsort(conf, descending=True, stable=True)
+    rows = []
+    for c in coverages_pct:
+        k = max(1, round(len(e) * float(c) / 100))
+        kept = e[order[:k]]
+        rows.append({"coverage_pct": float(c), "threshold": conf[order[k - 1]].item(), "mae_deg": kept.mean().item(),
+                     "median_deg": kept.median().item(), "within5_pct": 100 * (kept <= 5).double().mean().item()})
+    return pd.DataFrame(rows)
+
+
+def error_by_angle(err_deg: Tensor, true_deg: Tensor, *, bin_deg: float = 30.0):
+    """Mean circular error per bin of the true angle: DataFrame ``angle_deg`` (bin centre), ``mae_deg``, ``n``."""
+    import pandas as pd
+
+    e, a = err_deg.double().flatten().cpu(), torch.remainder(true_deg.double().flatten().cpu(), 360.0)
+    idx = torch.floor(a / bin_deg).long()
+    rows = []
+    for b in range(int(round(360 / bin_deg))):
+        m = idx == b
+        if m.any():
+            rows.append({"angle_deg": (b + 0.5) * bin_deg, "mae_deg": e[m].mean().item(), "n": int(m.sum())})
+    return pd.DataFrame(rows)

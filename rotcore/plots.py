@@ -308,4 +308,76 @@ def plot_latent_2d(z: Tensor | np.ndarray, y: Tensor | np.ndarray, *, ax=None, t
     if title:
         ax.set_title(title)
     ax.legend(fontsize=7, markerscale=3, ncols=2, loc="upper right", handletextpad=0.1)
+
+
+# --- added for study 04 ---
+
+
+def plot_error_hist(errors: Mapping[str, Tensor], *, ax=None, bins: int = 36, title: str | None = None,
+                    colors: Mapping[str, str] | None = None):
+    """Histograms of circular errors in degrees (0–180), one step outline per model ``{label: errors}``."""
+    fig, ax = _axes(ax)
+    edges = np.linspace(0, 180, bins + 1)
+    for label, e in errors.items():
+        ax.hist(_np(e).ravel(), bins=edges, histtype="step", lw=1.5, density=True, label=label,
+                color=(colors or {}).get(label))
+    ax.set(xlabel="circular error (°)", ylabel="density", xlim=(0, 180))
+    ax.set_xticks(np.arange(0, 181, 30))
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_error_cdf(errors: Mapping[str, Tensor], *, ax=None, marks_deg: Sequence[float] = (5, 10, 15),
+                   title: str | None = None, colors: Mapping[str, str] | None = None, logx: bool = False):
+    """Cumulative share (%) of predictions within an error, per model ``{label: errors}``."""
+    fig, ax = _axes(ax)
+    for label, e in errors.items():
+        e = np.sort(_np(e).ravel())
+        ax.plot(e, 100 * np.arange(1, len(e) + 1) / len(e), label=label, color=(colors or {}).get(label))
+    for m in marks_deg:
+        ax.axvline(m, color="0.6", lw=0.8, ls=":")
+    ax.set(xlabel="circular error (°)", ylabel="share within (%)", ylim=(0, 101))
+    if logx:
+        ax.set_xscale("log")
+    else:
+        ax.set_xlim(0, 180)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_coverage(curves: Mapping[str, object], *, y: str = "mae_deg", ax=None, ylabel: str = "MAE of kept (°)",
+                  title: str | None = None, colors: Mapping[str, str] | None = None):
+    """Abstention curves: ``y`` against coverage (%) for ``{label: DataFrame}`` from ``metrics.coverage_curve``."""
+    fig, ax = _axes(ax)
+    for label, df in curves.items():
+        ax.plot(df["coverage_pct"], df[y], marker="o", ms=3, label=label, color=(colors or {}).get(label))
+    ax.set(xlabel="coverage (% of predictions kept, most confident first)", ylabel=ylabel)
+    ax.invert_xaxis()
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def cam_grid(x: Tensor, cams: Tensor, *, titles: Sequence[str] | None = None, ncol: int = 6, alpha: float = 0.45,
+             scale: float = 1.6):
+    """Images ``(N, 3, H, W)`` with their Grad-CAM maps ``(N, H, W)`` (in [0, 1]) overlaid in a jet colormap."""
+    imgs, maps = _np(x), _np(cams)
+    n = len(imgs)
+    ncol = min(ncol, n)
+    nrow = int(np.ceil(n / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(scale * ncol, scale * nrow + 0.3), squeeze=False)
+    for i, a in enumerate(axes.ravel()):
+        a.axis("off")
+        if i >= n:
+            continue
+        a.imshow(np.clip(imgs[i].transpose(1, 2, 0), 0, 1))
+        a.imshow(maps[i], cmap="jet", alpha=alpha, vmin=0, vmax=1)
+        if titles is not None and i < len(titles):
+            a.set_title(titles[i], fontsize=7)
+    fig.subplots_adjust(wspace=0.05, hspace=0.35)
     return fig

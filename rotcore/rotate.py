@@ -365,3 +365,108 @@ def d4_subgroup_table(elements: Sequence[str]) -> list[list[int]]:
 
 
 __all__ += ["apply_d4_batch", "d4_index", "d4_subgroup_table"]
+
+
+# --- added for study 04 ---
+
+BORDERS = ("crop", "reflect", "zeros")
+
+
+def safe_crop_fraction(size: int) -> float:
+    """Side of the largest centred square that stays inside a ``size``-pixel square at *every* angle, as a
+    fraction of ``size``: ``(1 - 1/size) / sqrt(2)``.
+
+    The ``1 - 1/size`` margin keeps every bilinear sample at least half a pixel inside the image, so no
+    padding value leaks into the crop even at 45° (where the rotated square's inner square is smallest).
+    """
+    return (1.0 - 1.0 / size) / 2**0.5
+
+
+def rotate_crop_batch(
+    x: Tensor,
+    angle_deg: float | Sequence[float] | Tensor,
+    *,
+    out_size: int,
+    border: str = "crop",
+    scale: float | Tensor = 1.0,
+    shift: Tensor | None = None,
+    interpolation: str = "bilinear",
+) -> Tensor:
+    """Rotate square images counter-clockwise and resample them to ``out_size`` in one ``grid_sample`` call.
+
+    Args:
+        x: ``(B, C, S, S)`` floating tensor (square images).
+        angle_deg: one angle or one per image, degrees, counter-clockwise.
+        out_size: side of the output in pixels.
+        border: ``"crop"``: keep the centred square of side :func:`safe_crop_fraction` ``× S``, which is
+            inside the image at every angle, so the output never shows padding, corners or a border whose
+            shape reveals the angle (the zoom is the same at every angle); ``"reflect"``: the whole rotated
+            square, corners filled by reflection (the seed's default); ``"zeros"``: the whole square,
+            black corners.
+        scale: extra zoom in ``(0, 1]`` (1 = the strategy's full view), scalar or ``(B,)``; a smaller scale
+            shows a smaller central region, so with ``"crop"`` it stays padding-free.
+        shift: optional ``(B, 2)`` offsets ``(x, y)`` of the view's centre in the input, in normalised
+            units (fractions of the half side); with ``"crop"`` the view stays padding-free as long as
+            ``|shift| ≤ (1 - scale)(1 - 1/S)`` (the caller's job: :func:`random_view` keeps to it).
+        interpolation: as in :func:`rotate_batch`.
+
+    Multiples of 90° are not routed through ``torch.rot90`` here (the output is resampled anyway).
+    """
+    if x.ndim != 4 or x.shape[-1] != x.shape[-2]:
+        raise ValueError(f"x must be square images (B, C, S, S), got shape {tuple(x.shape)}")
+    if border not in BORDERS:
+        raise ValueError(f"border={border!r}; choose one of {BORDERS}")
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation={interpolation!r}; choose one of {INTERPOLATIONS}")
+    b, c, s, _ = x.shape
+    angles = _as_angle_tensor(angle_deg, b, x.device, x.dtype)
+    frac = safe_crop_fraction(s) if border == "crop" else 1.0
+    scale_t = torch.as_tensor(scale, dtype=torch.float64, device=x.device).expand(b)
+    theta = rotation_matrix(angles, s, s) * (frac * scale_t).view(b, 1, 1)
+    if shift is not None:
+        theta[:, :, 2] = shift.to(theta)
+    grid = F.affine_grid(theta.to(x.dtype), [b, c, out_size, out_size], align_corners=False)
+    padding = {"crop": "zeros", "reflect": "reflection", "zeros": "zeros"}[border]
+    return F.grid_sample(x, grid, mode=interpolation, padding_mode=padding, align_corners=False)
+
+
+def random_view(n: int, *, min_scale: float, max_shift: float, generator: torch.Generator | None = None,
+                device=None) -> tuple[Tensor, Tensor]:
+    """Random ``(scale, shift)`` for :func:`rotate_crop_batch` that stay padding-free with ``border="crop"``.
+
+    ``scale`` is uniform in ``[min_scale, 1]``; the shift points in a uniform direction and its length is at
+    most ``min(max_shift, (1 - scale)/sqrt(2))``, inside the padding-free bound of :func:`rotate_crop_batch`
+    for any image of at least 4 pixels.
+    """
+    if not 0 < min_scale <= 1:
+        raise ValueError(f"min_scale must be in (0, 1], got {min_scale}")
+    gdev = generator.device if generator is not None else device
+    scale = min_scale + (1 - min_scale) * torch.rand(n, generator=generator, device=gdev, dtype=torch.float64)
+    room = ((1 - scale) / 2**0.5).clamp_min(0).clamp_max(max_shift)
+    direction = torch.rand(n, generator=generator, device=gdev, dtype=torch.float64) * 2 * torch.pi
+    radius = room * torch.rand(n, generator=generator, device=gdev, dtype=torch.float64)
+    shift = torch.stack([radius * torch.cos(direction), radius * torch.sin(direction)], -1)
+    return scale.to(device), shift.to(device)
+
+
+def rotate_vec(vec: Tensor, angle_deg: float | Tensor) -> Tensor:
+    """Rotate ``(..., 2)`` vectors ``(cos, sin)`` counter-clockwise by ``angle_deg`` (adds to their angle)."""
+    rad = torch.deg2rad(torch.as_tensor(angle_deg, dtype=vec.dtype, device=vec.device))
+    c, s = torch.cos(rad), torch.sin(rad)
+    return torch.stack([c * vec[..., 0] - s * vec[..., 1], s * vec[..., 0] + c * vec[..., 1]], -1)
+
+
+def rot90_tta_vec(vec_fn, x: Tensor) -> Tensor:
+    """Exact rot90 test-time augmentation for an angle predictor that outputs ``(B, 2)`` vectors.
+
+    Predicts on ``x`` and its three quarter turns (``torch.rot90``, exact), turns each prediction back by
+    ``-90°·k`` and averages the vectors (the circular mean, weighted by each vector's length). For a model
+    that is exactly equivariant to quarter turns the result equals ``vec_fn(x)``. Square images only.
+    """
+    if x.shape[-1] != x.shape[-2]:
+        raise ValueError("rot90 TTA needs square images")
+    return torch.stack([rotate_vec(vec_fn(torch.rot90(x, k, dims=(-2, -1))).float(), -90.0 * k)
+                        for k in range(4)]).mean(0)
+
+
+__all__ += ["BORDERS", "random_view", "rot90_tta_vec", "rotate_crop_batch", "rotate_vec", "safe_crop_fraction"]

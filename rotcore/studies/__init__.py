@@ -47,6 +47,8 @@ STUDIES: dict[str, StudyInfo] = {
                     "An equivariant VAE: rotating the latent rotates the image"),
     "03": StudyInfo("03", "03_gcnn_hyperspherical_vae", "rotcore.studies.svae",
                     "A rotation-invariant embedding: are 6s just rotated 9s?"),
+    "04": StudyInfo("04", "04_angle_regression", "rotcore.studies.angle_regression",
+                    "Angle regression over the full circle"),
     "05": StudyInfo("05", "05_rotation_invariance", "rotcore.studies.invariance",
                     "Rotation invariance of digit classifiers"),
 }
