@@ -419,7 +419,7 @@ def rotate_crop_batch(
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"interpolation={interpolation!r}; choose one of {INTERPOLATIONS}")
     b, c, s, _ = x.shape
-    angles = _as_angle_tensor(angle_deg, b, x.device, x.dtype)
+    angles = _as_angle_tensor(angle_deg, b).to(x.device)
     frac = safe_crop_fraction(s) if border == "crop" else 1.0
     scale_t = torch.as_tensor(scale, dtype=torch.float64, device=x.device).expand(b)
     theta = rotation_matrix(angles, s, s) * (frac * scale_t).view(b, 1, 1)
