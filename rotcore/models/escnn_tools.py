@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import numpy as np
 import torch
 
 
@@ -60,13 +61,82 @@ def he_variances(basisexpansion) -> torch.Tensor:
 
 
 def r2conv(in_type, out_type, kernel_size: int, **kwargs):
-    """``escnn.nn.R2Conv`` with generalised He initialisation computed by :func:`he_variances`."""
+    """``escnn.nn.R2Conv`` with generalised He initialisation computed by :func:`he_variances` and a filter
+    basis that is exactly equivariant to quarter turns (:func:`symmetrize_quarter_turns`)."""
     from escnn import nn as enn
 
     conv = enn.R2Conv(in_type, out_type, kernel_size, initialize=False, **kwargs)
+    symmetrize_quarter_turns(conv)
     conv.he_scale = he_variances(conv.basisexpansion)  # a plain attribute: kept by deepcopy, not in state_dict
     init_r2conv(conv)
     return conv
+
+
+def _quarter_turn(group):
+    """The group's rotation by +90°, or ``None`` when it has none (rotation order not a multiple of 4)."""
+    kind = type(group).__name__
+    order = group.order() if kind == "CyclicGroup" else getattr(group, "rotation_order", None)
+    if kind not in ("CyclicGroup", "DihedralGroup") or not order or order % 4:
+        return None
+    return group.element(order // 4) if kind == "CyclicGroup" else group.element((0, order // 4))
+
+
+def _quarter_turn_points(kernel_size: int, dilation: int) -> torch.Tensor:
+    """For escnn's filter grid (x right, y up): the index of each point turned by +90°, (x, y) -> (-y, x)."""
+    from escnn.nn.modules.conv.rd_convolution import get_grid_coords
+
+    pts = np.round(get_grid_coords(2, kernel_size, dilation), 6)
+    index = {tuple(p): i for i, p in enumerate(pts)}
+    return torch.tensor([index[(-y + 0.0, x + 0.0)] for x, y in pts])
+
+
+def _exact(matrix) -> torch.Tensor:
+    """A representation matrix of a quarter turn, with its float64 noise removed where its entries are
+    integers (permutations and signed permutations: regular, trivial and most irreps). Without this, the
+    four-term average below often lands on a float32 rounding midpoint and ~1e-16 noise decides the side."""
+    m = torch.as_tensor(matrix, dtype=torch.float64)
+    rounded = m.round()
+    return rounded if (m - rounded).abs().max() < 1e-9 else m
+
+
+@torch.no_grad()
+def symmetrize_quarter_turns(conv) -> None:
+    """Make an ``R2Conv``'s sampled filter basis exactly equivariant to the 90° rotations of its group.
+
+    escnn samples the analytic basis with float32 arithmetic, so a filter and its quarter-turned twin differ
+    by rounding noise (~1e-7 relative) and a G-CNN is invariant to 90° only to ~1e-6, even in a float64
+    check. Each basis element ``S`` is replaced by its average over the four quarter turns ``g``,
+    ``mean_g rho_out(g)^-1 S(g p) rho_in(g)`` (the projection onto the equivariant subspace, which ``S``
+    already lies in up to that noise: the change is ~1e-8). With integer (permutation) representation
+    matrices the four float32 terms sum exactly in float64, so twins round to identical float32 numbers and
+    the network is quarter-turn equivariant to float64 precision after a cast. Blocks shared between convolutions (escnn caches them) are done once; groups
+    without quarter turns are left alone.
+    """
+    from escnn.nn.modules.basismanager.basisexpansion_singleblock import SingleBlockBasisExpansion
+
+    group = conv.in_type.gspace.fibergroup
+    g = _quarter_turn(group)
+    if g is None:
+        return
+    turn = _quarter_turn_points(conv.kernel_size, conv.dilation)
+    # by name from the conv's own field types (after a restriction, escnn keeps names like "D16:regular_0"
+    # that the subgroup's registry does not know)
+    reprs = {r.name: r for r in (*conv.in_type.representations, *conv.out_type.representations)}
+    bm = conv.basisexpansion
+    for pair in bm._representations_pairs:
+        block = getattr(bm, f"block_expansion_{bm._escape_pair(pair)}")
+        if not isinstance(block, SingleBlockBasisExpansion) or getattr(block, "_quarter_turn_symmetric", False):
+            continue
+        rho_in, rho_out = reprs[pair[0]], reprs[pair[1]]
+        basis = block.sampled_basis.double()  # (elements, out, in, points)
+        total = torch.zeros_like(basis)
+        points, element = torch.arange(basis.shape[-1]), group.identity
+        for _ in range(4):
+            r_in, r_out = _exact(rho_in(element)), _exact(rho_out(element))
+            total += torch.einsum("ab,kbcp,cd->kadp", r_out.T, basis[..., points], r_in)  # rho orthogonal
+            points, element = turn[points], element @ g
+        block.sampled_basis = (total / 4).to(block.sampled_basis.dtype)
+        block._quarter_turn_symmetric = True
 
 
 @torch.no_grad()
