@@ -83,15 +83,19 @@ UPRIGHT_JUDGE_PROFILES = {
 }
 
 
-class DigitJudge(nn.Module):
-    """A trained digit classifier. ``predict(x)`` gives labels, ``probs(x)`` class probabilities."""
+class _Judge(nn.Module):
+    """A trained model in eval mode with the config it was trained from; calling it calls the model."""
 
-    def __init__(self, model: nn.Module, config: DigitJudgeConfig):
+    def __init__(self, model: nn.Module, config: Any):
         super().__init__()
         self.model, self.config = model.eval(), config
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
+
+
+class DigitJudge(_Judge):
+    """A trained digit classifier. ``predict(x)`` gives labels, ``probs(x)`` class probabilities."""
 
     def probs(self, x: Tensor, *, batch_size: int = 1_000) -> Tensor:
         return predict(self.model, x, batch_size=batch_size).softmax(-1)
@@ -182,15 +186,8 @@ ANGLE_JUDGE_PROFILES = {
 }
 
 
-class AngleJudge(nn.Module):
+class AngleJudge(_Judge):
     """A trained angle regressor. ``predict_deg(x)`` gives angles in [0, 360)."""
-
-    def __init__(self, model: nn.Module, config: AngleJudgeConfig):
-        super().__init__()
-        self.model, self.config = model.eval(), config
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.model(x)
 
     def predict_deg(self, x: Tensor, *, batch_size: int = 1_000) -> Tensor:
         return self.model.decode_deg(predict(self.model, x, batch_size=batch_size))
