@@ -52,21 +52,28 @@ def _augment(x: Tensor, *, interpolation: str, binarize_prob: float) -> tuple[Te
 
 
 @dataclasses.dataclass(frozen=True)
-class DigitJudgeConfig:
-    rotated: bool = True
-    model: ClassifierConfig = ClassifierConfig(group="C16")
+class _JudgeData:
+    """What both judges train on: MNIST train (``train_size`` of it, ``None`` = all after ``val_size``),
+    rotated with ``interpolation`` and a ``binarize_prob`` share binarised (see :func:`_augment`)."""
+
     train_size: int | None = None
     val_size: int = 5_000
     interpolation: str = "bicubic"
     binarize_prob: float = 0.2
-    fit: FitConfig = FitConfig(epochs=12, batch_size=128, lr=2e-3, weight_decay=1e-5, lr_schedule="cosine",
-                               monitor="val_acc_pct", monitor_mode="max")
 
     def __post_init__(self):
         check_choice("interpolation", self.interpolation, INTERPOLATIONS)
         if not 0 <= self.binarize_prob <= 1:
             raise _config.ConfigError(f"binarize_prob must be in [0, 1], got {self.binarize_prob}")
         check_positive("val_size", self.val_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class DigitJudgeConfig(_JudgeData):
+    rotated: bool = True
+    model: ClassifierConfig = ClassifierConfig(group="C16")
+    fit: FitConfig = FitConfig(epochs=12, batch_size=128, lr=2e-3, weight_decay=1e-5, lr_schedule="cosine",
+                               monitor="val_acc_pct", monitor_mode="max")
 
 
 DIGIT_JUDGE_PROFILES = {
@@ -165,18 +172,10 @@ def evaluate_digit_judge(judge: DigitJudge, test: Images, angles_deg=(0.0,), *, 
 
 
 @dataclasses.dataclass(frozen=True)
-class AngleJudgeConfig:
+class AngleJudgeConfig(_JudgeData):
     model: AngleCNNConfig = AngleCNNConfig()
-    train_size: int | None = None
-    val_size: int = 5_000
-    interpolation: str = "bicubic"
-    binarize_prob: float = 0.2
     fit: FitConfig = FitConfig(epochs=20, batch_size=256, lr=2e-3, weight_decay=1e-5, lr_schedule="cosine",
                                monitor="val_mae_deg", monitor_mode="min")
-
-    def __post_init__(self):
-        check_choice("interpolation", self.interpolation, INTERPOLATIONS)
-        check_positive("val_size", self.val_size)
 
 
 ANGLE_JUDGE_PROFILES = {

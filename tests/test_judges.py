@@ -35,3 +35,5 @@ def test_judge_config_errors():
         judges.AngleJudgeConfig(interpolation="lanczos")
     with pytest.raises(ConfigError, match="binarize_prob"):
         judges.DigitJudgeConfig(binarize_prob=2.0)
+    with pytest.raises(ConfigError, match="binarize_prob"):
+        judges.AngleJudgeConfig(binarize_prob=-0.1)
