@@ -164,6 +164,18 @@ def subset(images: Images, n: int | None, *, seed: int = 0) -> Images:
     return images.take(perm[:n])
 
 
+def mnist_splits(*, train_size: int | None, val_size: int, test_size: int | None = None
+                 ) -> tuple[Images, Images, Images]:
+    """The project's upright MNIST splits ``(train, val, test)``, the same in every study and judge.
+
+    ``val_size`` images are carved out of MNIST train (seed 0), ``train_size`` of the rest are kept
+    (seed 1; ``None`` = all) and ``test_size`` of MNIST test (seed 2; ``None`` = all 10,000). A smaller
+    size always picks a subset of a larger one's images.
+    """
+    train, val = split_train_val(load_mnist("train"), val_size, seed=0)
+    return subset(train, train_size, seed=1), val, subset(load_mnist("test"), test_size, seed=2)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The MNIST-rot replica
 

@@ -27,7 +27,7 @@ from torch import nn
 
 from rotcore import config as _config
 from rotcore.config import check_choice, check_positive
-from rotcore.data import Images, load_mnist, split_train_val, subset
+from rotcore.data import Images, mnist_splits
 from rotcore.metrics import accuracy_pct, angle_error_summary, circular_error_deg
 from rotcore.models.classifier import ClassifierConfig, build_classifier
 from rotcore.models.regressor import AngleCNN, AngleCNNConfig
@@ -112,8 +112,8 @@ class DigitJudge(_Judge):
 
 
 def _mnist_splits(train_size: int | None, val_size: int) -> tuple[Images, Images]:
-    train, val = split_train_val(load_mnist("train"), val_size, seed=0)
-    return subset(train, train_size, seed=1), val
+    train, val, _ = mnist_splits(train_size=train_size, val_size=val_size, test_size=0)
+    return train, val
 
 
 def _resolve(profiles: Mapping[str, Any], profile_or_config: Any, overrides: Mapping[str, Any] | None):

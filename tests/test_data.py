@@ -130,3 +130,17 @@ def test_images_container():
         data.Images(torch.rand(5, 1, 4, 4), torch.arange(4))
     tr, va = data.split_train_val(imgs, 2, seed=0)
     assert len(tr) == 3 and len(va) == 2 and set(tr.y.tolist()) | set(va.y.tolist()) == set(range(5))
+
+
+@pytest.mark.usefixtures("mnist_available")
+def test_mnist_splits_are_the_documented_seeded_splits():
+    from rotcore.data import mnist_splits, split_train_val, subset
+
+    train, val, test = mnist_splits(train_size=300, val_size=100, test_size=50)
+    full_train, full_val = split_train_val(load_mnist("train"), 100, seed=0)
+    assert torch.equal(val.x, full_val.x) and torch.equal(train.x, subset(full_train, 300, seed=1).x)
+    assert torch.equal(test.x, subset(load_mnist("test"), 50, seed=2).x)
+    # a smaller size picks a subset of a larger one's images, and validation never leaks into training
+    bigger, _, _ = mnist_splits(train_size=600, val_size=100, test_size=0)
+    assert torch.equal(bigger.x[:300], train.x)
+    assert not set(map(bytes, val.x.flatten(1).numpy())) & set(map(bytes, bigger.x.flatten(1).numpy()))

@@ -20,7 +20,7 @@ import torch
 
 from rotcore import config as _config
 from rotcore.config import ConfigError, check_angle_intervals, check_angles, check_choice, check_positive
-from rotcore.data import Images, load_mnist, split_train_val, subset
+from rotcore.data import Images, mnist_splits
 from rotcore.judges import AngleJudge, DigitJudge
 from rotcore.metrics import axial_error_deg, circular_error_deg, mse_per_image, ssim_per_image
 from rotcore.models.cvae import CVAE, CVAEConfig, elbo_loss, kl_per_dim
@@ -180,9 +180,7 @@ class StudyData:
 def load_data(cfg: CVAEStudyConfig, device: torch.device | str = "cpu") -> StudyData:
     """Upright MNIST splits on ``device`` (training rotates them batch by batch; evaluation rotates the test
     digits to every evaluation angle)."""
-    train, val = split_train_val(load_mnist("train"), cfg.val_size, seed=0)
-    train = subset(train, cfg.train_size, seed=1)
-    test = subset(load_mnist("test"), cfg.test_size, seed=2)
+    train, val, test = mnist_splits(train_size=cfg.train_size, val_size=cfg.val_size, test_size=cfg.test_size)
     return StudyData(train.to(device), val.to(device), test.to(device))
 
 

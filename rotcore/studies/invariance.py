@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from rotcore import config as _config
 from rotcore.config import ConfigError, check_angles, check_positive
-from rotcore.data import Images, load_mnist, mnist_rot_replica, split_train_val, subset
+from rotcore.data import Images, mnist_rot_replica, mnist_splits, subset
 from rotcore.metrics import (
     accuracy_by_angle,
     accuracy_pct,
@@ -175,9 +175,8 @@ class StudyData:
 
 def load_data(cfg: InvarianceConfig, device: torch.device | str = "cpu") -> StudyData:
     """All splits of both protocols, on ``device``."""
-    train, val = split_train_val(load_mnist("train"), cfg.upright_val_size, seed=0)
-    train = subset(train, cfg.upright_train_size, seed=1)
-    test = subset(load_mnist("test"), cfg.test_size, seed=2)
+    train, val, test = mnist_splits(train_size=cfg.upright_train_size, val_size=cfg.upright_val_size,
+                                    test_size=cfg.test_size)
     rep = mnist_rot_replica(seed=cfg.replica_data_seed)
     rep_up = mnist_rot_replica(seed=cfg.replica_data_seed, rotate=False)
     rtrain = rep["train"]

@@ -27,7 +27,7 @@ from torch import nn
 
 from rotcore import config as _config
 from rotcore.config import ConfigError, check_angles, check_choice, check_positive
-from rotcore.data import Images, binarize, load_mnist, split_train_val, subset
+from rotcore.data import Images, binarize, mnist_splits, subset
 from rotcore.metrics import accuracy_pct, knn_predict, latent_invariance_error
 from rotcore.models.svae import LATENTS, VAE, DecoderConfig, EncoderConfig, VAEConfig, build_vae, iw_bound
 from rotcore.results import verdict
@@ -202,9 +202,7 @@ class StudyData:
 
 def load_data(cfg: SVAEConfig, device: torch.device | str = "cpu") -> StudyData:
     """Training (``train_size`` of MNIST train minus ``val_size``), validation and test splits on ``device``."""
-    train, val = split_train_val(load_mnist("train"), cfg.val_size, seed=0)
-    train = subset(train, cfg.train_size, seed=1)
-    test = subset(load_mnist("test"), cfg.test_size, seed=2)
+    train, val, test = mnist_splits(train_size=cfg.train_size, val_size=cfg.val_size, test_size=cfg.test_size)
     return StudyData(train.to(device), binarize(val.x, seed=cfg.test_binarize_seed + 1).to(device),
                      test.to(device), binarize(test.x, seed=cfg.test_binarize_seed).to(device))
 
