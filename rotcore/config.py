@@ -1,7 +1,7 @@
 """Frozen dataclass configs, named profiles, validated overrides and config hashes.
 
 A study defines one frozen dataclass (which may nest others, e.g. a :class:`rotcore.train.FitConfig`) and a
-``PROFILES`` mapping such as ``{"smoke": ..., "full": ...}``. Profiles change sizes and epochs, never code
+``PROFILES`` mapping ``{"smoke": ..., "cpu": ..., "gpu": ...}``. Profiles change sizes and epochs, never code
 paths. :func:`resolve` picks a profile and applies overrides given as ``{"fit.epochs": 3}``; every mistake
 (unknown profile, unknown key, wrong type, a value the config's own ``__post_init__`` rejects) raises
 :class:`ConfigError` *before* any work starts, with the valid choices in the message.
@@ -178,6 +178,9 @@ def override(cfg: C, overrides: Mapping[str, Any] | None) -> C:
 
 def resolve(profiles: Mapping[str, C], profile: str, overrides: Mapping[str, Any] | None = None) -> C:
     """Pick ``profiles[profile]`` and apply ``overrides``; raise :class:`ConfigError` on any mistake."""
+    if profile == "full" and "full" not in profiles:
+        raise ConfigError("the `full` profile was split in two: use `cpu` (the published numbers, sized for 2 CPU "
+                          "cores, <= 25 min per study) or `gpu` (the anchors' scale, for one GPU or Colab)")
     if profile not in profiles:
         raise ConfigError(f"unknown profile {profile!r}; choose one of: {', '.join(profiles)}")
     return override(profiles[profile], overrides)

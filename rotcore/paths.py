@@ -14,8 +14,9 @@ variable               default                                     holds
 ``ROTBOOK_RUNS``       ``$ROTBOOK_ROOT/runs``                      checkpoints, one folder per config
 =====================  ==========================================  =======================================
 
-Results of the ``full`` profile go to ``$ROTBOOK_ROOT/results`` (committed); every other profile writes
-under ``$ROTBOOK_ROOT/_build/runs/<profile>/`` so that quick runs never overwrite published numbers.
+Results of the published profile (:data:`PUBLISHED_PROFILE`, ``cpu``) go to ``$ROTBOOK_ROOT/results`` and the
+executed notebooks to ``book/studies`` (both committed); every other profile (``smoke``, ``gpu``) writes under
+``$ROTBOOK_ROOT/_build/runs/<profile>/`` so that other runs never overwrite published numbers.
 """
 
 from __future__ import annotations
@@ -23,7 +24,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-PUBLISHED_PROFILE = "full"
+#: The profile whose executed notebooks and results JSON are committed and shown on the site. The one place
+#: it is named: ``cpu`` is sized for the 2-core machines this project has (each study <= 25 min there);
+#: ``gpu`` keeps the anchors' scale for GPU users and would be published only from a real GPU run.
+PUBLISHED_PROFILE = "cpu"
+#: Every study defines these profiles (sizes and epochs only, never code paths).
+PROFILES = ("smoke", "cpu", "gpu")
 
 
 class MissingDataError(FileNotFoundError):
@@ -63,7 +69,7 @@ def profile_root(profile: str) -> Path:
 
 
 def results_dir(profile: str) -> Path:
-    """``results/`` for the published (full) profile, a scratch folder for every other profile."""
+    """``results/`` for the published profile, a scratch folder for every other profile."""
     if profile == PUBLISHED_PROFILE:
         return project_root() / "results"
     return profile_root(profile) / "results"

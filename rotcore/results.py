@@ -2,12 +2,14 @@
 
 Schema (all studies)::
 
-    {"study": "05_rotation_invariance", "profile": "full", "device": "NVIDIA H100 80GB HBM3",
+    {"study": "05_rotation_invariance", "profile": "cpu", "device": "CPU (2 cores, x86_64)",
      "git_commit": "abc1234", "created": "2026-11-23T10:00:00Z", "runtime_s": 412.3,
-     "metrics": {"rotmnist_test_error_pct": 0.71, ...},   # flat: name -> number | string | null
+     "metrics": {"rotmnist_test_error_pct": 0.71,         # flat: name -> number | string | null,
+                 "rotmnist_test_error_pct_ci95": [0.6, 0.8], # or a [lo, hi] interval (rotcore.metrics.with_ci)
+                 "rotmnist_test_error_pct_n": 3, ...},
      "config": {...}}                                      # the resolved study config
 
-Only the published profile (``full``) may write into the committed ``results/`` folder; every other
+Only the published profile (:data:`rotcore.paths.PUBLISHED_PROFILE`, ``cpu``) may write into the committed ``results/`` folder; every other
 profile writes under ``_build/runs/<profile>/results`` (see :mod:`rotcore.paths`).
 """
 
@@ -57,13 +59,17 @@ def git_commit(root: Path | None = None) -> str:
 def _clean(name: str, value: Any) -> Any:
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(
+            isinstance(v, (int, float)) or hasattr(v, "item") for v in value):
+        return [_clean(name, v) for v in value]  # a [lo, hi] interval
     if hasattr(value, "item"):  # numpy / torch scalars
         value = value.item()
     if isinstance(value, int):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else None
-    raise TypeError(f"metric {name!r} must be a number, string or None (metrics are flat), got {type(value).__name__}")
+    raise TypeError(f"metric {name!r} must be a number, string, None or a [lo, hi] pair (metrics are flat), "
+                    f"got {type(value).__name__}")
 
 
 class Stopwatch:
@@ -144,12 +150,16 @@ def verdict(value: float | None, threshold: float, *, better: str = "lower", uni
 
 def profile_note(profile: str) -> str:
     """What the page's numbers are worth, by profile (glue it as ``{glue:md}`profile_note```)."""
-    if profile == "full":
-        return ("This page was run on the `full` profile: these are the published numbers, from the run "
-                "stamped at the top of the page.")
+    if profile == paths.PUBLISHED_PROFILE:
+        return (f"This page was run on the `{profile}` profile, the published one: models and budgets sized so "
+                "that the study runs in at most 25 minutes on a 2-core CPU. These are the numbers the report stands "
+                "on; the `gpu` profile trains at the anchors' scale.")
+    if profile == "gpu":
+        return ("This page was run on the `gpu` profile (the anchors' scale, meant for one GPU). The published "
+                f"site shows the `{paths.PUBLISHED_PROFILE}` profile; compare the two with that in mind.")
     return (f"This page was run on the `{profile}` profile: tiny models and a few epochs that check the "
             "pipeline end to end. Its numbers say nothing about what the models can do; the published page "
-            "runs the `full` profile.")
+            f"runs the `{paths.PUBLISHED_PROFILE}` profile.")
 
 
 def run_card(study: str, *, profile: str, device: Any = None, runtime_s: float | None = None) -> str:
@@ -159,7 +169,8 @@ def run_card(study: str, *, profile: str, device: Any = None, runtime_s: float |
         f"**Profile** `{profile}` · **device** {describe_device(device)} · **commit** `{git_commit()}`"
         + (f" · **runtime** {runtime_s / 60:.1f} min" if runtime_s is not None else ""),
         "",
-        "Rerun this study (from the repository root, after `make setup`):",
+        "Rerun this study (from the repository root, after `make setup`; profiles: `smoke` ~1 min, `cpu` the "
+        "published one, <= 25 min on 2 cores, `gpu` the anchors' scale):",
         "",
         "```bash",
         f"rotbook run --only {study[:2]} --profile {profile}            # executes, then builds the book",

@@ -1,13 +1,15 @@
 """``rotbook``: execute the study notebooks with papermill on a profile, then build the Jupyter Book.
 
     rotbook run                          # every study on the smoke profile, then the book
-    rotbook run --only 05 --profile full # one study on the published profile (meant for a GPU)
+    rotbook run --only 05 --profile cpu  # one study on the published profile (<= 25 min on 2 CPU cores)
+    rotbook run --only 05 --profile gpu  # the anchors' scale, for one GPU
     rotbook run --only 05 -p fit.epochs=2 -p "test_angles_deg=[0, 90]"
     rotbook book [--profile smoke]       # build the site from already executed notebooks
-    rotbook list                         # the studies and their profiles
+    rotbook list [--flops]               # the studies, their profiles (and training FLOPs per profile)
 
 Every parameter is checked (profile, override keys and values) for every selected study before any
-notebook starts. ``full`` writes the committed outputs (``book/studies/*.ipynb``, ``results/*.json``);
+notebook starts. The published profile (``cpu``, :data:`rotcore.paths.PUBLISHED_PROFILE`) writes the committed
+outputs (``book/studies/*.ipynb``, ``results/*.json``);
 every other profile writes under ``_build/runs/<profile>/`` and builds a staged copy of the book into
 ``book/_build/html``, so quick runs never overwrite published results.
 """
@@ -25,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rotcore import paths
+from rotcore import paths, report
 from rotcore.config import ConfigError
 from rotcore.studies import STUDIES, StudyInfo, get
 
@@ -55,7 +57,7 @@ def validate(selected: Sequence[StudyInfo], profile: str, overrides: Mapping[str
     for info in selected:
         module = info.load()
         try:
-            module.resolve_config(profile, overrides)
+            report.resolve_config(module, profile, overrides)
         except ConfigError as err:
             raise ConfigError(f"study {info.number} ({info.name}): {err}") from None
         if not notebook_source(info).exists():
@@ -89,11 +91,28 @@ def execute(info: StudyInfo, profile: str, overrides: Mapping[str, Any], *, log=
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+    hide_injected_parameters(out)
     placeholder = out_dir / f"{info.name}.md"
     if profile == paths.PUBLISHED_PROFILE and placeholder.exists():
         placeholder.unlink()
     log(f"[rotbook] {info.number} done in {time.perf_counter() - t0:.0f} s")
     return out
+
+
+def hide_injected_parameters(notebook: Path) -> None:
+    """Tag papermill's injected-parameters cell ``remove-cell`` so the site does not show it (the run card
+    at the top of each page says which profile and overrides produced it)."""
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    changed = False
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+            changed = True
+    if changed:
+        nbformat.write(nb, notebook)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -110,37 +129,49 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
 def summary_markdown(profile: str) -> str:
-    """The summary page: each study's headline metrics beside their anchors, from ``results`` JSON."""
+    """The summary page: each study's results beside their anchors (with CIs), and, apart, its checks
+    (properties that hold by construction, with the test that guarantees each), from ``results`` JSON."""
     from rotcore.results import read_results
 
     rdir = paths.results_dir(profile)
+    published = paths.PUBLISHED_PROFILE
     lines = ["# Summary of results", ""]
-    if profile != paths.PUBLISHED_PROFILE:
-        lines += [":::{warning}", f"This build shows the **{profile}** profile: tiny models and a few epochs that",
-                  "check the pipeline end to end. Its numbers are not results; the published site runs `full`.",
-                  ":::", ""]
+    if profile != published:
+        lines += [":::{warning}", f"This build shows the **{profile}** profile. Its numbers are not the published "
+                  f"ones; the published site shows the `{published}` profile.", ":::", ""]
     lines += ["Every number on this page is read from the `results/<study>.json` file that the study's notebook",
-              "wrote when it ran; the anchors are the seed project's or the best published numbers.", ""]
+              "wrote when it ran. **Results** are what a run found out, set beside the number a source measured",
+              "(with its caveats) and our target; intervals are 95 % CIs over seeds, or from a bootstrap clustered by",
+              "the sampled unit. **Checks** hold by construction; they are shown with the test that guarantees them,",
+              "not counted as targets met.", ""]
     for info in STUDIES.values():
         module = info.load()
         path = rdir / f"{info.name}.json"
         lines += [f"## {info.number} · {info.title}", ""]
         if not path.exists():
             lines += [f"*Not yet run on the `{profile}` profile.* Run `rotbook run --only {info.number} "
-                      f"--profile {profile}` (the `full` profile is meant for one GPU).", ""]
+                      f"--profile {profile}`.", ""]
             continue
         rec = read_results(path)
         m = rec["metrics"]
         lines += [f"Profile `{rec['profile']}` · {rec['device']} · runtime {rec['runtime_s'] / 60:.1f} min · "
-                  f"commit `{rec['git_commit']}` · {rec['created']}", "",
-                  "| metric | this run | anchor | source | target | met |", "|---|---|---|---|---|---|"]
-        for a in module.ANCHORS:
-            value = m.get(a.metric)
-            met = a.met(value)
-            mark = "—" if met is None else ("yes" if met else "**no**")
-            lines.append(f"| {a.label} | {_fmt(value)} | {_fmt(a.anchor)} | {a.source} | {a.target} | {mark} |")
-        lines.append("")
+                  f"commit `{rec['git_commit']}` · {rec['created']}", ""]
+        results, checks = report.tables(module, m)
+        if len(results):
+            lines += ["| result | this run | anchor | source | target | met |", "|---|---|---|---|---|---|"]
+            lines += ["| " + " | ".join(_cell(r[c]) for c in ("metric", "this run", "anchor", "source", "target", "met"))
+                      + " |" for r in results.to_dict("records")]
+            lines.append("")
+        if len(checks):
+            lines += ["| check | measured | bound | holds | guaranteed by |", "|---|---|---|---|---|"]
+            lines += ["| " + " | ".join(_cell(r[c]) for c in ("check", "measured", "bound", "holds"))
+                      + f" | `{_cell(r['guaranteed by'])}` |" for r in checks.to_dict("records")]
+            lines.append("")
     return "\n".join(lines)
 
 
@@ -188,6 +219,18 @@ def build_book(profile: str, *, log=print) -> Path:
 # CLI
 
 
+def list_studies(*, flops: bool = False, out=print) -> None:
+    """One line per study: its profiles and, with ``flops``, the training FLOPs each would cost
+    (``train_flops(cfg)`` of the study, counted with ``torch.utils.flop_counter``)."""
+    for info in STUDIES.values():
+        module = info.load()
+        line = f"{info.number}  {info.name:28s} profiles: {', '.join(module.PROFILES)}"
+        if flops and hasattr(module, "train_flops"):
+            cost = {p: module.train_flops(cfg) for p, cfg in module.PROFILES.items()}
+            line += "  | training " + ", ".join(f"{p} {v / 1e15:.3g} PFLOP" for p, v in cost.items())
+        out(line)
+
+
 def _select(only: Sequence[str] | None) -> list[StudyInfo]:
     if not only:
         return list(STUDIES.values())
@@ -201,20 +244,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rotbook", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute study notebooks, then build the book")
-    run.add_argument("--profile", default="smoke", help="smoke (CPU, ~1 min per study) or full (published, GPU)")
+    run.add_argument("--profile", default="smoke",
+                     help="smoke (CI, ~1 min per study), cpu (published, <= 25 min per study on 2 cores) or gpu")
     run.add_argument("--only", action="append", metavar="NN", help="study number or name (repeatable)")
     run.add_argument("-p", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key (dotted for nested, e.g. upright_fit.epochs=2)")
     run.add_argument("--no-book", action="store_true", help="execute only")
     book = sub.add_parser("book", help="build the book from executed notebooks")
     book.add_argument("--profile", default="smoke")
-    sub.add_parser("list", help="list studies and profiles")
+    lst = sub.add_parser("list", help="list studies and profiles")
+    lst.add_argument("--flops", action="store_true", help="also count each profile's training FLOPs (slow-ish)")
     args = parser.parse_args(argv)
 
     try:
         if args.command == "list":
-            for info in STUDIES.values():
-                print(f"{info.number}  {info.name:32s} profiles: {', '.join(info.load().PROFILES)}")
+            list_studies(flops=args.flops)
             return 0
         if args.command == "book":
             build_book(args.profile)

@@ -24,7 +24,8 @@ def test_metrics_must_be_flat(tmp_path):
 
 def test_quick_profiles_never_write_published_results(tmp_path, monkeypatch):
     monkeypatch.setenv("ROTBOOK_ROOT", str(tmp_path))
-    assert paths.results_dir("smoke") != paths.results_dir("full") == tmp_path / "results"
+    assert paths.results_dir("smoke") != paths.results_dir(paths.PUBLISHED_PROFILE) == tmp_path / "results"
+    assert paths.results_dir("gpu") != tmp_path / "results"
     with pytest.raises(PermissionError, match="may not overwrite"):
         write_results("99_demo", {}, profile="smoke", runtime_s=1, out_dir=tmp_path / "results")
     p = write_results("99_demo", {}, profile="smoke", runtime_s=1)

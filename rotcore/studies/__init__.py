@@ -1,8 +1,9 @@
 """The studies: one module each, holding its config dataclass, ``PROFILES`` and study-specific glue.
 
 ``STUDIES`` maps the two-digit study number to its notebook name and module. The runner and the summary
-page read it; each study module exposes ``STUDY`` (its notebook name), ``TITLE``, ``PROFILES``,
-``resolve_config(profile, overrides)`` and ``ANCHORS`` (headline metrics beside published numbers).
+page read it. What a study module provides is the contract in :mod:`rotcore.report` (``StudyModule``):
+``STUDY`` (its notebook name), ``TITLE``, ``PROFILES`` (``smoke``/``cpu``/``gpu``), ``ANCHORS`` (headline
+results and by-construction checks beside their sources) and ``discussion(metrics)``.
 """
 
 from __future__ import annotations
@@ -12,9 +13,21 @@ import importlib
 from types import ModuleType
 
 
+KINDS = ("result", "check")
+
+
 @dataclasses.dataclass(frozen=True)
 class Anchor:
-    """A headline metric of a study, set beside a number from the seed project or the literature."""
+    """A headline metric of a study, set beside the number a source measured, and its target.
+
+    ``kind="result"``: something the run found out (shown in the summary's results table, with its CI when
+    the run wrote ``<metric>_ci95``). ``kind="check"``: a property that holds by construction (exact
+    invariance at 90°, say); it is shown in a separate checks table beside ``test``, the test that
+    guarantees it, never as a "target met". ``threshold`` is the target as a number (``None``: reported,
+    not judged); every verdict on a page or in the summary is computed from it, so a threshold is typed once.
+    ``source`` says who measured ``anchor`` and how; ``caveat`` says when that number is not comparable
+    one to one (another protocol, unverified, an aggregate of something else).
+    """
 
     metric: str
     label: str
@@ -22,12 +35,39 @@ class Anchor:
     source: str
     target: str
     better: str = "lower"  # or "higher"
-    threshold: float | None = None  # the target as a number (met when the metric is on the better side)
+    threshold: float | None = None
+    unit: str = ""  # appended to numbers: " %", "°", " dB", " nats"
+    fmt: str = "{:.2f}"
+    kind: str = "result"
+    test: str | None = None  # checks: the test that guarantees the property
+    caveat: str = ""
+
+    def __post_init__(self):
+        if self.better not in ("lower", "higher"):
+            raise ValueError(f"Anchor {self.metric}: better={self.better!r}; use 'lower' or 'higher'")
+        if self.kind not in KINDS:
+            raise ValueError(f"Anchor {self.metric}: kind={self.kind!r}; use one of {KINDS}")
+        if self.kind == "check" and not self.test:
+            raise ValueError(f"Anchor {self.metric}: a check names the test that guarantees it (test=...)")
 
     def met(self, value: float | None) -> bool | None:
         if value is None or self.threshold is None:
             return None
         return value <= self.threshold if self.better == "lower" else value >= self.threshold
+
+    def format(self, value: float | None) -> str:
+        """``value`` in this anchor's format and unit (``"—"`` when missing)."""
+        if value is None:
+            return "—"
+        return self.fmt.format(value) + self.unit
+
+    def verdict(self, value: float | None) -> str:
+        """A sentence fragment: "meets the target (0.95 % ≤ 1.20 %)" or "misses the target (…, off by …)"."""
+        if self.threshold is None:
+            return "is reported, not judged against a target"
+        from rotcore.results import verdict
+
+        return verdict(value, self.threshold, better=self.better, unit=self.unit, fmt=self.fmt)
 
 
 @dataclasses.dataclass(frozen=True)
