@@ -12,7 +12,6 @@ import dataclasses
 import importlib
 from types import ModuleType
 
-
 KINDS = ("result", "check")
 
 
