@@ -179,13 +179,15 @@ def summary_markdown(profile: str) -> str:
 # The book
 
 
-def _jupyter_book(src: Path, out_root: Path | None, *, log=print) -> None:
+def _jupyter_book(src: Path, out_root: Path | None, *, profile: str, log=print) -> None:
     exe = Path(sys.executable).with_name("jupyter-book")
     cmd = [str(exe) if exe.exists() else "jupyter-book", "build", "-W", "-n", "--keep-going", str(src)]
     if out_root is not None:
         cmd += ["--path-output", str(out_root)]
     log(f"[rotbook] {' '.join(cmd)}")
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    # book/_ext/rotbook_summary.py writes the summary page for this profile during the build
+    env = {**os.environ, "ROTBOOK_BOOK_PROFILE": profile}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout[-6000:] + proc.stderr[-6000:])
         raise RuntimeError(f"jupyter-book build failed (exit {proc.returncode})")
@@ -196,8 +198,7 @@ def build_book(profile: str, *, log=print) -> Path:
     root = paths.project_root()
     book = root / "book"
     if profile == paths.PUBLISHED_PROFILE:
-        (book / "summary.md").write_text(summary_markdown(profile))
-        _jupyter_book(book, None, log=log)
+        _jupyter_book(book, None, profile=profile, log=log)
     else:
         stage = paths.profile_root(profile) / "book"
         if stage.exists():
@@ -208,8 +209,7 @@ def build_book(profile: str, *, log=print) -> Path:
             placeholder = stage / "studies" / f"{nb.stem}.md"
             if placeholder.exists():
                 placeholder.unlink()
-        (stage / "summary.md").write_text(summary_markdown(profile))
-        _jupyter_book(stage, book, log=log)
+        _jupyter_book(stage, book, profile=profile, log=log)
     html = book / "_build" / "html"
     log(f"[rotbook] site: {html / 'index.html'}")
     return html
