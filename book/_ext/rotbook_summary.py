@@ -75,8 +75,22 @@ def notes_changed(app, env, added, changed, removed) -> list[str]:
     return [d for d in set(previous) | set(current) if previous.get(d) != current.get(d) and d in env.found_docs]
 
 
-def stale_banner(app, pagename, templatename, context, doctree) -> None:
-    """Prepend the stale note to a study page's body."""
+def dedupe_scripts(context) -> None:
+    """Drop repeated <script> entries: sphinx-thebe's inline ``const THEBE_JS_URL = ...`` is added twice under
+    jupyter-book 1.0.4 / Sphinx 7.4, and the second declaration is a JavaScript SyntaxError on every page."""
+    seen, kept = set(), []
+    for js in context.get("script_files", []):
+        key = (getattr(js, "filename", str(js)) or "", repr(sorted(getattr(js, "attributes", {}).items())))
+        if key not in seen:
+            seen.add(key)
+            kept.append(js)
+    if "script_files" in context:
+        context["script_files"] = kept
+
+
+def page_context(app, pagename, templatename, context, doctree) -> None:
+    """Every page: no duplicate scripts. A stale study page: its note first."""
+    dedupe_scripts(context)
     note = getattr(app, "rotbook_stale", {}).get(pagename)
     if note and "body" in context:
         context["body"] = ('<div class="admonition warning rotbook-stale"><p class="admonition-title">'
@@ -86,5 +100,5 @@ def stale_banner(app, pagename, templatename, context, doctree) -> None:
 def setup(app):
     app.connect("builder-inited", write_summary)
     app.connect("env-get-outdated", notes_changed)
-    app.connect("html-page-context", stale_banner)
+    app.connect("html-page-context", page_context)
     return {"version": "2", "parallel_read_safe": True, "parallel_write_safe": True}
