@@ -58,7 +58,10 @@ def benches(quick: bool) -> dict[str, Bench]:
         mcfg = ClassifierConfig(group=group, width=w * width)
         out[key] = Bench(label, mcfg, lambda mcfg=mcfg: build_classifier(mcfg), loss_fn)
     # study 01: the full profile's cVAEs, trained exactly as the study trains them
-    s01 = study01.resolve_config("smoke" if quick else "full")
+    from rotcore import report
+
+    profile = "smoke" if quick else ("gpu" if "gpu" in study01.PROFILES else "full")  # "full" was renamed "gpu"
+    s01 = report.resolve_config(study01, profile)
     cvae_loss = study01.cvae_loss(s01.train_angles_deg, beta=s01.beta)
     for key in study01.MODELS:
         mcfg = s01.model_config(key)

@@ -57,6 +57,41 @@ def check_angles(name: str, angles_deg: Iterable[float], *, allow_empty: bool = 
         raise ConfigError(f"{name} has duplicate angles: {angles}")
 
 
+def check_angle_intervals(name: str, intervals_deg: Any) -> tuple[tuple[float, float], ...]:
+    """Validate a set of angles given as intervals ``((lo, hi), ...)`` in degrees and return it normalised
+    (a sorted tuple of float pairs).
+
+    Each interval is ``0 <= lo < hi <= 360`` (``hi = 360`` closes the circle; a band through 0° is two
+    intervals, e.g. ``((0, 30), (330, 360))``); intervals may touch but not overlap; the set is not empty.
+    Lists (from YAML / papermill) are accepted. Every violation raises :class:`ConfigError` naming it.
+    """
+    example = "e.g. ((0, 30), (90, 120), (270, 360))"
+    if isinstance(intervals_deg, (str, bytes)) or not isinstance(intervals_deg, Iterable):
+        raise ConfigError(f"{name} must be a sequence of (lo, hi) degree intervals, {example}; got {intervals_deg!r}")
+    items = list(intervals_deg)
+    if not items:
+        raise ConfigError(f"{name} is empty: give at least one (lo, hi) interval of angles, {example}")
+    out = []
+    for item in items:
+        if isinstance(item, (str, bytes)) or not isinstance(item, Iterable) or len(tuple(item)) != 2:
+            raise ConfigError(f"{name}: {item!r} is not a (lo, hi) pair of degrees ({example})")
+        lo, hi = tuple(item)
+        for v in (lo, hi):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ConfigError(f"{name}: {item!r} holds {v!r}, not a finite number of degrees")
+        if not 0 <= lo < 360 or not 0 < hi <= 360:
+            raise ConfigError(f"{name}: {item!r} is out of range; use 0 <= lo < hi <= 360 (split a band "
+                              "through 0° into two intervals, e.g. (330, 360) and (0, 30))")
+        if lo >= hi:
+            raise ConfigError(f"{name}: {item!r} is empty or reversed; each interval needs lo < hi")
+        out.append((float(lo), float(hi)))
+    out.sort()
+    for (lo1, hi1), (lo2, hi2) in zip(out, out[1:]):
+        if lo2 < hi1:
+            raise ConfigError(f"{name}: intervals {(lo1, hi1)} and {(lo2, hi2)} overlap; merge them into one")
+    return tuple(out)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Serialisation and hashing
 
@@ -70,6 +105,31 @@ def to_dict(cfg: Any) -> Any:
     if isinstance(cfg, Mapping):
         return {str(k): to_dict(v) for k, v in cfg.items()}
     return cfg
+
+
+def from_dict(cls: type[C], data: Mapping[str, Any]) -> C:
+    """Rebuild a (possibly nested) frozen dataclass config from its :func:`to_dict` view (e.g. the config a
+    checkpoint stored): nested dataclasses are rebuilt, lists become tuples again, ``__post_init__`` runs.
+    Unknown keys raise :class:`ConfigError`; missing keys take the field's default.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{cls.__name__}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{cls.__name__}: unknown keys {unknown}; valid keys: {', '.join(sorted(names))}")
+
+    def rebuild(tp: Any, value: Any) -> Any:
+        candidates = [a for a in typing.get_args(tp) if a is not type(None)] if typing.get_args(tp) else [tp]
+        for t in candidates:
+            if dataclasses.is_dataclass(t) and isinstance(value, Mapping):
+                return from_dict(t, value)
+        if isinstance(value, list):
+            return tuple(rebuild(Any, v) for v in value)
+        return value
+
+    return cls(**{k: rebuild(hints.get(k, Any), v) for k, v in data.items()})
 
 
 def config_hash(cfg: Any, length: int = 8) -> str:
@@ -184,67 +244,3 @@ def resolve(profiles: Mapping[str, C], profile: str, overrides: Mapping[str, Any
     if profile not in profiles:
         raise ConfigError(f"unknown profile {profile!r}; choose one of: {', '.join(profiles)}")
     return override(profiles[profile], overrides)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# --- added for study 01 ---
-
-
-def check_angle_intervals(name: str, intervals_deg: Any) -> tuple[tuple[float, float], ...]:
-    """Validate a set of angles given as intervals ``((lo, hi), ...)`` in degrees and return it normalised
-    (a sorted tuple of float pairs).
-
-    Each interval is ``0 <= lo < hi <= 360`` (``hi = 360`` closes the circle; a band through 0° is two
-    intervals, e.g. ``((0, 30), (330, 360))``); intervals may touch but not overlap; the set is not empty.
-    Lists (from YAML / papermill) are accepted. Every violation raises :class:`ConfigError` naming it.
-    """
-    example = "e.g. ((0, 30), (90, 120), (270, 360))"
-    if isinstance(intervals_deg, (str, bytes)) or not isinstance(intervals_deg, Iterable):
-        raise ConfigError(f"{name} must be a sequence of (lo, hi) degree intervals, {example}; got {intervals_deg!r}")
-    items = list(intervals_deg)
-    if not items:
-        raise ConfigError(f"{name} is empty: give at least one (lo, hi) interval of angles, {example}")
-    out = []
-    for item in items:
-        if isinstance(item, (str, bytes)) or not isinstance(item, Iterable) or len(tuple(item)) != 2:
-            raise ConfigError(f"{name}: {item!r} is not a (lo, hi) pair of degrees ({example})")
-        lo, hi = tuple(item)
-        for v in (lo, hi):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise ConfigError(f"{name}: {item!r} holds {v!r}, not a finite number of degrees")
-        if not 0 <= lo < 360 or not 0 < hi <= 360:
-            raise ConfigError(f"{name}: {item!r} is out of range; use 0 <= lo < hi <= 360 (split a band "
-                              "through 0° into two intervals, e.g. (330, 360) and (0, 30))")
-        if lo >= hi:
-            raise ConfigError(f"{name}: {item!r} is empty or reversed; each interval needs lo < hi")
-        out.append((float(lo), float(hi)))
-    out.sort()
-    for (lo1, hi1), (lo2, hi2) in zip(out, out[1:]):
-        if lo2 < hi1:
-            raise ConfigError(f"{name}: intervals {(lo1, hi1)} and {(lo2, hi2)} overlap; merge them into one")
-    return tuple(out)
-
-
-def from_dict(cls: type[C], data: Mapping[str, Any]) -> C:
-    """Rebuild a (possibly nested) frozen dataclass config from its :func:`to_dict` view (e.g. the config a
-    checkpoint stored): nested dataclasses are rebuilt, lists become tuples again, ``__post_init__`` runs.
-    Unknown keys raise :class:`ConfigError`; missing keys take the field's default.
-    """
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{cls.__name__}: expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"{cls.__name__}: unknown keys {unknown}; valid keys: {', '.join(sorted(names))}")
-
-    def rebuild(tp: Any, value: Any) -> Any:
-        candidates = [a for a in typing.get_args(tp) if a is not type(None)] if typing.get_args(tp) else [tp]
-        for t in candidates:
-            if dataclasses.is_dataclass(t) and isinstance(value, Mapping):
-                return from_dict(t, value)
-        if isinstance(value, list):
-            return tuple(rebuild(Any, v) for v in value)
-        return value
-
-    return cls(**{k: rebuild(hints.get(k, Any), v) for k, v in data.items()})

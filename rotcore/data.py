@@ -176,6 +176,19 @@ def mnist_splits(*, train_size: int | None, val_size: int, test_size: int | None
     return subset(train, train_size, seed=1), val, subset(load_mnist("test"), test_size, seed=2)
 
 
+def binarize(x: Tensor, *, seed: int | None = None) -> Tensor:
+    """Stochastic binarisation: each pixel is 1 with probability equal to its intensity in [0, 1].
+
+    ``seed=None`` draws from the global RNG on ``x``'s device ("dynamic" binarisation, a fresh draw per
+    batch); an integer gives a fixed draw (a fixed binarised test set), made on the CPU so that it is the same
+    on every device. Same shape and dtype as ``x``.
+    """
+    if seed is None:
+        return torch.bernoulli(x)
+    g = torch.Generator().manual_seed(seed)
+    return torch.bernoulli(x.detach().cpu(), generator=g).to(x.device)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The MNIST-rot replica
 
@@ -212,7 +225,8 @@ def mnist_rot_replica(*, seed: int = 0, interpolation: str = "bilinear", rotate:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Photo folders (natural photographs; split by photo, never by rotated copy)
+# Photo folders (natural photographs; split by photo, never by rotated copy). One loader: load_photo decodes
+# a file, load_photo_squares stacks resized centre squares of many.
 
 PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
@@ -301,7 +315,8 @@ def load_photo_squares(records: list[PhotoRecord], size: int) -> Tensor:
     return torch.stack([center_square(load_photo(r.path, size), size) for r in records])
 
 
-# --- added for study 02 ---
+# ---------------------------------------------------------------------------------------------------------
+# Crops and tiles of image batches, on their device
 
 
 def random_crop_batch(x: Tensor, size: int, *, generator: torch.Generator | None = None) -> Tensor:
@@ -334,19 +349,3 @@ def tiles(x: Tensor, size: int) -> Tensor:
         raise ValueError(f"tile {size} is larger than the images ({h}×{w})")
     t = x[:, :, : nh * size, : nw * size].reshape(b, c, nh, size, nw, size)
     return t.permute(0, 2, 4, 1, 3, 5).reshape(b * nh * nw, c, size, size)
-
-
-# --- added for study 03 ---
-
-
-def binarize(x: Tensor, *, seed: int | None = None) -> Tensor:
-    """Stochastic binarisation: each pixel is 1 with probability equal to its intensity in [0, 1].
-
-    ``seed=None`` draws from the global RNG on ``x``'s device ("dynamic" binarisation, a fresh draw per
-    batch); an integer gives a fixed draw (a fixed binarised test set), made on the CPU so that it is the same
-    on every device. Same shape and dtype as ``x``.
-    """
-    if seed is None:
-        return torch.bernoulli(x)
-    g = torch.Generator().manual_seed(seed)
-    return torch.bernoulli(x.detach().cpu(), generator=g).to(x.device)

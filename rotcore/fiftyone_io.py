@@ -21,8 +21,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from rotcore import paths
 from rotcore.data import PhotoRecord, photo_records
+from rotcore.metrics import circular_error_deg
 
 MANIFEST_FORMAT = 1
 SOURCES = ("folder", "coco-2017")
@@ -203,9 +206,9 @@ def register_regressions(name: str, image_files: Sequence[Path], true_deg: Seque
 
 
 def circular_error(pred_deg: float, true_deg: float) -> float:
-    """``min(|Δ|, 360 - |Δ|)`` for two scalars (FiftyOne's per-sample error metric)."""
-    d = abs(pred_deg - true_deg) % 360.0
-    return min(d, 360.0 - d)
+    """FiftyOne's per-sample error metric (two scalars ``(ypred, ytrue)``): :func:`rotcore.metrics.circular_error_deg`."""
+    return circular_error_deg(torch.tensor(float(pred_deg), dtype=torch.float64),
+                              torch.tensor(float(true_deg), dtype=torch.float64)).item()
 
 
 def launch_app_if_interactive(ds) -> bool:

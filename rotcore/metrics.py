@@ -5,7 +5,7 @@ Units are in the names: ``*_pct`` are percentages, ``*_deg`` degrees, ``*_db`` d
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -44,6 +44,32 @@ def precision_recall_f1(cm: Tensor) -> dict[str, Tensor | float]:
             "macro_f1_pct": f1.mean().item()}
 
 
+def six_nine_confusion(preds: Mapping[str, Tensor], y: Tensor, angles_deg: Sequence[float], *,
+                       names: Mapping[str, str] | None = None, six: int = 6, nine: int = 9):
+    """Per model and angle: the share (percent) of 6s predicted as 9 and of 9s predicted as 6.
+
+    ``preds`` maps a model key to its predicted labels ``(A, N)``, one row per angle of ``angles_deg``, for
+    the items whose true labels are ``y`` ``(N,)`` (a classifier's own predictions, or a judge's reading of a
+    model's decoded outputs). ``names`` maps a key to the name shown in the ``model`` column (default: the
+    key). Returns a long DataFrame ``model, angle_deg, six_as_nine_pct, nine_as_six_pct`` (NaN where the
+    test set has no 6 or no 9).
+    """
+    import pandas as pd
+
+    y = y.cpu()
+    is_six, is_nine = y == six, y == nine
+    rows = []
+    for key, p in preds.items():
+        p = torch.as_tensor(p).cpu()
+        if p.shape != (len(angles_deg), len(y)):
+            raise ValueError(f"preds[{key!r}] has shape {tuple(p.shape)}; expected ({len(angles_deg)}, {len(y)})")
+        for a, pa in zip(angles_deg, p):
+            rows.append({"model": (names or {}).get(key, key), "angle_deg": a,
+                         "six_as_nine_pct": 100 * (pa[is_six] == nine).double().mean().item(),
+                         "nine_as_six_pct": 100 * (pa[is_nine] == six).double().mean().item()})
+    return pd.DataFrame(rows, columns=["model", "angle_deg", "six_as_nine_pct", "nine_as_six_pct"])
+
+
 def predict_labels_rotated(model: nn.Module, x: Tensor, angle_deg: float, *, batch_size: int = 2048,
                            device=None, rotate_kwargs: dict | None = None) -> Tensor:
     """Predicted labels of ``x`` rotated by ``angle_deg`` (rotation done per batch on the device)."""
@@ -80,7 +106,7 @@ def accuracy_by_angle(model: nn.Module, x: Tensor, y: Tensor, angles_deg: Sequen
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Equivariance
+# Equivariance and invariance (exact checks in float64 where the math promises exactness)
 
 
 @torch.no_grad()
@@ -155,89 +181,6 @@ def invariance_error(model: nn.Module, x: Tensor, angle_deg: float | Sequence[fl
     return _rotation_errors(model, x, angle_deg, distance, dtype=dtype, rotate_kwargs=rotate_kwargs)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Angles
-
-
-def circular_error_deg(pred_deg: Tensor, true_deg: Tensor) -> Tensor:
-    """Circular absolute error ``min(|Δ|, 360 - |Δ|)`` in degrees, elementwise, in ``[0, 180]``."""
-    return signed_diff_deg(pred_deg, true_deg).abs()
-
-
-def angle_error_summary(err_deg: Tensor, within_deg: Sequence[float] = (2, 5, 10, 15)) -> dict[str, float]:
-    """MAE, median, p90/p95/p99 and the share within each threshold (percent) of circular errors."""
-    e = err_deg.double().flatten().cpu()
-    q = torch.quantile(e, torch.tensor([0.5, 0.9, 0.95, 0.99], dtype=torch.float64))
-    out = {"mae_deg": e.mean().item(), "median_deg": q[0].item(), "p90_deg": q[1].item(),
-           "p95_deg": q[2].item(), "p99_deg": q[3].item()}
-    for t in within_deg:
-        out[f"within{t:g}_pct"] = 100 * (e <= t).double().mean().item()
-    return out
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Images
-
-
-def mse(x_hat: Tensor, x: Tensor) -> float:
-    return torch.mean((x_hat.float() - x.float()) ** 2).item()
-
-
-def psnr_db(x_hat: Tensor, x: Tensor, data_range: float = 1.0) -> float:
-    """Peak signal-to-noise ratio over the whole batch (torchmetrics), images in ``[0, data_range]``."""
-    from torchmetrics.functional.image import peak_signal_noise_ratio
-
-    return peak_signal_noise_ratio(x_hat.float(), x.float(), data_range=data_range).item()
-
-
-def ssim(x_hat: Tensor, x: Tensor, data_range: float = 1.0) -> float:
-    """Mean structural similarity (torchmetrics, Gaussian window 11, σ 1.5)."""
-    from torchmetrics.functional.image import structural_similarity_index_measure
-
-    return structural_similarity_index_measure(x_hat.float(), x.float(), data_range=data_range).item()
-
-
-# ---------------------------------------------------------------------------------------------------------
-# --- added for study 01 ---
-
-
-def mse_per_image(x_hat: Tensor, x: Tensor) -> Tensor:
-    """Mean squared error of each image, ``(N,)`` float32 (mean over channels and pixels)."""
-    return ((x_hat.float() - x.float()) ** 2).flatten(1).mean(1)
-
-
-def ssim_per_image(x_hat: Tensor, x: Tensor, data_range: float = 1.0) -> Tensor:
-    """Structural similarity of each image, ``(N,)`` (torchmetrics, Gaussian window 11, σ 1.5); the batch
-    mean of this equals :func:`ssim`."""
-    from torchmetrics.functional.image import structural_similarity_index_measure
-
-    return structural_similarity_index_measure(x_hat.float(), x.float(), data_range=data_range, reduction="none")
-
-
-def axial_error_deg(pred_deg: Tensor, true_deg: Tensor) -> Tensor:
-    """Angle error ignoring half turns, in ``[0, 90]``: ``min(e, 180 - e)`` of the circular error ``e``.
-
-    For digits that look alike after 180° (0, 1, 8; 6 vs 9) it separates "wrong axis" from "upside down".
-    """
-    e = circular_error_deg(pred_deg, true_deg)
-    return torch.minimum(e, 180.0 - e)
-
-
-# --- added for study 02 ---
-
-
-def psnr_from_mse_db(mse_value: float, data_range: float = 1.0) -> float:
-    """``10·log10(data_range² / MSE)`` in dB, for an MSE already pooled over a set (``inf`` for 0)."""
-    import math
-
-    if mse_value < 0:
-        raise ValueError(f"an MSE cannot be negative, got {mse_value}")
-    return math.inf if mse_value == 0 else 10.0 * math.log10(data_range**2 / mse_value)
-
-
-# --- added for study 03 ---
-
-
 def latent_invariance_error(model: nn.Module, x: Tensor, angle_deg: float | Sequence[float], *,
                             dtype: torch.dtype | None = None,
                             rotate_kwargs: dict | None = None) -> float | dict[float, float]:
@@ -251,6 +194,148 @@ def latent_invariance_error(model: nn.Module, x: Tensor, angle_deg: float | Sequ
         return (fr.flatten(1) - fx.flatten(1)).norm(dim=1).max().item()
 
     return _rotation_errors(model, x, angle_deg, distance, dtype=dtype, rotate_kwargs=rotate_kwargs)
+
+
+def invariance_errors(models: Mapping[str, nn.Module], x: Tensor, angles_deg: Sequence[float], *,
+                      distance: str = "max_abs", labels: Mapping[str, str] | None = None):
+    """How much each model's output changes when its input is rotated, per model and angle (a DataFrame).
+
+    ``distance="max_abs"``: :func:`invariance_error` (largest change of any output entry, e.g. a logit);
+    ``"l2"``: :func:`latent_invariance_error` (largest per-image Euclidean change, e.g. a latent code).
+    Multiples of 90° are measured in float64, where a model invariant by construction shows rounding only;
+    other angles in float32 (resampling makes them inexact anyway). Index ``model`` (the keys), columns
+    ``label`` (``labels[key]``, default the key), ``rot<angle>`` per angle and ``rot90_max``, the largest
+    error over the multiples of 90° (NaN if none was asked for).
+    """
+    import pandas as pd
+
+    errors = {"max_abs": invariance_error, "l2": latent_invariance_error}
+    if distance not in errors:
+        raise ValueError(f"distance={distance!r}; choose one of {tuple(errors)}")
+    err_fn = errors[distance]
+    angles = [float(a) for a in angles_deg]
+    exact = [a for a in angles if a % 90 == 0]
+    other = [a for a in angles if a % 90 != 0]
+    rows = []
+    for key, model in models.items():
+        errs = err_fn(model, x, exact, dtype=torch.float64) if exact else {}
+        errs.update(err_fn(model, x, other) if other else {})
+        rows.append({"model": key, "label": (labels or {}).get(key, key), **{f"rot{a:g}": errs[a] for a in angles}})
+    out = pd.DataFrame(rows, columns=["model", "label", *[f"rot{a:g}" for a in angles]]).set_index("model")
+    quarter = [f"rot{a:g}" for a in exact]
+    out["rot90_max"] = out[quarter].max(axis=1) if quarter else float("nan")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Angles
+
+
+def circular_error_deg(pred_deg: Tensor, true_deg: Tensor) -> Tensor:
+    """Circular absolute error ``min(|Δ|, 360 - |Δ|)`` in degrees, elementwise, in ``[0, 180]``."""
+    return signed_diff_deg(pred_deg, true_deg).abs()
+
+
+def axial_error_deg(pred_deg: Tensor, true_deg: Tensor) -> Tensor:
+    """Angle error ignoring half turns, in ``[0, 90]``: ``min(e, 180 - e)`` of the circular error ``e``.
+
+    For digits that look alike after 180° (0, 1, 8; 6 vs 9) it separates "wrong axis" from "upside down".
+    """
+    e = circular_error_deg(pred_deg, true_deg)
+    return torch.minimum(e, 180.0 - e)
+
+
+def angle_error_summary(err_deg: Tensor, within_deg: Sequence[float] = (2, 5, 10, 15)) -> dict[str, float]:
+    """MAE, median, p90/p95/p99 and the share within each threshold (percent) of circular errors."""
+    e = err_deg.double().flatten().cpu()
+    q = torch.quantile(e, torch.tensor([0.5, 0.9, 0.95, 0.99], dtype=torch.float64))
+    out = {"mae_deg": e.mean().item(), "median_deg": q[0].item(), "p90_deg": q[1].item(),
+           "p95_deg": q[2].item(), "p99_deg": q[3].item()}
+    for t in within_deg:
+        out[f"within{t:g}_pct"] = 100 * (e <= t).double().mean().item()
+    return out
+
+
+def error_by_angle(err_deg: Tensor, true_deg: Tensor, *, bin_deg: float = 30.0):
+    """Mean circular error per bin of the true angle: DataFrame ``angle_deg`` (bin centre), ``mae_deg``, ``n``."""
+    import pandas as pd
+
+    e, a = err_deg.double().flatten().cpu(), torch.remainder(true_deg.double().flatten().cpu(), 360.0)
+    idx = torch.floor(a / bin_deg).long()
+    rows = []
+    for b in range(int(round(360 / bin_deg))):
+        m = idx == b
+        if m.any():
+            rows.append({"angle_deg": (b + 0.5) * bin_deg, "mae_deg": e[m].mean().item(), "n": int(m.sum())})
+    return pd.DataFrame(rows)
+
+
+def coverage_curve(err_deg: Tensor, confidence: Tensor, coverages_pct: Sequence[float] = tuple(range(10, 101, 10))):
+    """Abstention: keep the most confident ``c`` % of predictions and score only those.
+
+    Returns a DataFrame with ``coverage_pct``, ``threshold`` (the lowest confidence kept), ``mae_deg``,
+    ``median_deg`` and ``within5_pct`` per coverage. Ties in confidence are broken by order (stable sort).
+    """
+    import pandas as pd
+
+    e = err_deg.double().flatten().cpu()
+    conf = confidence.double().flatten().cpu()
+    order = torch.argsort(conf, descending=True, stable=True)
+    rows = []
+    for c in coverages_pct:
+        k = max(1, round(len(e) * float(c) / 100))
+        kept = e[order[:k]]
+        rows.append({"coverage_pct": float(c), "threshold": conf[order[k - 1]].item(), "mae_deg": kept.mean().item(),
+                     "median_deg": kept.median().item(), "within5_pct": 100 * (kept <= 5).double().mean().item()})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Images
+
+
+def mse(x_hat: Tensor, x: Tensor) -> float:
+    return torch.mean((x_hat.float() - x.float()) ** 2).item()
+
+
+def mse_per_image(x_hat: Tensor, x: Tensor) -> Tensor:
+    """Mean squared error of each image, ``(N,)`` float32 (mean over channels and pixels)."""
+    return ((x_hat.float() - x.float()) ** 2).flatten(1).mean(1)
+
+
+def psnr_db(x_hat: Tensor, x: Tensor, data_range: float = 1.0) -> float:
+    """Peak signal-to-noise ratio over the whole batch (torchmetrics), images in ``[0, data_range]``."""
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
+    return peak_signal_noise_ratio(x_hat.float(), x.float(), data_range=data_range).item()
+
+
+def psnr_from_mse_db(mse_value: float, data_range: float = 1.0) -> float:
+    """``10·log10(data_range² / MSE)`` in dB, for an MSE already pooled over a set (``inf`` for 0)."""
+    import math
+
+    if mse_value < 0:
+        raise ValueError(f"an MSE cannot be negative, got {mse_value}")
+    return math.inf if mse_value == 0 else 10.0 * math.log10(data_range**2 / mse_value)
+
+
+def ssim(x_hat: Tensor, x: Tensor, data_range: float = 1.0) -> float:
+    """Mean structural similarity (torchmetrics, Gaussian window 11, σ 1.5)."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    return structural_similarity_index_measure(x_hat.float(), x.float(), data_range=data_range).item()
+
+
+def ssim_per_image(x_hat: Tensor, x: Tensor, data_range: float = 1.0) -> Tensor:
+    """Structural similarity of each image, ``(N,)`` (torchmetrics, Gaussian window 11, σ 1.5); the batch
+    mean of this equals :func:`ssim`."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    return structural_similarity_index_measure(x_hat.float(), x.float(), data_range=data_range, reduction="none")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Representations
 
 
 @torch.no_grad()
@@ -283,43 +368,6 @@ def knn_predict(ref_z: Tensor, ref_y: Tensor, query_z: Tensor, *, k: int = 5, me
         votes.scatter_add_(1, ref_y[idx], weights.expand(len(q), k))
         out.append(votes.argmax(-1))
     return torch.cat(out) if out else torch.empty(0, dtype=torch.long, device=ref.device)
-
-
-# --- added for study 04 ---
-
-
-def coverage_curve(err_deg: Tensor, confidence: Tensor, coverages_pct: Sequence[float] = tuple(range(10, 101, 10))):
-    """Abstention: keep the most confident ``c`` % of predictions and score only those.
-
-    Returns a DataFrame with ``coverage_pct``, ``threshold`` (the lowest confidence kept), ``mae_deg``,
-    ``median_deg`` and ``within5_pct`` per coverage. Ties in confidence are broken by order (stable sort).
-    """
-    import pandas as pd
-
-    e = err_deg.double().flatten().cpu()
-    conf = confidence.double().flatten().cpu()
-    order = torch.argsort(conf, descending=True, stable=True)
-    rows = []
-    for c in coverages_pct:
-        k = max(1, round(len(e) * float(c) / 100))
-        kept = e[order[:k]]
-        rows.append({"coverage_pct": float(c), "threshold": conf[order[k - 1]].item(), "mae_deg": kept.mean().item(),
-                     "median_deg": kept.median().item(), "within5_pct": 100 * (kept <= 5).double().mean().item()})
-    return pd.DataFrame(rows)
-
-
-def error_by_angle(err_deg: Tensor, true_deg: Tensor, *, bin_deg: float = 30.0):
-    """Mean circular error per bin of the true angle: DataFrame ``angle_deg`` (bin centre), ``mae_deg``, ``n``."""
-    import pandas as pd
-
-    e, a = err_deg.double().flatten().cpu(), torch.remainder(true_deg.double().flatten().cpu(), 360.0)
-    idx = torch.floor(a / bin_deg).long()
-    rows = []
-    for b in range(int(round(360 / bin_deg))):
-        m = idx == b
-        if m.any():
-            rows.append({"angle_deg": (b + 0.5) * bin_deg, "mae_deg": e[m].mean().item(), "n": int(m.sum())})
-    return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -39,6 +39,10 @@ def _np(x) -> np.ndarray:
     return x.detach().float().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Training curves
+
+
 def plot_history(history: Sequence[Mapping[str, float]] | object, keys: Iterable[str], *, ax=None,
                  title: str | None = None, logy: bool = False):
     """Curves of history entries (``fit``'s ``FitResult.history`` or a DataFrame) against the epoch."""
@@ -77,6 +81,10 @@ def plot_histories(histories: Mapping[str, Sequence[Mapping[str, float]]], key: 
     return fig
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Metrics against the angle, and angle errors
+
+
 def shade_angles(ax, intervals_deg: Iterable[tuple[float, float]], *, label: str = "unseen in training",
                  color: str = "0.85") -> None:
     """Shade angle intervals ``[(lo, hi), ...]`` on an angle x-axis (e.g. held-out training angles)."""
@@ -106,211 +114,6 @@ def plot_vs_angle(df, *, y: str, hue: str | None = None, x: str = "angle_deg", a
     if hue or shade:
         ax.legend(fontsize=8, ncols=2)
     return fig
-
-
-def plot_confusion(cm: Tensor | np.ndarray, *, ax=None, labels: Sequence[str] | None = None,
-                   normalize: bool = True, title: str | None = None):
-    """A confusion matrix (rows true, columns predicted), row-normalised to percent by default."""
-    m = _np(cm).astype(float)
-    if normalize:
-        m = 100 * m / np.clip(m.sum(1, keepdims=True), 1, None)
-    fig, ax = _axes(ax, figsize=(4.2, 3.8))
-    im = ax.imshow(m, cmap="Blues", vmin=0, vmax=100 if normalize else None)
-    k = m.shape[0]
-    labels = labels or [str(i) for i in range(k)]
-    ax.set_xticks(range(k), labels)
-    ax.set_yticks(range(k), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.grid(False)
-    for i in range(k):
-        for j in range(k):
-            if m[i, j] >= 0.5:
-                ax.text(j, i, f"{m[i, j]:.0f}", ha="center", va="center", fontsize=6,
-                        color="white" if m[i, j] > 60 else "black")
-    if title:
-        ax.set_title(title)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    return fig
-
-
-def image_grid(x: Tensor, *, nrow: int | None = None, ax=None, titles: Sequence[str] | None = None,
-               row_labels: Sequence[str] | None = None, cmap: str = "gray", scale: float = 0.9):
-    """Images ``(N, C, H, W)`` in [0, 1] on a grid of ``nrow`` rows (one axis per image)."""
-    x = _np(x)
-    n = len(x)
-    nrow = nrow or int(np.ceil(np.sqrt(n)))
-    ncol = int(np.ceil(n / nrow))
-    if ax is not None:
-        fig = ax.figure
-        ax.remove()
-    fig = plt.figure(figsize=(scale * ncol, scale * nrow)) if ax is None else fig
-    for i in range(n):
-        a = fig.add_subplot(nrow, ncol, i + 1)
-        img = x[i].transpose(1, 2, 0)
-        a.imshow(img[..., 0] if img.shape[-1] == 1 else np.clip(img, 0, 1), cmap=cmap, vmin=0, vmax=1)
-        a.set_xticks([])
-        a.set_yticks([])
-        a.grid(False)
-        for s in a.spines.values():
-            s.set_visible(False)
-        if titles is not None and i < len(titles):
-            a.set_title(titles[i], fontsize=7)
-        if row_labels is not None and i % ncol == 0 and i // ncol < len(row_labels):
-            a.set_ylabel(row_labels[i // ncol], fontsize=7)
-    fig.subplots_adjust(wspace=0.05, hspace=0.3)
-    return fig
-
-
-def plot_bars(values: Mapping[str, float], *, ax=None, ylabel: str = "", errors: Mapping[str, float] | None = None,
-              title: str | None = None, fmt: str = "{:.2f}", colors: Mapping[str, str] | None = None):
-    """Labelled bars, with optional error bars and a colour per label."""
-    fig, ax = _axes(ax)
-    names = list(values)
-    vals = [values[k] for k in names]
-    err = [errors[k] for k in names] if errors else None
-    color = [colors.get(k) for k in names] if colors else (PALETTE[: len(names)] if len(names) <= len(PALETTE) else None)
-    bars = ax.bar(names, vals, yerr=err, color=color, capsize=3)
-    for b, v in zip(bars, vals):
-        ax.annotate(fmt.format(v), (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom",
-                    fontsize=8, xytext=(0, 2), textcoords="offset points")
-    ax.set_ylabel(ylabel)
-    ax.tick_params(axis="x", labelrotation=20)
-    if title:
-        ax.set_title(title)
-    return fig
-
-
-def animation_html(frames: Tensor, *, titles: Sequence[str] | None = None, interval_ms: int = 120,
-                   scale: float = 2.2, cmap: str = "gray") -> str:
-    """Frames ``(T, N, C, H, W)`` (N images side by side per frame) as a self-contained HTML slider.
-
-    Uses matplotlib's ``to_jshtml``: it plays on the static site without a kernel or a CDN.
-    """
-    from matplotlib import animation
-
-    f = _np(frames)
-    if f.ndim == 4:
-        f = f[:, None]
-    t, n = f.shape[:2]
-    fig, axes = plt.subplots(1, n, figsize=(scale * n, scale), squeeze=False)
-    ims = []
-    for j, a in enumerate(axes[0]):
-        img = f[0, j].transpose(1, 2, 0)
-        ims.append(a.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap=cmap, vmin=0, vmax=1))
-        a.axis("off")
-    title = fig.suptitle(titles[0] if titles else "", fontsize=9)
-
-    def update(i):
-        for j, im in enumerate(ims):
-            img = f[i, j].transpose(1, 2, 0)
-            im.set_data(img[..., 0] if img.shape[-1] == 1 else img)
-        if titles:
-            title.set_text(titles[i])
-        return ims
-
-    anim = animation.FuncAnimation(fig, update, frames=t, interval=interval_ms, blit=False)
-    html = anim.to_jshtml(default_mode="loop")
-    plt.close(fig)
-    return html
-
-
-# ---------------------------------------------------------------------------------------------------------
-# --- added for study 01 ---
-
-
-def plot_heatmap(values, *, row_labels: Sequence[str], col_labels: Sequence[str], ax=None, title: str | None = None,
-                 cmap: str = "viridis", vmin: float | None = None, vmax: float | None = None, fmt: str = "{:.0f}",
-                 marked_cols: Sequence[int] = (), xlabel: str | None = None, ylabel: str | None = None,
-                 colorbar_label: str | None = None):
-    """A labelled heatmap of a 2-D array (e.g. digit × angle), values written in the cells; columns listed
-    in ``marked_cols`` get a hatched frame (e.g. angles unseen in training)."""
-    m = _np(values).astype(float)
-    fig, ax = _axes(ax, figsize=(0.42 * m.shape[1] + 1.6, 0.32 * m.shape[0] + 1.2))
-    im = ax.imshow(m, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
-    ax.set_xticks(range(m.shape[1]), col_labels, rotation=90, fontsize=7)
-    ax.set_yticks(range(m.shape[0]), row_labels, fontsize=7)
-    ax.grid(False)
-    for j in marked_cols:
-        ax.add_patch(matplotlib.patches.Rectangle((j - 0.5, -0.5), 1, m.shape[0], fill=False, hatch="///",
-                                                  edgecolor="0.6", lw=0))
-    lo, hi = np.nanmin(m), np.nanmax(m)
-    for i in range(m.shape[0]):
-        for j in range(m.shape[1]):
-            if np.isfinite(m[i, j]):
-                dark = (m[i, j] - lo) / max(hi - lo, 1e-12) < 0.5 if cmap == "viridis" else False
-                ax.text(j, i, fmt.format(m[i, j]), ha="center", va="center", fontsize=5.5,
-                        color="white" if dark else "black")
-    if xlabel:
-        ax.set_xlabel(xlabel)
-    if ylabel:
-        ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title)
-    cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
-    if colorbar_label:
-        cb.set_label(colorbar_label)
-    return fig
-
-
-# --- added for study 02 ---
-
-
-def plot_grouped_bars(df, *, x: str, hue: str, y: str, ax=None, ylabel: str | None = None,
-                      title: str | None = None, logy: bool = False, ylim=None, hline: float | None = None,
-                      hline_label: str | None = None, legend_cols: int = 2, colors: Mapping[str, str] | None = None):
-    """Bars of ``y`` grouped by ``x`` (in order of appearance), one colour per ``hue`` value (long DataFrame;
-    ``colors`` maps hue values to colours, the palette otherwise)."""
-    xs = list(dict.fromkeys(df[x]))
-    hues = list(dict.fromkeys(df[hue]))
-    fig, ax = _axes(ax, figsize=(min(10.0, max(6.4, 0.5 * len(xs) * max(1, len(hues)) ** 0.5)), 3.6))
-    width = 0.8 / max(len(hues), 1)
-    pos = np.arange(len(xs))
-    for i, h in enumerate(hues):
-        part = df[df[hue] == h].set_index(x)
-        vals = [float(part.loc[v, y]) if v in part.index else np.nan for v in xs]
-        ax.bar(pos + (i - (len(hues) - 1) / 2) * width, vals, width, label=str(h),
-               color=(colors or {}).get(h, PALETTE[i % len(PALETTE)]))
-    if hline is not None:
-        ax.axhline(hline, color="0.3", ls="--", lw=1, label=hline_label)
-    ax.set_xticks(pos, [str(v) for v in xs])
-    ax.set_ylabel(ylabel or y)
-    if logy:
-        ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    if ylim:
-        ax.set_ylim(*ylim)
-    if title:
-        ax.set_title(title)
-    ax.legend(fontsize=8, ncols=legend_cols)
-    return fig
-
-
-# --- added for study 03 ---
-
-
-def plot_latent_2d(z: Tensor | np.ndarray, y: Tensor | np.ndarray, *, ax=None, title: str | None = None,
-                   s: float = 2.0, unit_circle: bool = False):
-    """Two-dimensional codes ``(N, 2)`` coloured by label ``(N,)`` (e.g. digits); ``unit_circle`` draws S¹."""
-    z, y = _np(z), _np(y)
-    fig, ax = _axes(ax, figsize=(4.0, 4.0))
-    cmap = plt.get_cmap("tab10")
-    for c in np.unique(y):
-        m = y == c
-        ax.scatter(z[m, 0], z[m, 1], s=s, color=cmap(int(c) % 10), label=str(int(c)), alpha=0.6, linewidths=0)
-    if unit_circle:
-        t = np.linspace(0, 2 * np.pi, 200)
-        ax.plot(np.cos(t), np.sin(t), color="0.6", lw=0.8, zorder=0)
-    ax.set_aspect("equal")
-    ax.set_xlabel("$z_1$")
-    ax.set_ylabel("$z_2$")
-    if title:
-        ax.set_title(title)
-    ax.legend(fontsize=7, markerscale=3, ncols=2, loc="upper right", handletextpad=0.1)
-
-
-# --- added for study 04 ---
 
 
 def plot_error_hist(errors: Mapping[str, Tensor], *, ax=None, bins: int = 36, title: str | None = None,
@@ -363,6 +166,152 @@ def plot_coverage(curves: Mapping[str, object], *, y: str = "mae_deg", ax=None, 
     return fig
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Tables as figures: bars, heatmaps, confusion matrices
+
+
+def plot_bars(values: Mapping[str, float], *, ax=None, ylabel: str = "", errors: Mapping[str, float] | None = None,
+              title: str | None = None, fmt: str = "{:.2f}", colors: Mapping[str, str] | None = None):
+    """Labelled bars, with optional error bars and a colour per label."""
+    fig, ax = _axes(ax)
+    names = list(values)
+    vals = [values[k] for k in names]
+    err = [errors[k] for k in names] if errors else None
+    color = [colors.get(k) for k in names] if colors else (PALETTE[: len(names)] if len(names) <= len(PALETTE) else None)
+    bars = ax.bar(names, vals, yerr=err, color=color, capsize=3)
+    for b, v in zip(bars, vals):
+        ax.annotate(fmt.format(v), (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom",
+                    fontsize=8, xytext=(0, 2), textcoords="offset points")
+    ax.set_ylabel(ylabel)
+    ax.tick_params(axis="x", labelrotation=20)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_grouped_bars(df, *, x: str, hue: str, y: str, ax=None, ylabel: str | None = None,
+                      title: str | None = None, logy: bool = False, ylim=None, hline: float | None = None,
+                      hline_label: str | None = None, legend_cols: int = 2, colors: Mapping[str, str] | None = None):
+    """Bars of ``y`` grouped by ``x`` (in order of appearance), one colour per ``hue`` value (long DataFrame;
+    ``colors`` maps hue values to colours, the palette otherwise)."""
+    xs = list(dict.fromkeys(df[x]))
+    hues = list(dict.fromkeys(df[hue]))
+    fig, ax = _axes(ax, figsize=(min(10.0, max(6.4, 0.5 * len(xs) * max(1, len(hues)) ** 0.5)), 3.6))
+    width = 0.8 / max(len(hues), 1)
+    pos = np.arange(len(xs))
+    for i, h in enumerate(hues):
+        part = df[df[hue] == h].set_index(x)
+        vals = [float(part.loc[v, y]) if v in part.index else np.nan for v in xs]
+        ax.bar(pos + (i - (len(hues) - 1) / 2) * width, vals, width, label=str(h),
+               color=(colors or {}).get(h, PALETTE[i % len(PALETTE)]))
+    if hline is not None:
+        ax.axhline(hline, color="0.3", ls="--", lw=1, label=hline_label)
+    ax.set_xticks(pos, [str(v) for v in xs])
+    ax.set_ylabel(ylabel or y)
+    if logy:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    if ylim:
+        ax.set_ylim(*ylim)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8, ncols=legend_cols)
+    return fig
+
+
+def plot_heatmap(values, *, row_labels: Sequence[str], col_labels: Sequence[str], ax=None, title: str | None = None,
+                 cmap: str = "viridis", vmin: float | None = None, vmax: float | None = None, fmt: str = "{:.0f}",
+                 marked_cols: Sequence[int] = (), xlabel: str | None = None, ylabel: str | None = None,
+                 colorbar_label: str | None = None):
+    """A labelled heatmap of a 2-D array (e.g. digit × angle), values written in the cells; columns listed
+    in ``marked_cols`` get a hatched frame (e.g. angles unseen in training)."""
+    m = _np(values).astype(float)
+    fig, ax = _axes(ax, figsize=(0.42 * m.shape[1] + 1.6, 0.32 * m.shape[0] + 1.2))
+    im = ax.imshow(m, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+    ax.set_xticks(range(m.shape[1]), col_labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(m.shape[0]), row_labels, fontsize=7)
+    ax.grid(False)
+    for j in marked_cols:
+        ax.add_patch(matplotlib.patches.Rectangle((j - 0.5, -0.5), 1, m.shape[0], fill=False, hatch="///",
+                                                  edgecolor="0.6", lw=0))
+    lo, hi = np.nanmin(m), np.nanmax(m)
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            if np.isfinite(m[i, j]):
+                dark = (m[i, j] - lo) / max(hi - lo, 1e-12) < 0.5 if cmap == "viridis" else False
+                ax.text(j, i, fmt.format(m[i, j]), ha="center", va="center", fontsize=5.5,
+                        color="white" if dark else "black")
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+    if colorbar_label:
+        cb.set_label(colorbar_label)
+    return fig
+
+
+def plot_confusion(cm: Tensor | np.ndarray, *, ax=None, labels: Sequence[str] | None = None,
+                   normalize: bool = True, title: str | None = None):
+    """A confusion matrix (rows true, columns predicted), row-normalised to percent by default."""
+    m = _np(cm).astype(float)
+    if normalize:
+        m = 100 * m / np.clip(m.sum(1, keepdims=True), 1, None)
+    fig, ax = _axes(ax, figsize=(4.2, 3.8))
+    im = ax.imshow(m, cmap="Blues", vmin=0, vmax=100 if normalize else None)
+    k = m.shape[0]
+    labels = labels or [str(i) for i in range(k)]
+    ax.set_xticks(range(k), labels)
+    ax.set_yticks(range(k), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.grid(False)
+    for i in range(k):
+        for j in range(k):
+            if m[i, j] >= 0.5:
+                ax.text(j, i, f"{m[i, j]:.0f}", ha="center", va="center", fontsize=6,
+                        color="white" if m[i, j] > 60 else "black")
+    if title:
+        ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Images, codes and animations
+
+
+def image_grid(x: Tensor, *, nrow: int | None = None, ax=None, titles: Sequence[str] | None = None,
+               row_labels: Sequence[str] | None = None, cmap: str = "gray", scale: float = 0.9):
+    """Images ``(N, C, H, W)`` in [0, 1] on a grid of ``nrow`` rows (one axis per image)."""
+    x = _np(x)
+    n = len(x)
+    nrow = nrow or int(np.ceil(np.sqrt(n)))
+    ncol = int(np.ceil(n / nrow))
+    if ax is not None:
+        fig = ax.figure
+        ax.remove()
+    fig = plt.figure(figsize=(scale * ncol, scale * nrow)) if ax is None else fig
+    for i in range(n):
+        a = fig.add_subplot(nrow, ncol, i + 1)
+        img = x[i].transpose(1, 2, 0)
+        a.imshow(img[..., 0] if img.shape[-1] == 1 else np.clip(img, 0, 1), cmap=cmap, vmin=0, vmax=1)
+        a.set_xticks([])
+        a.set_yticks([])
+        a.grid(False)
+        for s in a.spines.values():
+            s.set_visible(False)
+        if titles is not None and i < len(titles):
+            a.set_title(titles[i], fontsize=7)
+        if row_labels is not None and i % ncol == 0 and i // ncol < len(row_labels):
+            a.set_ylabel(row_labels[i // ncol], fontsize=7)
+    fig.subplots_adjust(wspace=0.05, hspace=0.3)
+    return fig
+
+
 def cam_grid(x: Tensor, cams: Tensor, *, titles: Sequence[str] | None = None, ncol: int = 6, alpha: float = 0.45,
              scale: float = 1.6):
     """Images ``(N, 3, H, W)`` with their Grad-CAM maps ``(N, H, W)`` (in [0, 1]) overlaid in a jet colormap."""
@@ -381,3 +330,57 @@ def cam_grid(x: Tensor, cams: Tensor, *, titles: Sequence[str] | None = None, nc
             a.set_title(titles[i], fontsize=7)
     fig.subplots_adjust(wspace=0.05, hspace=0.35)
     return fig
+
+
+def plot_latent_2d(z: Tensor | np.ndarray, y: Tensor | np.ndarray, *, ax=None, title: str | None = None,
+                   s: float = 2.0, unit_circle: bool = False):
+    """Two-dimensional codes ``(N, 2)`` coloured by label ``(N,)`` (e.g. digits); ``unit_circle`` draws S¹."""
+    z, y = _np(z), _np(y)
+    fig, ax = _axes(ax, figsize=(4.0, 4.0))
+    cmap = plt.get_cmap("tab10")
+    for c in np.unique(y):
+        m = y == c
+        ax.scatter(z[m, 0], z[m, 1], s=s, color=cmap(int(c) % 10), label=str(int(c)), alpha=0.6, linewidths=0)
+    if unit_circle:
+        t = np.linspace(0, 2 * np.pi, 200)
+        ax.plot(np.cos(t), np.sin(t), color="0.6", lw=0.8, zorder=0)
+    ax.set_aspect("equal")
+    ax.set_xlabel("$z_1$")
+    ax.set_ylabel("$z_2$")
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=7, markerscale=3, ncols=2, loc="upper right", handletextpad=0.1)
+
+
+def animation_html(frames: Tensor, *, titles: Sequence[str] | None = None, interval_ms: int = 120,
+                   scale: float = 2.2, cmap: str = "gray") -> str:
+    """Frames ``(T, N, C, H, W)`` (N images side by side per frame) as a self-contained HTML slider.
+
+    Uses matplotlib's ``to_jshtml``: it plays on the static site without a kernel or a CDN.
+    """
+    from matplotlib import animation
+
+    f = _np(frames)
+    if f.ndim == 4:
+        f = f[:, None]
+    t, n = f.shape[:2]
+    fig, axes = plt.subplots(1, n, figsize=(scale * n, scale), squeeze=False)
+    ims = []
+    for j, a in enumerate(axes[0]):
+        img = f[0, j].transpose(1, 2, 0)
+        ims.append(a.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap=cmap, vmin=0, vmax=1))
+        a.axis("off")
+    title = fig.suptitle(titles[0] if titles else "", fontsize=9)
+
+    def update(i):
+        for j, im in enumerate(ims):
+            img = f[i, j].transpose(1, 2, 0)
+            im.set_data(img[..., 0] if img.shape[-1] == 1 else img)
+        if titles:
+            title.set_text(titles[i])
+        return ims
+
+    anim = animation.FuncAnimation(fig, update, frames=t, interval=interval_ms, blit=False)
+    html = anim.to_jshtml(default_mode="loop")
+    plt.close(fig)
+    return html

@@ -12,7 +12,11 @@ Two paths, one function. Angles that are multiples of 90° (on square images, or
 exact path through ``torch.rot90``: no interpolation, bit-identical to ``torch.rot90``. Every other angle
 is resampled with ``grid_sample`` (``interpolation`` and ``padding`` below); that is an approximation
 whose error depends on the image content, and it is not invertible (corners are cut, values are
-smoothed). The module also holds the angle codecs and the dihedral group D4 acting on the last two axes.
+smoothed).
+
+The module is laid out by concept: rotating image batches; rotating and cropping in one resampling (photos);
+random angles and sets of angles; angle codecs (degrees <-> unit vectors, wrapping, circular means); the
+dihedral group D4 acting exactly on the last two axes.
 """
 
 from __future__ import annotations
@@ -23,10 +27,14 @@ import torch
 import torch.nn.functional as F
 
 Tensor = torch.Tensor
-
 INTERPOLATIONS = ("bilinear", "nearest", "bicubic")
 PADDINGS = ("zeros", "border", "reflection")
+BORDERS = ("crop", "reflect", "zeros")
 _EXACT_TOL = 1e-9
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Rotating a batch of images: exact quarter turns, everything else resampled in one grid_sample call.
 
 
 def _as_angle_tensor(angle_deg: float | Sequence[float] | Tensor, batch: int) -> Tensor:
@@ -52,20 +60,16 @@ def quarter_turns(angle_deg: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def rot90_batch(x: Tensor, k: int | Tensor) -> Tensor:
-    """Rotate by ``k`` quarter turns counter-clockwise; ``k`` may differ per sample (shape ``(B,)``)."""
+    """Rotate by ``k`` quarter turns counter-clockwise; ``k`` may differ per sample (shape ``(B,)``).
+
+    The per-sample case is :func:`apply_d4_batch` with the rotations ``D4[k]`` (one implementation of "a
+    different exact group element per sample")."""
     if not torch.is_tensor(k) or k.ndim == 0:
         return torch.rot90(x, int(k) % 4, dims=(-2, -1))
-    k = torch.remainder(k.to(x.device), 4)
-    out = x.clone() if x.shape[-1] == x.shape[-2] else None
-    if out is None:
-        if bool((k % 2 == 1).any()):
-            raise ValueError("odd quarter turns need square images")
-        out = x.clone()
-    for kk in (1, 2, 3):
-        idx = (k == kk).nonzero(as_tuple=True)[0]
-        if len(idx):
-            out[idx] = torch.rot90(x[idx], kk, dims=(-2, -1))
-    return out
+    k = torch.remainder(k.to(x.device).long(), 4)
+    if x.shape[-1] != x.shape[-2] and bool((k % 2 == 1).any()):
+        raise ValueError("odd quarter turns need square images")
+    return apply_d4_batch(x, k)  # D4[k] is the rotation by 90°·k for k in {0, 1, 2, 3}
 
 
 def rotation_matrix(angle_deg: Tensor, height: int, width: int) -> Tensor:
@@ -152,224 +156,8 @@ def _rotate_without_sync(x: Tensor, angles: Tensor, exact: Tensor, k: Tensor, in
     return out
 
 
-def random_angles(
-    n: int, *, low_deg: float = 0.0, high_deg: float = 360.0, generator: torch.Generator | None = None,
-    device: torch.device | str | None = None,
-) -> Tensor:
-    """``n`` angles drawn uniformly from ``[low_deg, high_deg)`` (float32, on ``device``)."""
-    u = torch.rand(n, generator=generator, device=generator.device if generator is not None else device)
-    return (low_deg + (high_deg - low_deg) * u).to(device)
-
-
 # ---------------------------------------------------------------------------------------------------------
-# Angle codecs. Units are in the names; degrees are the public unit.
-
-
-def wrap_deg(angle_deg: Tensor) -> Tensor:
-    """Map any angle to ``[0, 360)``."""
-    return torch.remainder(angle_deg, 360.0)
-
-
-def signed_diff_deg(a_deg: Tensor, b_deg: Tensor) -> Tensor:
-    """Signed difference ``a - b`` wrapped to ``[-180, 180)``."""
-    return torch.remainder(a_deg - b_deg + 180.0, 360.0) - 180.0
-
-
-def angle_to_vec(angle_deg: Tensor) -> Tensor:
-    """``(..., 2)`` unit vectors ``(cos θ, sin θ)``."""
-    rad = torch.deg2rad(angle_deg)
-    return torch.stack([torch.cos(rad), torch.sin(rad)], dim=-1)
-
-
-def vec_to_angle(vec: Tensor) -> Tensor:
-    """Angle in ``[0, 360)`` of ``(..., 2)`` vectors ``(cos, sin)`` of any length (``atan2``)."""
-    return wrap_deg(torch.rad2deg(torch.atan2(vec[..., 1], vec[..., 0])))
-
-
-def circular_mean_deg(angles_deg: Tensor, dim: int = -1, weights: Tensor | None = None) -> Tensor:
-    """Circular mean along ``dim`` in ``[0, 360)`` (the angle of the mean unit vector)."""
-    v = angle_to_vec(angles_deg)
-    if weights is not None:
-        v = v * weights.unsqueeze(-1)
-    return vec_to_angle(v.sum(dim=dim if dim >= 0 else dim - 1))
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The dihedral group D4 on the last two axes (images or latents): g = r^k after an optional flip.
-
-D4 = ("e", "r90", "r180", "r270", "f", "r90f", "r180f", "r270f")
-
-
-def _d4_parts(g: str) -> tuple[int, bool]:
-    if g not in D4:
-        raise ValueError(f"unknown D4 element {g!r}; choose one of {D4}")
-    flip = g.endswith("f")
-    core = g[:-1] if flip else g
-    k = 0 if core in ("e", "") else int(core[1:]) // 90
-    return k, flip
-
-
-def apply_d4(x: Tensor, g: str) -> Tensor:
-    """Apply ``g`` to the last two axes: first a left-right flip if ``g`` ends in ``f``, then ``k`` quarter
-    turns counter-clockwise. Exact (a permutation of entries)."""
-    k, flip = _d4_parts(g)
-    if flip:
-        x = torch.flip(x, dims=(-1,))
-    return torch.rot90(x, k, dims=(-2, -1)) if k else x
-
-
-def d4_inverse(g: str) -> str:
-    k, flip = _d4_parts(g)
-    if flip:
-        return g  # reflections are involutions
-    return D4[(4 - k) % 4]
-
-
-def d4_compose(g: str, h: str) -> str:
-    """The element ``g ∘ h`` (apply ``h`` first)."""
-    probe = torch.arange(4.0).reshape(1, 2, 2)
-    target = apply_d4(apply_d4(probe, h), g)
-    for e in D4:
-        if torch.equal(apply_d4(probe, e), target):
-            return e
-    raise AssertionError("D4 is closed under composition")
-
-
-def angle_deg_of(g: str) -> float:
-    """Rotation angle of ``g`` in degrees (its rotation part)."""
-    return 90.0 * _d4_parts(g)[0]
-
-
-__all__ = [
-    "D4", "INTERPOLATIONS", "PADDINGS", "angle_deg_of", "angle_to_vec", "apply_d4", "circular_mean_deg",
-    "d4_compose", "d4_inverse", "quarter_turns", "random_angles", "rot90_batch", "rotate_batch",
-    "rotation_matrix", "signed_diff_deg", "vec_to_angle", "wrap_deg",
-]
-
-
-# ---------------------------------------------------------------------------------------------------------
-# --- added for study 01 ---
-# Sets of angles given as unions of intervals (training angles with held-out bands).
-
-
-def _intervals_tensor(intervals_deg: Sequence[tuple[float, float]], device=None) -> Tensor:
-    iv = torch.as_tensor([[float(lo), float(hi)] for lo, hi in intervals_deg], dtype=torch.float64, device=device)
-    if iv.ndim != 2 or iv.shape[1] != 2 or len(iv) == 0:
-        raise ValueError(f"intervals_deg must be a non-empty sequence of (lo, hi) pairs, got {intervals_deg!r}")
-    return iv
-
-
-def random_angles_in(
-    intervals_deg: Sequence[tuple[float, float]], n: int, *, generator: torch.Generator | None = None,
-    device: torch.device | str | None = None,
-) -> Tensor:
-    """``n`` angles (float32, degrees) drawn uniformly from the union of ``[lo, hi)`` intervals.
-
-    Intervals are assumed disjoint and inside ``[0, 360]`` (validate them with
-    :func:`rotcore.config.check_angle_intervals`); each is picked with probability proportional to its length.
-    """
-    gen_device = generator.device if generator is not None else device
-    iv = _intervals_tensor(intervals_deg, gen_device)
-    length = iv[:, 1] - iv[:, 0]
-    if bool((length <= 0).any()):
-        raise ValueError(f"every interval needs lo < hi, got {intervals_deg!r}")
-    pick = torch.multinomial(length / length.sum(), n, replacement=True, generator=generator)
-    u = torch.rand(n, generator=generator, device=gen_device, dtype=torch.float64)
-    angles = iv[pick, 0] + u * length[pick]
-    return angles.float().to(device)
-
-
-def in_intervals(angle_deg: Tensor, intervals_deg: Sequence[tuple[float, float]]) -> Tensor:
-    """Boolean mask: is each angle (taken mod 360) inside one of the closed intervals ``[lo, hi]``?
-
-    An interval ending at 360 also contains 0 (the circle closes there).
-    """
-    a = wrap_deg(torch.as_tensor(angle_deg, dtype=torch.float64))
-    iv = _intervals_tensor(intervals_deg, a.device)
-    lo, hi = iv[:, 0], iv[:, 1]
-    inside = (a[..., None] >= lo) & (a[..., None] <= hi)
-    inside |= (a[..., None] == 0) & (hi >= 360)
-    return inside.any(-1)
-
-
-def distance_to_intervals_deg(angle_deg: Tensor, intervals_deg: Sequence[tuple[float, float]]) -> Tensor:
-    """Circular distance (degrees, float64, in ``[0, 180]``) from each angle to the nearest angle of the
-    union of closed intervals; 0 inside. "How far outside the training angles is this test angle?"."""
-    a = torch.as_tensor(angle_deg, dtype=torch.float64)
-    iv = _intervals_tensor(intervals_deg, a.device)
-    ends = signed_diff_deg(a[..., None, None], iv[None, :, :]).abs().amin((-1, -2))
-    return torch.where(in_intervals(a, intervals_deg), torch.zeros_like(ends), ends)
-
-
-def complement_intervals(intervals_deg: Sequence[tuple[float, float]]) -> tuple[tuple[float, float], ...]:
-    """The parts of ``[0, 360)`` outside the (disjoint) intervals, as sorted ``(lo, hi)`` pairs."""
-    out, cursor = [], 0.0
-    for lo, hi in sorted((float(lo), float(hi)) for lo, hi in intervals_deg):
-        if lo > cursor:
-            out.append((cursor, lo))
-        cursor = max(cursor, hi)
-    if cursor < 360.0:
-        out.append((cursor, 360.0))
-    return tuple(out)
-
-
-__all__ += ["complement_intervals", "distance_to_intervals_deg", "in_intervals", "random_angles_in"]
-
-
-# --- added for study 02 ---
-
-
-def d4_index(g: str) -> int:
-    """Position of ``g`` in :data:`D4` (``"e"`` is 0)."""
-    _d4_parts(g)
-    return D4.index(g)
-
-
-def apply_d4_batch(x: Tensor, g_index: Tensor) -> Tensor:
-    """Apply a different D4 element to each sample: ``out[i] = apply_d4(x[i], D4[g_index[i]])``.
-
-    ``x`` is ``(B, ..., H, W)`` with ``H == W`` whenever a quarter turn occurs; ``g_index`` is ``(B,)`` integers
-    in ``[0, 8)`` (positions in :data:`D4`). Exact (a permutation of entries), one gather per element present.
-    """
-    g_index = torch.as_tensor(g_index, device=x.device).long()
-    if g_index.shape != (x.shape[0],):
-        raise ValueError(f"g_index must have shape ({x.shape[0]},), got {tuple(g_index.shape)}")
-    if len(g_index) and (int(g_index.min()) < 0 or int(g_index.max()) >= len(D4)):
-        raise ValueError(f"g_index values must lie in [0, {len(D4)})")
-    out = x.clone()
-    for i, g in enumerate(D4[1:], start=1):
-        idx = (g_index == i).nonzero(as_tuple=True)[0]
-        if len(idx):
-            out[idx] = apply_d4(x[idx], g)
-    return out
-
-
-def d4_subgroup_table(elements: Sequence[str]) -> list[list[int]]:
-    """For a subgroup ``G`` of D4 given as names, ``table[h][k]`` = position in ``elements`` of ``h⁻¹ ∘ k``.
-
-    This is the index map of the regular representation used by group convolutions
-    (:mod:`rotcore.models.eqvae`). Raises ``ValueError`` if ``elements`` is not closed under composition.
-    """
-    elements = tuple(elements)
-    pos = {g: i for i, g in enumerate(elements)}
-    table = []
-    for h in elements:
-        row = []
-        for k in elements:
-            hk = d4_compose(d4_inverse(h), k)
-            if hk not in pos:
-                raise ValueError(f"{elements} is not a group: {d4_inverse(h)} ∘ {k} = {hk} is missing")
-            row.append(pos[hk])
-        table.append(row)
-    return table
-
-
-__all__ += ["apply_d4_batch", "d4_index", "d4_subgroup_table"]
-
-
-# --- added for study 04 ---
-
-BORDERS = ("crop", "reflect", "zeros")
+# Rotate and crop in one resampling (photos): views that never show padding.
 
 
 def safe_crop_fraction(size: int) -> float:
@@ -449,11 +237,118 @@ def random_view(n: int, *, min_scale: float, max_shift: float, generator: torch.
     return scale.to(device), shift.to(device)
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Random angles, and sets of angles given as unions of intervals (training angles with held-out bands).
+
+
+def random_angles(
+    n: int, *, low_deg: float = 0.0, high_deg: float = 360.0, generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """``n`` angles drawn uniformly from ``[low_deg, high_deg)`` (float32, on ``device``)."""
+    u = torch.rand(n, generator=generator, device=generator.device if generator is not None else device)
+    return (low_deg + (high_deg - low_deg) * u).to(device)
+
+
+def _intervals_tensor(intervals_deg: Sequence[tuple[float, float]], device=None) -> Tensor:
+    iv = torch.as_tensor([[float(lo), float(hi)] for lo, hi in intervals_deg], dtype=torch.float64, device=device)
+    if iv.ndim != 2 or iv.shape[1] != 2 or len(iv) == 0:
+        raise ValueError(f"intervals_deg must be a non-empty sequence of (lo, hi) pairs, got {intervals_deg!r}")
+    return iv
+
+
+def random_angles_in(
+    intervals_deg: Sequence[tuple[float, float]], n: int, *, generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """``n`` angles (float32, degrees) drawn uniformly from the union of ``[lo, hi)`` intervals.
+
+    Intervals are assumed disjoint and inside ``[0, 360]`` (validate them with
+    :func:`rotcore.config.check_angle_intervals`); each is picked with probability proportional to its length.
+    """
+    gen_device = generator.device if generator is not None else device
+    iv = _intervals_tensor(intervals_deg, gen_device)
+    length = iv[:, 1] - iv[:, 0]
+    if bool((length <= 0).any()):
+        raise ValueError(f"every interval needs lo < hi, got {intervals_deg!r}")
+    pick = torch.multinomial(length / length.sum(), n, replacement=True, generator=generator)
+    u = torch.rand(n, generator=generator, device=gen_device, dtype=torch.float64)
+    angles = iv[pick, 0] + u * length[pick]
+    return angles.float().to(device)
+
+
+def in_intervals(angle_deg: Tensor, intervals_deg: Sequence[tuple[float, float]]) -> Tensor:
+    """Boolean mask: is each angle (taken mod 360) inside one of the closed intervals ``[lo, hi]``?
+
+    An interval ending at 360 also contains 0 (the circle closes there).
+    """
+    a = wrap_deg(torch.as_tensor(angle_deg, dtype=torch.float64))
+    iv = _intervals_tensor(intervals_deg, a.device)
+    lo, hi = iv[:, 0], iv[:, 1]
+    inside = (a[..., None] >= lo) & (a[..., None] <= hi)
+    inside |= (a[..., None] == 0) & (hi >= 360)
+    return inside.any(-1)
+
+
+def distance_to_intervals_deg(angle_deg: Tensor, intervals_deg: Sequence[tuple[float, float]]) -> Tensor:
+    """Circular distance (degrees, float64, in ``[0, 180]``) from each angle to the nearest angle of the
+    union of closed intervals; 0 inside. "How far outside the training angles is this test angle?"."""
+    a = torch.as_tensor(angle_deg, dtype=torch.float64)
+    iv = _intervals_tensor(intervals_deg, a.device)
+    ends = signed_diff_deg(a[..., None, None], iv[None, :, :]).abs().amin((-1, -2))
+    return torch.where(in_intervals(a, intervals_deg), torch.zeros_like(ends), ends)
+
+
+def complement_intervals(intervals_deg: Sequence[tuple[float, float]]) -> tuple[tuple[float, float], ...]:
+    """The parts of ``[0, 360)`` outside the (disjoint) intervals, as sorted ``(lo, hi)`` pairs."""
+    out, cursor = [], 0.0
+    for lo, hi in sorted((float(lo), float(hi)) for lo, hi in intervals_deg):
+        if lo > cursor:
+            out.append((cursor, lo))
+        cursor = max(cursor, hi)
+    if cursor < 360.0:
+        out.append((cursor, 360.0))
+    return tuple(out)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Angle codecs. Units are in the names; degrees are the public unit.
+
+
+def wrap_deg(angle_deg: Tensor) -> Tensor:
+    """Map any angle to ``[0, 360)``."""
+    return torch.remainder(angle_deg, 360.0)
+
+
+def signed_diff_deg(a_deg: Tensor, b_deg: Tensor) -> Tensor:
+    """Signed difference ``a - b`` wrapped to ``[-180, 180)``."""
+    return torch.remainder(a_deg - b_deg + 180.0, 360.0) - 180.0
+
+
+def angle_to_vec(angle_deg: Tensor) -> Tensor:
+    """``(..., 2)`` unit vectors ``(cos θ, sin θ)``."""
+    rad = torch.deg2rad(angle_deg)
+    return torch.stack([torch.cos(rad), torch.sin(rad)], dim=-1)
+
+
+def vec_to_angle(vec: Tensor) -> Tensor:
+    """Angle in ``[0, 360)`` of ``(..., 2)`` vectors ``(cos, sin)`` of any length (``atan2``)."""
+    return wrap_deg(torch.rad2deg(torch.atan2(vec[..., 1], vec[..., 0])))
+
+
 def rotate_vec(vec: Tensor, angle_deg: float | Tensor) -> Tensor:
     """Rotate ``(..., 2)`` vectors ``(cos, sin)`` counter-clockwise by ``angle_deg`` (adds to their angle)."""
     rad = torch.deg2rad(torch.as_tensor(angle_deg, dtype=vec.dtype, device=vec.device))
     c, s = torch.cos(rad), torch.sin(rad)
     return torch.stack([c * vec[..., 0] - s * vec[..., 1], s * vec[..., 0] + c * vec[..., 1]], -1)
+
+
+def circular_mean_deg(angles_deg: Tensor, dim: int = -1, weights: Tensor | None = None) -> Tensor:
+    """Circular mean along ``dim`` in ``[0, 360)`` (the angle of the mean unit vector)."""
+    v = angle_to_vec(angles_deg)
+    if weights is not None:
+        v = v * weights.unsqueeze(-1)
+    return vec_to_angle(v.sum(dim=dim if dim >= 0 else dim - 1))
 
 
 def rot90_tta_vec(vec_fn, x: Tensor) -> Tensor:
@@ -469,4 +364,101 @@ def rot90_tta_vec(vec_fn, x: Tensor) -> Tensor:
                         for k in range(4)]).mean(0)
 
 
-__all__ += ["BORDERS", "random_view", "rot90_tta_vec", "rotate_crop_batch", "rotate_vec", "safe_crop_fraction"]
+# ---------------------------------------------------------------------------------------------------------
+# The dihedral group D4 on the last two axes (images or latents): g = r^k after an optional flip.
+
+D4 = ("e", "r90", "r180", "r270", "f", "r90f", "r180f", "r270f")
+
+
+def _d4_parts(g: str) -> tuple[int, bool]:
+    if g not in D4:
+        raise ValueError(f"unknown D4 element {g!r}; choose one of {D4}")
+    flip = g.endswith("f")
+    core = g[:-1] if flip else g
+    k = 0 if core in ("e", "") else int(core[1:]) // 90
+    return k, flip
+
+
+def d4_index(g: str) -> int:
+    """Position of ``g`` in :data:`D4` (``"e"`` is 0)."""
+    _d4_parts(g)
+    return D4.index(g)
+
+
+def angle_deg_of(g: str) -> float:
+    """Rotation angle of ``g`` in degrees (its rotation part)."""
+    return 90.0 * _d4_parts(g)[0]
+
+
+def apply_d4(x: Tensor, g: str) -> Tensor:
+    """Apply ``g`` to the last two axes: first a left-right flip if ``g`` ends in ``f``, then ``k`` quarter
+    turns counter-clockwise. Exact (a permutation of entries)."""
+    k, flip = _d4_parts(g)
+    if flip:
+        x = torch.flip(x, dims=(-1,))
+    return torch.rot90(x, k, dims=(-2, -1)) if k else x
+
+
+def apply_d4_batch(x: Tensor, g_index: Tensor) -> Tensor:
+    """Apply a different D4 element to each sample: ``out[i] = apply_d4(x[i], D4[g_index[i]])``.
+
+    ``x`` is ``(B, ..., H, W)`` with ``H == W`` whenever a quarter turn occurs; ``g_index`` is ``(B,)`` integers
+    in ``[0, 8)`` (positions in :data:`D4`). Exact (a permutation of entries), one gather per element present.
+    """
+    g_index = torch.as_tensor(g_index, device=x.device).long()
+    if g_index.shape != (x.shape[0],):
+        raise ValueError(f"g_index must have shape ({x.shape[0]},), got {tuple(g_index.shape)}")
+    if len(g_index) and (int(g_index.min()) < 0 or int(g_index.max()) >= len(D4)):
+        raise ValueError(f"g_index values must lie in [0, {len(D4)})")
+    out = x.clone()
+    for i, g in enumerate(D4[1:], start=1):
+        idx = (g_index == i).nonzero(as_tuple=True)[0]
+        if len(idx):
+            out[idx] = apply_d4(x[idx], g)
+    return out
+
+
+def d4_inverse(g: str) -> str:
+    k, flip = _d4_parts(g)
+    if flip:
+        return g  # reflections are involutions
+    return D4[(4 - k) % 4]
+
+
+def d4_compose(g: str, h: str) -> str:
+    """The element ``g ∘ h`` (apply ``h`` first)."""
+    probe = torch.arange(4.0).reshape(1, 2, 2)
+    target = apply_d4(apply_d4(probe, h), g)
+    for e in D4:
+        if torch.equal(apply_d4(probe, e), target):
+            return e
+    raise AssertionError("D4 is closed under composition")
+
+
+def d4_subgroup_table(elements: Sequence[str]) -> list[list[int]]:
+    """For a subgroup ``G`` of D4 given as names, ``table[h][k]`` = position in ``elements`` of ``h⁻¹ ∘ k``.
+
+    This is the index map of the regular representation used by group convolutions
+    (:mod:`rotcore.models.eqvae`). Raises ``ValueError`` if ``elements`` is not closed under composition.
+    """
+    elements = tuple(elements)
+    pos = {g: i for i, g in enumerate(elements)}
+    table = []
+    for h in elements:
+        row = []
+        for k in elements:
+            hk = d4_compose(d4_inverse(h), k)
+            if hk not in pos:
+                raise ValueError(f"{elements} is not a group: {d4_inverse(h)} ∘ {k} = {hk} is missing")
+            row.append(pos[hk])
+        table.append(row)
+    return table
+
+
+__all__ = [
+    "BORDERS", "D4", "INTERPOLATIONS", "PADDINGS", "angle_deg_of", "angle_to_vec", "apply_d4",
+    "apply_d4_batch", "circular_mean_deg", "complement_intervals", "d4_compose", "d4_index", "d4_inverse",
+    "d4_subgroup_table", "distance_to_intervals_deg", "in_intervals", "quarter_turns", "random_angles",
+    "random_angles_in", "random_view", "rot90_batch", "rot90_tta_vec", "rotate_batch", "rotate_crop_batch",
+    "rotate_vec", "rotation_matrix", "safe_crop_fraction", "signed_diff_deg", "vec_to_angle", "wrap_deg",
+]

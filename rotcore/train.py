@@ -193,6 +193,43 @@ def count_parameters(model: nn.Module) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Memory: the largest batch that fits the device
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """True for CUDA/MPS out-of-memory errors (``torch.cuda.OutOfMemoryError`` or the plain RuntimeError)."""
+    if isinstance(err, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+
+
+def probe_batch_size(try_step: Callable[[int], Any], start: int, *, min_size: int = 1,
+                     log: Callable[[str], Any] | None = None) -> int:
+    """The largest of ``start, start/2, start/4, ...`` for which ``try_step(batch_size)`` runs without
+    running out of memory (e.g. one forward + backward of the real model at that batch size).
+
+    Other errors propagate. Raises ``RuntimeError`` when even ``min_size`` does not fit. The CUDA cache is
+    emptied after each failure. Not guaranteed: a size that fits one step can still fail later if memory
+    use grows (fragmentation, evaluation at a larger size).
+    """
+    check_positive("start", start)
+    size = int(start)
+    while size >= min_size:
+        try:
+            try_step(size)
+            return size
+        except Exception as err:  # noqa: BLE001 - only OOM is handled, everything else is re-raised
+            if not is_out_of_memory(err):
+                raise
+            if log is not None:
+                log(f"batch size {size} ran out of memory; trying {size // 2}")
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            size //= 2
+    raise RuntimeError(f"not even batch size {min_size} fits in memory")
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Data on the device
 
 
@@ -491,39 +528,3 @@ def fit(
             break
     epochs_bar.close()
     return finish()
-
-
-# --- added for study 04 ---
-
-
-def is_out_of_memory(err: BaseException) -> bool:
-    """True for CUDA/MPS out-of-memory errors (``torch.cuda.OutOfMemoryError`` or the plain RuntimeError)."""
-    if isinstance(err, torch.cuda.OutOfMemoryError):
-        return True
-    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
-
-
-def probe_batch_size(try_step: Callable[[int], Any], start: int, *, min_size: int = 1,
-                     log: Callable[[str], Any] | None = None) -> int:
-    """The largest of ``start, start/2, start/4, ...`` for which ``try_step(batch_size)`` runs without
-    running out of memory (e.g. one forward + backward of the real model at that batch size).
-
-    Other errors propagate. Raises ``RuntimeError`` when even ``min_size`` does not fit. The CUDA cache is
-    emptied after each failure. Not guaranteed: a size that fits one step can still fail later if memory
-    use grows (fragmentation, evaluation at a larger size).
-    """
-    check_positive("start", start)
-    size = int(start)
-    while size >= min_size:
-        try:
-            try_step(size)
-            return size
-        except Exception as err:  # noqa: BLE001 - only OOM is handled, everything else is re-raised
-            if not is_out_of_memory(err):
-                raise
-            if log is not None:
-                log(f"batch size {size} ran out of memory; trying {size // 2}")
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            size //= 2
-    raise RuntimeError(f"not even batch size {min_size} fits in memory")

@@ -10,8 +10,11 @@ from rotcore.metrics import (
     confusion_matrix,
     equivariance_error,
     invariance_error,
+    invariance_errors,
+    latent_invariance_error,
     precision_recall_f1,
     psnr_db,
+    six_nine_confusion,
     ssim,
 )
 from rotcore.rotate import rotate_batch
@@ -71,6 +74,38 @@ def test_invariance_error_of_an_invariant_model():
     assert next(Pool().parameters()).dtype == torch.float32
 
 
+def test_invariance_errors_table_matches_the_single_metrics():
+    torch.manual_seed(0)
+    x = torch.rand(5, 1, 9, 9)
+    models = {"pool": Pool(), "linear": nn.Sequential(nn.Flatten(), nn.Linear(81, 4))}
+    df = invariance_errors(models, x, [90, 180, 45], labels={"pool": "sum pooling"})
+    assert list(df.index) == ["pool", "linear"] and list(df.label) == ["sum pooling", "linear"]
+    assert list(df.columns) == ["label", "rot90", "rot180", "rot45", "rot90_max"]
+    assert df.loc["pool", "rot90_max"] == 0.0 and df.loc["pool", "rot45"] > 0  # quarter turns exact (float64)
+    lin = models["linear"]
+    assert df.loc["linear", "rot90"] == invariance_error(lin, x, 90.0, dtype=torch.float64)
+    assert df.loc["linear", "rot45"] == invariance_error(lin, x, 45.0)
+    assert df.loc["linear", "rot90_max"] == max(df.loc["linear", "rot90"], df.loc["linear", "rot180"])
+    l2 = invariance_errors({"linear": lin}, x, [90, 45], distance="l2")
+    assert l2.loc["linear", "rot90"] == latent_invariance_error(lin, x, 90.0, dtype=torch.float64)
+    assert invariance_errors({"pool": Pool()}, x, [45]).rot90_max.isna().all()
+    with pytest.raises(ValueError, match="distance"):
+        invariance_errors(models, x, [90], distance="cosine")
+
+
+def test_six_nine_confusion_counts_swaps_per_angle():
+    y = torch.tensor([6, 6, 6, 6, 9, 9, 1])
+    preds = {"a": torch.tensor([[6, 9, 9, 6, 6, 9, 1],    # 0°: 2 of 4 sixes read as 9, 1 of 2 nines as 6
+                                [9, 9, 9, 9, 9, 9, 9]])}  # 180°: every six read as 9, no nine as 6
+    df = six_nine_confusion(preds, y, [0.0, 180.0], names={"a": "model A"})
+    assert list(df.columns) == ["model", "angle_deg", "six_as_nine_pct", "nine_as_six_pct"]
+    assert df.model.tolist() == ["model A", "model A"] and df.angle_deg.tolist() == [0.0, 180.0]
+    assert df.six_as_nine_pct.tolist() == [50.0, 100.0] and df.nine_as_six_pct.tolist() == [50.0, 0.0]
+    assert six_nine_confusion({"b": preds["a"]}, y, [0.0, 180.0]).model.tolist() == ["b", "b"]
+    with pytest.raises(ValueError, match="shape"):
+        six_nine_confusion(preds, y, [0.0])
+
+
 def test_equivariance_error_of_an_equivariant_map():
     conv = nn.Conv2d(1, 1, 3, padding=1, bias=False)
     with torch.no_grad():
@@ -101,3 +136,12 @@ def test_image_metrics():
     assert 10 < psnr_db(noisy, x) < 30
     mse = ((noisy - x) ** 2).mean().item()
     assert psnr_db(noisy, x) == pytest.approx(10 * torch.log10(torch.tensor(1 / mse)).item(), rel=1e-4)
+
+
+def test_the_app_error_metric_is_circular_error_deg():
+    from rotcore.fiftyone_io import circular_error  # no FiftyOne needed: the import of fiftyone is lazy
+
+    for p, t in [(359.0, 1.0), (10.0, 190.0), (725.0, 0.0), (-30.0, 30.0)]:
+        assert circular_error(p, t) == circular_error_deg(torch.tensor(p, dtype=torch.float64),
+                                                          torch.tensor(t, dtype=torch.float64)).item()
+    assert circular_error(359.0, 1.0) == pytest.approx(2.0)

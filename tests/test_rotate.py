@@ -7,12 +7,14 @@ from rotcore.rotate import (
     D4,
     angle_to_vec,
     apply_d4,
+    apply_d4_batch,
     circular_mean_deg,
     d4_compose,
     d4_inverse,
     quarter_turns,
     rot90_batch,
     rotate_batch,
+    rotate_vec,
     signed_diff_deg,
     vec_to_angle,
     wrap_deg,
@@ -117,6 +119,23 @@ def test_rot90_batch_per_sample_k(x):
     out = rot90_batch(x, k)
     for i in range(len(x)):
         assert torch.equal(out[i], torch.rot90(x[i], int(k[i]), dims=(-2, -1)))
+    assert torch.equal(rot90_batch(x, k + 4), out) and torch.equal(rot90_batch(x, k - 4), out)  # k is taken mod 4
+
+
+def test_rot90_batch_is_d4_batch_of_rotations(x):
+    k = torch.tensor([3, 2, 1, 0, 2, 3])
+    assert torch.equal(rot90_batch(x, k), apply_d4_batch(x, k))
+    g = torch.tensor([4, 5, 6, 7, 0, 1])  # flips too: each sample gets its own element
+    out = apply_d4_batch(x, g)
+    for i in range(len(x)):
+        assert torch.equal(out[i], apply_d4(x[i], D4[int(g[i])]))
+
+
+def test_rot90_batch_on_non_square_images():
+    x = torch.rand(2, 1, 4, 6)
+    assert torch.equal(rot90_batch(x, torch.tensor([0, 2])), torch.stack([x[0], torch.rot90(x[1], 2, dims=(-2, -1))]))
+    with pytest.raises(ValueError, match="square"):
+        rot90_batch(x, torch.tensor([0, 1]))
 
 
 def test_quarter_turns():
@@ -131,6 +150,13 @@ def test_codec_round_trip():
     a = torch.linspace(0, 359.9, 1000, dtype=torch.float64)
     torch.testing.assert_close(vec_to_angle(angle_to_vec(a)), a, atol=1e-9, rtol=0)
     assert torch.allclose(angle_to_vec(a).norm(dim=-1), torch.ones(1000, dtype=torch.float64))
+
+
+def test_rotate_vec_adds_to_the_angle():
+    a, b = torch.rand(2, 50, dtype=torch.float64).unbind(0)
+    turned = vec_to_angle(rotate_vec(angle_to_vec(360 * a), 720 * b - 360))
+    assert torch.allclose(signed_diff_deg(turned, 360 * a + 720 * b - 360), torch.zeros(50, dtype=torch.float64),
+                          atol=1e-9)
 
 
 def test_vec_to_angle_ignores_length():
