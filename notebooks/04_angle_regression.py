@@ -46,7 +46,7 @@ if "google.colab" in sys.modules:
                     "rotcore[fiftyone] @ git+https://github.com/rotbook/rotbook"], check=True)
 
 # %% tags=["parameters"]
-profile = "smoke"  # "smoke": CI, about a minute; "cpu": the published numbers, <= 25 min on 2 CPU cores; "gpu": one GPU
+profile = "smoke"  # "smoke": CI, about a minute; "cpu": the published numbers, at most 25 min on 2 CPU cores; "gpu": one GPU
 overrides = {}  # e.g. {"source": "coco-2017", "model.pretrained": True, "fiftyone": "off"}
 
 # %%
@@ -149,9 +149,12 @@ plots.plot_error_cdf(honest, ax=axes[1], title="held-out photos: error CDF", col
 fig.tight_layout()
 
 # %%
-mae = {study.label(k): (v.get("test") or v["leaky-test"]).err_deg.mean().item() for k, v in evals.items()}
-fig = plots.plot_bars(mae, ylabel="MAE (°)", colors=study.COLORS,
-                      title="MAE without TTA (leaky run: on its leaky test copies)", fmt="{:.1f}")
+mae = study.mae_by_run(evals, baseline)  # {label: (MAE, 95 % CI clustered by photo)}
+fig, ax = plots.plt.subplots(figsize=(10, 3.6))
+plots.plot_bars({k: v[0] for k, v in mae.items()}, ax=ax, ylabel="MAE (°)", colors=study.COLORS, fmt="{:.1f}",
+                title="MAE without TTA, 95 % CI by photo (leaky run: on its leaky test copies)")
+ax.errorbar(range(len(mae)), [v[0] for v in mae.values()], fmt="none", color="k", capsize=3,
+                     yerr=[[v[0] - v[1][0] for v in mae.values()], [v[1][1] - v[0] for v in mae.values()]])
 
 # %% [markdown]
 # Error by the true angle (a model that learned "up" should be flat; one that reads the border or the
