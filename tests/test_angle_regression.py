@@ -1,5 +1,6 @@
 """Study 04: circular error, codecs, the rotation-safe crop, rot90 TTA, heads, Grad-CAM, batch probing,
-abstention, splits, manifests and the FiftyOne data set."""
+abstention, splits, manifests, the FiftyOne data set, selection on validation only, photo-clustered CIs and
+the training-FLOP count."""
 
 import json
 import os
@@ -11,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from rotcore import report
 from rotcore.config import ConfigError
 from rotcore.data import PhotoRecord
 from rotcore.explain import angle_confidence_score, grad_cam
@@ -141,13 +143,13 @@ def test_config_errors():
     with pytest.raises(ConfigError, match="head"):
         AngleResNetConfig(head="cls")
     with pytest.raises(ConfigError, match="unknown run"):
-        study.resolve_config("smoke", {"runs": ["seed", "nope"]})
+        report.resolve_config(study, "smoke", {"runs": ["seed", "nope"]})
     with pytest.raises(ConfigError, match="must include 'seed'"):
-        study.resolve_config("smoke", {"runs": ["ours_vec"]})
+        report.resolve_config(study, "smoke", {"runs": ["ours_vec"]})
     with pytest.raises(ConfigError, match="store_size"):
-        study.resolve_config("smoke", {"input_size": 64})
+        report.resolve_config(study, "smoke", {"input_size": 64})
     with pytest.raises(ConfigError):
-        study.resolve_config("smoke", {"fiftyone": "maybe"})
+        report.resolve_config(study, "smoke", {"fiftyone": "maybe"})
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -233,7 +235,7 @@ def photo_data(tmp_path, monkeypatch):
     except FileNotFoundError:
         pytest.skip("no offline photos: set ROTBOOK_DATA to a folder with photos/")
     monkeypatch.setenv("ROTBOOK_CACHE", str(tmp_path / "cache"))
-    cfg = study.resolve_config("smoke", {"fiftyone": "off"})
+    cfg = report.resolve_config(study, "smoke", {"fiftyone": "off"})
     return cfg, study.prepare_photos(cfg)
 
 
@@ -247,14 +249,19 @@ def test_split_by_photo_and_leaky_split(photo_data):
     sets = study.eval_sets(data, cfg)
     assert set(sets["test"].photo.tolist()) == test
     # the seed's split is by rotated copy: test photos' copies reach training when there are several copies
-    leaky_cfg = study.resolve_config("smoke", {"fiftyone": "off", "leaky_copies": 4})
-    tr, te = study.leaky_split(data, leaky_cfg)
-    assert len(te.photo) == round(0.2 * 4 * len(data.records))
+    leaky_cfg = report.resolve_config(study, "smoke", {"fiftyone": "off", "leaky_copies": 4})
+    tr, va, te = study.leaky_split(data, leaky_cfg)
+    n_copies = 4 * len(data.records)
+    assert len(te.photo) == round(0.2 * n_copies) and len(tr.photo) + len(va.photo) + len(te.photo) == n_copies
     assert set(te.photo.tolist()) & set(tr.photo.tolist())
+    # the leaky run early-stops on its own copies, never on the copies it reports
+    copies = [set(zip(es.photo.tolist(), es.angle_deg.tolist())) for es in (tr, va, te)]
+    assert not (copies[0] & copies[1]) and not (copies[0] & copies[2]) and not (copies[1] & copies[2])
+    assert len(va.photo) == max(1, round(leaky_cfg.val_photos_fraction * (n_copies - len(te.photo))))
     # evaluation sets are fixed: the same seed gives the same angles
     assert torch.equal(study.eval_sets(data, cfg)["test"].angle_deg, sets["test"].angle_deg)
     # a carried manifest gives the same samples without touching FiftyOne
-    again = study.prepare_photos(study.resolve_config("smoke", {"fiftyone": "off", "manifest_file": str(data.manifest)}))
+    again = study.prepare_photos(report.resolve_config(study, "smoke", {"fiftyone": "off", "manifest_file": str(data.manifest)}))
     assert again.records == data.records and torch.equal(again.squares, data.squares)
     assert "skipped" in again.registry
 
@@ -345,3 +352,146 @@ def test_ensemble_of_identical_runs_is_the_run():
     assert circular_error_deg(ens["test"].pred_deg, pred).max() < 1e-3
     assert torch.allclose(ens["test"].err_deg, ev.err_deg, atol=1e-3)
     assert study.ensemble({"ours_vec": {"test": ev}}) is None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# rot90 TTA: exactly equivariant to quarter turns for any model (the study's one check)
+
+
+def test_rot90_tta_is_quarter_turn_equivariant_for_any_model():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2)).double()
+    x = torch.rand(5, 3, 12, 12, dtype=torch.float64)
+    net(x)
+    v = rot90_tta_vec(net, x)
+    plain = net(x).float()
+    assert not torch.allclose(net(torch.rot90(x, 1, dims=(-2, -1))).float(), rotate_vec(plain, 90.0), atol=1e-2)
+    for k in range(1, 4):
+        turned = rot90_tta_vec(net, torch.rot90(x, k, dims=(-2, -1)))
+        assert (turned - rotate_vec(v, 90.0 * k)).abs().max() < 1e-5  # the check's bound is 1e-4
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Selection reads validation only; CIs clustered by photo
+
+
+def _ev(key, set_name, err, photo=None, conf=None):
+    n = len(err)
+    true = torch.linspace(0, 350, n)
+    err = torch.as_tensor(err, dtype=torch.float32)
+    return study.Evaluation(key, set_name, true, (true + err) % 360, torch.ones(n) if conf is None else conf, err,
+                            torch.arange(n) // 2 if photo is None else photo, set_name == "test_tta")
+
+
+def _evals(val_vec, test_vec, val_bins, test_bins, seed_test=(40.0,) * 8):
+    out = {"seed": {"test": _ev("seed", "test", list(seed_test)), "val": _ev("seed", "val", [1.0] * 8)}}
+    for k, v, t in (("ours_vec", val_vec, test_vec), ("ours_bins", val_bins, test_bins)):
+        out[k] = {"test": _ev(k, "test", [t] * 8), "test_tta": _ev(k, "test_tta", [t - 1] * 8),
+                  "val": _ev(k, "val", [v] * 8)}
+    return out
+
+
+def test_best_run_reads_validation_only_when_test_disagrees():
+    # vec is better on validation, bins on test: the validation winner is chosen, and reported on test
+    evals = _evals(val_vec=10.0, test_vec=30.0, val_bins=20.0, test_bins=5.0)
+    assert study.best_run(evals) == "ours_vec"
+    assert study.candidates(evals) == ["ours_vec", "ours_bins"]  # the seed-style run is the baseline, not a candidate
+    # changing only the test errors never changes the choice
+    assert study.best_run(_evals(val_vec=10.0, test_vec=90.0, val_bins=20.0, test_bins=0.0)) == "ours_vec"
+    assert study.best_run(_evals(val_vec=30.0, test_vec=1.0, val_bins=20.0, test_bins=90.0)) == "ours_bins"
+    m = study.headline_metrics(evals, None, {}, _mnist_summary(), _per_digit(), [],
+                               report.resolve_config(study, "smoke"))
+    assert m["photos_best_run"] == "ours_vec"
+    assert m["photos_mae_deg"] == pytest.approx(29.0)  # the chosen run's test MAE with TTA (the headline)
+    assert m["photos_best_to_seed_ratio"] == pytest.approx(30.0 / 40.0)  # matched: neither with TTA
+    assert m["photos_ensemble_candidate"] is False and m["photos_ensemble_published"] is False
+    assert "not part of this run" in study.discussion(m)["ar_ensemble_sentence"]
+
+
+def test_the_ensemble_is_published_only_when_it_wins_on_validation():
+    evals = _evals(val_vec=10.0, test_vec=30.0, val_bins=12.0, test_bins=5.0)
+    evals["ours_ensemble"] = study.ensemble(evals)
+    assert set(study.candidates(evals)) == {"ours_vec", "ours_bins", "ours_ensemble"}
+    won = "ours_ensemble" if study.val_mae(evals)["ours_ensemble"] < 10.0 else "ours_vec"
+    assert study.best_run(evals) == won
+    # the trained-run choice (for Grad-CAM) is the same function restricted to trained runs
+    assert study.best_run(evals, among=["ours_vec", "ours_bins"]) == "ours_vec"
+    m = study.headline_metrics(evals, None, {}, _mnist_summary(), _per_digit(), [],
+                               report.resolve_config(study, "smoke"))
+    assert m["photos_ensemble_candidate"] is True
+    assert m["photos_ensemble_published"] is (won == "ours_ensemble")
+
+
+def _mnist_summary():
+    return {"mae_deg": 4.0, "mae_ci95": [3.5, 4.5], "n": 100, "median_deg": 2.0, "within5_pct": 80.0,
+            "mae_std_over_seeds_deg": 0.1, "mae_excl_6_9_deg": 3.0}
+
+
+def _per_digit():
+    import pandas as pd
+
+    return pd.DataFrame({"digit": range(10), "mae_deg": [4.0] * 10, "flipped_pct": [1.0] * 10})
+
+
+def test_headline_cis_are_clustered_by_photo():
+    evals = _evals(val_vec=10.0, test_vec=30.0, val_bins=20.0, test_bins=5.0,
+                   seed_test=(10.0, 10.0, 70.0, 70.0, 10.0, 10.0, 70.0, 70.0))
+    m = study.headline_metrics(evals, None, {}, _mnist_summary(), _per_digit(), [],
+                               report.resolve_config(study, "smoke"))
+    # 8 angles of 4 photos: n counts photos, not images
+    assert m["photos_seed_style_mae_deg_n"] == 4 and m["photos_mae_deg_n"] == 4
+    lo, hi = m["photos_seed_style_mae_deg_ci95"]
+    assert m["photos_seed_style_mae_deg"] == pytest.approx(40.0) and lo < 40.0 < hi
+    assert m["photos_mae_deg_ci95"] == [pytest.approx(29.0), pytest.approx(29.0)]  # constant errors
+    assert m["mnist_mae_deg_ci95"] == [3.5, 4.5] and m["mnist_mae_deg_n"] == 100
+    for a in study.ANCHORS:
+        assert a.metric in m
+    assert m["photos_leaky_split_mae_deg"] is None
+
+
+def test_ratio_ci_is_paired_by_photo():
+    g = torch.Generator().manual_seed(0)
+    err = 90 * torch.rand(40, generator=g)
+    a, b = _ev("a", "test", err.tolist()), _ev("b", "test", (2 * err).tolist())
+    est, (lo, hi), n = study.ratio_ci(a, b)
+    assert est == pytest.approx(0.5) and lo == pytest.approx(0.5) and hi == pytest.approx(0.5) and n == 20
+    with pytest.raises(ValueError, match="same images"):
+        study.ratio_ci(a, _ev("c", "test", err.tolist()[:-2]))
+
+
+@pytest.mark.parametrize("better", [True, False])
+def test_discussion_holds_whatever_the_outcome(better):
+    evals = _evals(val_vec=10.0, test_vec=10.0 if better else 80.0, val_bins=20.0, test_bins=5.0)
+    baseline = _ev("centroid", "test", [50.0] * 8)
+    m = study.headline_metrics(evals, baseline, {}, _mnist_summary(), _per_digit(), [],
+                               report.resolve_config(study, "smoke"))
+    d = study.discussion(m)
+    assert ("lower." in d["ar_baseline_sentence"]) is better
+    assert "chosen on the validation photos alone" in d["ar_best_sentence"]
+    assert all(isinstance(v, str) for v in d.values())
+
+
+def test_every_anchor_is_sourced_or_informative_and_the_check_names_a_real_test():
+    import pathlib
+
+    for a in study.ANCHORS:
+        assert a.source and (a.anchor is not None or a.threshold is not None or "informative" in a.target)
+        if a.kind == "check":
+            path, name = a.test.split("::")
+            assert f"def {name}(" in (pathlib.Path(__file__).parents[1] / path).read_text()
+    assert "photos_seed_recipe_mae_deg" not in {a.metric for a in study.ANCHORS}
+    assert all("seed recipe" not in spec.label for spec in study.RUNS.values())
+
+
+def test_cpu_profile_matches_the_measured_sizes():
+    cfg = report.resolve_config(study, "cpu")
+    assert cfg.seed_input_size == cfg.input_size == 96  # a matched comparison
+    assert "seed_leaky" in cfg.runs and cfg.judge_profile == "cpu"
+    assert report.resolve_config(study, "gpu") == study.AngleRegressionConfig()
+
+
+def test_train_flops_scales_with_the_images_seen():
+    smoke = report.resolve_config(study, "smoke", {"runs": ["seed"]})
+    more = report.resolve_config(study, "smoke", {"runs": ["seed"], "photo_repeats_per_epoch": 3})
+    f1, f3 = study.train_flops(smoke), study.train_flops(more)
+    assert 0 < f1 < f3
