@@ -51,7 +51,7 @@ if "google.colab" in sys.modules:
                     "rotcore @ git+https://github.com/rotbook/rotbook"], check=True)
 
 # %% tags=["parameters"]
-profile = "smoke"  # "smoke": CI, about a minute; "cpu": the published numbers, <= 25 min on 2 cores; "gpu": one GPU
+profile = "smoke"  # "smoke": CI, about a minute; "cpu": the published numbers, ≤ 25 min on 2 cores; "gpu": one GPU
 overrides = {}  # e.g. {"train_angles_deg": [[0, 45], [315, 360]], "fit.epochs": 10, "seeds": [0, 1, 2]}
 
 # %%

@@ -5,7 +5,6 @@ error, the headline statistics and their CIs, and training that never reads the 
 import dataclasses
 
 import numpy as np
-
 import pytest
 import torch
 
