@@ -831,8 +831,8 @@ def discussion(m: Mapping[str, Any]) -> dict[str, str]:
             f"On 6 and 9 the rotation-invariant digit judge scores {m['judge_digit_acc_69_pct']:.1f} %. "
             f"The angle judge's error is {m['judge_angle_mae_deg']:.2f}° with half turns forgiven for 0, 1 and 8, "
             f"{m['judge_angle_mae_circular_deg']:.2f}° if every digit is scored circularly (median "
-            f"{m['judge_angle_median_deg']:.2f}°). Writers' slant is part of it: an upright digit written at a "
-            "slant reads as slightly turned, and no judge can remove that from a real digit.")
+            f"{m['judge_angle_median_deg']:.2f}°). Some of that error need not be the judge's: a real digit written "
+            "at a slant has no exact upright angle (this run does not measure how much that contributes).")
     if m.get("gen_digit_acc_drop_pts_scalar") is not None:
         seen, far = m["gen_digit_acc_seen_pct_scalar"], m["gen_digit_acc_beyond30_pct_scalar"]
         far_ci = m.get("gen_digit_acc_beyond30_pct_scalar_ci95")
@@ -862,10 +862,11 @@ def discussion(m: Mapping[str, Any]) -> dict[str, str]:
             "The explicit-rotation decoder is the ceiling of this comparison, not a result: it draws an upright "
             "digit and turns it, and the digit judge is rotation-invariant, so what it measures is mostly the "
             "judges. Its generations are " + _drop_sentence(m, "rotation")
-            + f" (6 and 9 within {SIX_NINE_BAND_DEG:g}° of 180° left out; they score "
-              f"{m['gen_69_acc_near180_pct_rotation']:.1f} % there), and the angle judge reads its unseen-angle "
-              f"generations with an error of {m['gen_angle_err_unseen_deg_rotation']:.2f}° against "
-              f"{m['gen_angle_err_seen_deg_rotation']:.2f}° at trained angles.")
+            + f". The angle judge reads its unseen-angle generations with an error of "
+              f"{m['gen_angle_err_unseen_deg_rotation']:.2f}° against {m['gen_angle_err_seen_deg_rotation']:.2f}° "
+              f"at trained angles. As for every model, 6 and 9 within {SIX_NINE_BAND_DEG:g}° of 180° are left out "
+              f"of the digit accuracy; this model's score on them there is "
+              f"{m['gen_69_acc_near180_pct_rotation']:.1f} %.")
     else:
         out["cvae_rotation_sentence"] = "The explicit-rotation model was not part of this run."
     if "claim_angle_err_seen_deg_17_scalar" in m:
