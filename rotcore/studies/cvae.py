@@ -2,10 +2,18 @@
 
 Three conditional VAEs (:mod:`rotcore.models.cvae`) with one encoder, one latent size and one decoder trunk,
 differing only in how the angle enters the decoder (``MODELS``): the seed's single scalar, (cos θ, sin θ)
-through FiLM, and an explicit rotation of an upright drawing. They are trained on MNIST digits rotated by
-angles from a set of intervals that leaves whole bands out (``train_angles_deg``), then judged at every 15°
-over the full circle by the independent judges of :mod:`rotcore.judges` (a rotation-invariant digit
-classifier and the MNIST angle regressor), which are first scored on real rotated test digits.
+through FiLM, and an explicit rotation of an upright drawing. They are trained (once per seed in
+``seeds``) on MNIST digits rotated by angles from a set of intervals that leaves whole bands out
+(``train_angles_deg``), then judged at every 15° over the full circle by the independent judges of
+:mod:`rotcore.judges` (a rotation-invariant digit classifier and the MNIST angle regressor), which are first
+scored on real rotated test digits.
+
+Angle errors are **axial** (modulo 180°) for 0, 1 and 8, which look alike after a half turn, and circular
+for the other digits, for the judge's own error and for the generations alike (:func:`angle_error_deg`).
+
+The explicit-rotation model decodes an upright digit and rotates it, and the digit judge is
+rotation-invariant: its numbers are the by-construction *ceiling* of the comparison, not a target met; its
+equivariance is a check (``ANCHORS``) guaranteed by a test.
 
 The notebook ``notebooks/01_cvae_rotation.py`` narrates; everything it computes is here.
 """
@@ -13,21 +21,31 @@ The notebook ``notebooks/01_cvae_rotation.py`` narrates; everything it computes 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
-from rotcore import config as _config
 from rotcore.config import ConfigError, check_angle_intervals, check_angles, check_choice, check_positive
 from rotcore.data import Images, mnist_splits
-from rotcore.judges import AngleJudge, DigitJudge
-from rotcore.metrics import axial_error_deg, circular_error_deg, mse_per_image, ssim_per_image
+from rotcore.judges import ANGLE_JUDGE_PROFILES, DIGIT_JUDGE_PROFILES, AngleJudge, DigitJudge
+from rotcore.metrics import (
+    axial_error_deg,
+    bootstrap_ci95,
+    circular_error_deg,
+    mean_ci95,
+    mse_per_image,
+    ssim_per_image,
+    with_ci,
+)
 from rotcore.models.cvae import CVAE, CVAEConfig, elbo_loss, kl_per_dim
 from rotcore.rotate import (
     complement_intervals,
     distance_to_intervals_deg,
     in_intervals,
+    random_angles,
     random_angles_in,
     rotate_batch,
     signed_diff_deg,
@@ -49,6 +67,10 @@ COLORS = {"seed-style (angle scalar)": "#7f7f7f", "FiLM (cos θ, sin θ)": "#1f7
 # separately and left out of the headline digit accuracy (the issue's rule).
 SIX_NINE = (6, 9)
 SIX_NINE_BAND_DEG = 45.0
+# 0, 1 and 8 look (almost) the same after a half turn: their angle is only defined modulo 180°
+AXIAL_DIGITS = (0, 1, 8)
+# the seed's qualitative claim: generations "degraded significantly beyond ±30° from trained angles"
+SEED_CLAIM_DEG = 30.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +80,9 @@ class CVAEStudyConfig:
     ``train_angles_deg``: the training angles as ``(lo, hi)`` degree intervals (see
     :func:`rotcore.config.check_angle_intervals`); every other angle is unseen. The default trains on
     [-90°, 90°] except a hole (30°, 60°): one band unseen inside the range, and the whole far half beyond
-    its ends.
+    its ends. ``seeds``: every model is trained once per seed (its weights, batches and the prior draws it
+    is judged on); headline numbers are means over seeds with a Student-t CI (one seed: a bootstrap over
+    the prior draws, clustered by draw).
     """
 
     models: tuple[str, ...] = tuple(MODELS)
@@ -73,14 +97,14 @@ class CVAEStudyConfig:
     val_size: int = 2_000
     test_size: int | None = 2_000
     eval_angles_deg: tuple[float, ...] = tuple(float(a) for a in range(0, 360, 15))
-    samples_per_cell: int = 200  # generations per (digit, angle)
+    samples_per_cell: int = 200  # generations per (digit, angle), per seed
     sweep_step_deg: float = 5.0
-    judge_profile: str = "full"
+    judge_profile: str = "gpu"
     judge_test_size: int | None = None
     fit: FitConfig = FitConfig(epochs=30, batch_size=256, lr=1e-3, lr_schedule="cosine", weight_decay=0.0,
                                monitor="val_loss", monitor_mode="min")
     eval_batch_size: int = 2_000
-    seed: int = 0
+    seeds: tuple[int, ...] = (0,)
 
     def __post_init__(self):
         if not self.models:
@@ -94,7 +118,12 @@ class CVAEStudyConfig:
             raise ConfigError("train_angles_deg covers the whole circle: leave at least one band out, "
                               "or there is no unseen angle to test")
         check_angles("eval_angles_deg", self.eval_angles_deg)
-        check_choice("judge_profile", self.judge_profile, ("smoke", "full"))
+        check_choice("judge_profile", self.judge_profile, ("smoke", "cpu", "gpu"))
+        seeds = tuple(self.seeds) if isinstance(self.seeds, (list, tuple)) else None
+        if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds) \
+                or len(set(seeds)) != len(seeds):
+            raise ConfigError(f"seeds must be a non-empty sequence of distinct non-negative integers, got {self.seeds!r}")
+        object.__setattr__(self, "seeds", seeds)
         for name in ("latent_dim", "hidden", "film_hidden", "val_size", "samples_per_cell", "sweep_step_deg",
                      "eval_batch_size"):
             check_positive(name, getattr(self, name))
@@ -122,29 +151,66 @@ PROFILES: dict[str, CVAEStudyConfig] = {
         fit=FitConfig(epochs=1, batch_size=32, lr=3e-3, monitor="val_loss", monitor_mode="min"),
         eval_batch_size=500,
     ),
-    "full": CVAEStudyConfig(),
+    # cpu, the published profile: <= 25 min on 2 cores, estimated ~19 min with the judges counted as not cached
+    # (0.49 PFLOP of training by train_flops). Throughputs: the shared machine was loaded (load average ~14),
+    # so the cVAE step was timed against the reference CNN (C1 w0.25, 2,300-3,040 img/s idle) in the same
+    # process (best of 4 interleaved repeats: 0.9-1.6x its img/s) and by FLOPs (265 vs 183 MFLOP per training
+    # image: 0.7x); we take ~2,000 img/s.
+    #   judges, their cpu profiles: C8 digit judge ~5 min + angle judge ~2.5 min                      ~7.5 min
+    #   cVAEs: 3 models x 3 seeds x 20k digits x 5 epochs = 0.9M images at ~2,000 img/s, + validation   ~7.8 min
+    #   evaluation: 9 x 7,680 generations through the digit judge (0.44 GFLOP/img forward, ~1,100 img/s:
+    #     ~65 s) and the angle judge (~15 s); the judges on 1,000 real test digits x 24 angles (~25 s);
+    #     9 x 24k reconstructions (~40 s); sweeps and the equivariance check (~10 s)                  ~2.6 min
+    #   notebook: imports, data, figures, the jshtml animation                                       ~1 min
+    "cpu": CVAEStudyConfig(
+        train_size=20_000, val_size=2_000, test_size=1_000, samples_per_cell=32, judge_profile="cpu",
+        fit=FitConfig(epochs=5, batch_size=128, lr=2e-3, lr_schedule="cosine", weight_decay=0.0,
+                      monitor="val_loss", monitor_mode="min"),
+        seeds=(0, 1, 2),
+    ),
+    # gpu: the former `full` sizes, unchanged (one seed: CIs from the clustered bootstrap over prior draws)
+    "gpu": CVAEStudyConfig(),
 }
 
+_CEILING = ("decodes an upright digit, then rotates it, and the digit judge is rotation-invariant: "
+            "this measures the judges, not a learned rotation")
+_SEED = "seed project ('MNIST with a twist'): generations 'degraded significantly beyond ±30° from trained angles'"
+_BY_EYE = "a qualitative claim judged by eye, with no number to compare"
+
 ANCHORS = (
-    Anchor("gen_digit_acc_drop_pts_rotation", "Explicit rotation: digit-accuracy drop, in-range → worst unseen angle (points)",
-           None, "issue target", "≤ 1", "lower", 1.0),
-    Anchor("gen_angle_mae_unseen_deg_rotation", "Explicit rotation: generated-angle MAE at unseen angles (°)", None,
-           "issue target", "≤ 3", "lower", 3.0),
-    Anchor("gen_digit_acc_drop_pts_scalar", "Seed-style: digit-accuracy drop, in-range → worst unseen angle (points)",
-           None, "seed: 'degraded significantly beyond ±30°'", "a measurable drop", "higher", None),
-    Anchor("gen_angle_mae_unseen_deg_scalar", "Seed-style: generated-angle MAE at unseen angles (°)", None,
-           "seed: judged by eye", "informative", "lower", None),
-    Anchor("judge_angle_mae_deg", "Angle judge's own MAE on real rotated test digits (°)", None,
-           "issue: judge MAE ≤ 3°", "≤ 3", "lower", 3.0),
+    Anchor("judge_digit_acc_pct", "Digit judge: accuracy on real rotated test digits, every 15° (%)", None,
+           "issue 12 target for a judge a reviewer would trust", "≥ 98", "higher", 98.0, unit=" %", fmt="{:.1f}"),
+    Anchor("judge_angle_mae_deg", "Angle judge: error on real rotated test digits (axial for 0/1/8) (°)", None,
+           "issue 12 target; RotNet-MNIST is quoted there at 6–7°", "≤ 5", "lower", 5.0, unit="°", fmt="{:.2f}",
+           caveat="the 6–7° is quoted, not verified here, and is a circular error over all digits"),
+    Anchor("gen_digit_acc_drop_pts_scalar", "Seed-style: digit accuracy, trained minus unseen angles (points)", None,
+           _SEED, "informative", "lower", None, unit=" pts", fmt="{:.1f}", caveat=_BY_EYE),
+    Anchor("gen_angle_err_unseen_deg_scalar", "Seed-style: generated-angle error at unseen angles (°)", None,
+           "seed project: judged by eye", "informative", "lower", None, unit="°", fmt="{:.1f}", caveat=_BY_EYE),
+    Anchor("gen_digit_acc_drop_pts_film", "FiLM: digit accuracy, trained minus unseen angles (points)", None,
+           "this study", "informative", "lower", None, unit=" pts", fmt="{:.1f}"),
+    Anchor("gen_angle_err_unseen_deg_film", "FiLM: generated-angle error at unseen angles (°)", None,
+           "this study", "informative", "lower", None, unit="°", fmt="{:.1f}"),
+    Anchor("gen_digit_acc_drop_pts_rotation", "Explicit rotation: digit accuracy, trained minus unseen (points)", None,
+           "by construction", "ceiling", "lower", None, unit=" pts", fmt="{:.1f}", caveat=_CEILING),
+    Anchor("gen_angle_err_unseen_deg_rotation", "Explicit rotation: generated-angle error at unseen angles (°)", None,
+           "by construction", "ceiling", "lower", None, unit="°", fmt="{:.1f}", caveat=_CEILING),
+    Anchor("explicit_equivariance_err_rotation",
+           "Explicit rotation: decode at θ vs rotate_batch of decode at 0°, max |Δpixel| (trained models)", None,
+           "by construction", "≤ 1e-6", "lower", 1e-6, fmt="{:.1e}", kind="check",
+           test="tests/test_cvae.py::test_rotation_decoder_decodes_upright_then_rotates"),
 )
 
 
-def resolve_config(profile: str, overrides: Mapping[str, Any] | None = None) -> CVAEStudyConfig:
-    return _config.resolve(PROFILES, profile, overrides)
+def angle_error_deg(pred_deg: torch.Tensor, true_deg: torch.Tensor, digits: torch.Tensor) -> torch.Tensor:
+    """The study's angle error: axial (modulo 180°, in [0, 90]) for the digits in ``AXIAL_DIGITS`` (0, 1, 8),
+    circular (in [0, 180]) for the others, elementwise."""
+    axial = torch.isin(digits.to(pred_deg.device), torch.tensor(AXIAL_DIGITS, device=pred_deg.device))
+    return torch.where(axial, axial_error_deg(pred_deg, true_deg), circular_error_deg(pred_deg, true_deg))
 
 
 def build_model(key: str, cfg: CVAEStudyConfig, *, seed: int | None = None) -> CVAE:
-    torch.manual_seed(cfg.seed if seed is None else seed)
+    torch.manual_seed(cfg.seeds[0] if seed is None else seed)
     return CVAE(cfg.model_config(key))
 
 
@@ -164,6 +230,73 @@ def angle_labels(cfg: CVAEStudyConfig, angles_deg: Sequence[float] | None = None
     angles = cfg.eval_angles_deg if angles_deg is None else angles_deg
     seen = in_intervals(torch.tensor(angles, dtype=torch.float64), cfg.train_angles_deg)
     return [f"{a:g}°" + ("" if s else "*") for a, s in zip(angles, seen.tolist())]
+
+
+def angles_sentence(cfg: CVAEStudyConfig) -> str:
+    """The training and unseen angle sets, in words (glued in the notebook)."""
+    fmt = ", ".join(f"[{lo:g}°, {hi:g}°]" for lo, hi in cfg.train_angles_deg)
+    unseen = ", ".join(f"({lo:g}°, {hi:g}°)" for lo, hi in cfg.unseen_angles_deg)
+    return f"Training angles: {fmt}. Unseen: {unseen}."
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Cost
+
+
+def _flops_per_image(model: torch.nn.Module, loss_fn: Callable, batch: tuple) -> float:
+    """FLOPs of one training step (forward + backward) per image, counted by ``torch.utils.flop_counter``
+    (matmuls and convolutions; elementwise work and ``grid_sample`` are not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model.train()
+    with FlopCounterMode(display=False) as counter:
+        loss = loss_fn(model, batch)
+        loss = loss[0] if isinstance(loss, tuple) else loss
+        loss.backward()
+    return counter.get_total_flops() / len(batch[0])
+
+
+@functools.cache
+def _judge_flops_per_image(judge_cfg) -> float:
+    """A judge's training FLOPs per image: 3 × its eval-mode forward on one image (forward + backward, the
+    usual rule). Counting escnn's training step directly would add its per-step filter expansion, which at
+    the judges' batch of 128 is under 1 % per image, and takes far longer to count."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from rotcore.judges import DigitJudgeConfig
+    from rotcore.models.classifier import build_classifier
+    from rotcore.models.regressor import AngleCNN
+
+    model = build_classifier(judge_cfg.model) if isinstance(judge_cfg, DigitJudgeConfig) else AngleCNN(judge_cfg.model)
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.rand(1, 1, 28, 28))
+    return 3.0 * counter.get_total_flops()
+
+
+def _images_seen(n_train: int, fit_cfg: FitConfig) -> int:
+    return (n_train // fit_cfg.batch_size) * fit_cfg.batch_size * fit_cfg.epochs  # drop_last=True
+
+
+def _mnist_train_size(train_size: int | None, val_size: int) -> int:
+    return min(train_size, 60_000 - val_size) if train_size is not None else 60_000 - val_size
+
+
+def train_flops(cfg: CVAEStudyConfig) -> float:
+    """Training FLOPs of a config: every cVAE (models × seeds), counted on one small training step, and both
+    judges of ``judge_profile`` (counted as if not cached), each scaled by the images it sees (epochs × full
+    batches). A few seconds on an idle CPU (building the G-CNN judge dominates; cached per judge config)."""
+    x, y = torch.rand(4, 1, 28, 28), torch.arange(4)
+    total = 0.0
+    n_seen = _images_seen(_mnist_train_size(cfg.train_size, cfg.val_size), cfg.fit)
+    for key in cfg.models:
+        per_image = _flops_per_image(CVAE(cfg.model_config(key)), cvae_loss(cfg.train_angles_deg, beta=cfg.beta),
+                                     (x, y))
+        total += per_image * n_seen * len(cfg.seeds)
+    for judge in (DIGIT_JUDGE_PROFILES[cfg.judge_profile], ANGLE_JUDGE_PROFILES[cfg.judge_profile]):
+        total += _judge_flops_per_image(judge) * _images_seen(_mnist_train_size(judge.train_size, judge.val_size),
+                                                              judge.fit)
+    return float(total)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -193,6 +326,7 @@ class Trained:
     key: str
     model: CVAE
     result: FitResult
+    seed: int = 0
 
     @property
     def label(self) -> str:
@@ -217,13 +351,18 @@ def _val_angles(cfg: CVAEStudyConfig, n: int, device) -> torch.Tensor:
     return random_angles_in(cfg.train_angles_deg, n, generator=torch.Generator().manual_seed(77)).to(device)
 
 
-def train(key: str, cfg: CVAEStudyConfig, data: StudyData, *, device=None, progress: bool | None = None) -> Trained:
-    """Train (or load from its checkpoint) one cVAE. Validation: the ELBO loss (posterior mean, no sampling)
-    on validation digits at fixed random training angles."""
-    fit_cfg = dataclasses.replace(cfg.fit, seed=cfg.seed)
-    model = build_model(key, cfg)
-    # the fit config is part of the run's identity (and so of its folder): a run with more epochs trains
-    # anew instead of being refused by the finished checkpoint of a shorter one
+def train(key: str, cfg: CVAEStudyConfig, data: StudyData, *, seed: int | None = None, device=None,
+          progress: bool | None = None) -> Trained:
+    """Train (or load from its checkpoint) one cVAE for one seed (default: the first of ``cfg.seeds``).
+
+    Validation, and the choice of the epoch whose weights are kept (``fit``'s best state), use the ELBO
+    loss (posterior mean, no sampling) on **validation** digits at fixed random training angles; the test
+    digits are never read here."""
+    seed = cfg.seeds[0] if seed is None else seed
+    fit_cfg = dataclasses.replace(cfg.fit, seed=seed)
+    model = build_model(key, cfg, seed=seed)
+    # the fit config (with its seed) is part of the run's identity (and so of its folder): a run with more
+    # epochs trains anew instead of being refused by the finished checkpoint of a shorter one
     run_cfg = {"study": STUDY, "model": cfg.model_config(key), "train_angles_deg": cfg.train_angles_deg,
                "beta": cfg.beta, "data": {"train_size": cfg.train_size, "val_size": cfg.val_size}, "fit": fit_cfg}
     val_a = _val_angles(cfg, len(data.val), data.val.x.device)
@@ -240,11 +379,23 @@ def train(key: str, cfg: CVAEStudyConfig, data: StudyData, *, device=None, progr
             m.train()
         return {"val_loss": (torch.stack(losses).sum() / len(val_x)).item()}
 
-    loader = TensorLoader(data.train.x, data.train.y, batch_size=fit_cfg.batch_size, drop_last=True, seed=cfg.seed)
+    loader = TensorLoader(data.train.x, data.train.y, batch_size=fit_cfg.batch_size, drop_last=True, seed=seed)
     ckpt = run_dir(STUDY, f"cvae-{key}", run_cfg) / "checkpoint.pt"
+    desc = f"cVAE: {MODELS[key]}" + (f" (seed {seed})" if len(cfg.seeds) > 1 else "")
     result = fit(model, cvae_loss(cfg.train_angles_deg, beta=cfg.beta), loader, config=fit_cfg, validate=validate,
-                 checkpoint=ckpt, run_config=run_cfg, device=device, progress=progress, desc=f"cVAE: {MODELS[key]}")
-    return Trained(key, model.eval(), result)
+                 checkpoint=ckpt, run_config=run_cfg, device=device, progress=progress, desc=desc)
+    return Trained(key, model.eval(), result, seed)
+
+
+def train_all(cfg: CVAEStudyConfig, data: StudyData, *, device=None, progress: bool | None = None) -> list[Trained]:
+    """Every model of ``cfg.models`` for every seed of ``cfg.seeds`` (seed-major order)."""
+    return [train(k, cfg, data, seed=s, device=device, progress=progress) for s in cfg.seeds for k in cfg.models]
+
+
+def first_seed(trained: Sequence[Trained]) -> list[Trained]:
+    """The models of the first seed, one per key (for figures that show one model each)."""
+    s = trained[0].seed
+    return [t for t in trained if t.seed == s]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -258,7 +409,7 @@ def _seen_mask(cfg: CVAEStudyConfig, angles_deg) -> torch.Tensor:
 @torch.no_grad()
 def evaluate_reconstruction(trained: Sequence[Trained], test: Images, cfg: CVAEStudyConfig):
     """Reconstruction of real test digits rotated to every evaluation angle (posterior mean ``z``): MSE and
-    SSIM (torchmetrics) per image, averaged per (model, angle, digit). A long DataFrame with ``seen``."""
+    SSIM (torchmetrics) per image, averaged per (model, seed, angle, digit). A long DataFrame with ``seen``."""
     import pandas as pd
 
     k, n = len(cfg.eval_angles_deg), len(test)
@@ -274,7 +425,7 @@ def evaluate_reconstruction(trained: Sequence[Trained], test: Images, cfg: CVAES
         ssim = torch.bincount(cell, ssim_per_image(x_hat, x).cpu().double(), minlength=10 * k) / count.clamp(min=1)
         for c in range(10 * k):
             if count[c]:
-                rows.append({"model": t.label, "key": t.key, "angle_deg": float(cfg.eval_angles_deg[c // 10]),
+                rows.append({"model": t.label, "key": t.key, "seed": t.seed, "angle_deg": float(cfg.eval_angles_deg[c // 10]),
                              "digit": c % 10, "mse": mse[c].item(), "ssim": ssim[c].item(), "n": int(count[c])})
     df = pd.DataFrame(rows)
     df["seen"] = _seen_mask(cfg, df.angle_deg.to_numpy()).numpy()
@@ -301,10 +452,11 @@ def generate(model: CVAE, digits: torch.Tensor, angles_deg: torch.Tensor, z: tor
     return torch.cat(out)
 
 
-def generation_grid(cfg: CVAEStudyConfig, device, *, latent_dim: int | None = None):
-    """The (digit, angle, z) triples every model is judged on: ``samples_per_cell`` prior draws per digit,
-    the **same** draws at every evaluation angle, so angle is the only thing that changes."""
-    g = torch.Generator().manual_seed(cfg.seed + 1)
+def generation_grid(cfg: CVAEStudyConfig, device, *, seed: int | None = None, latent_dim: int | None = None):
+    """The (digit, angle, z) triples a model is judged on: ``samples_per_cell`` prior draws per digit (drawn
+    from ``seed``, default the first of ``cfg.seeds``), the **same** draws at every evaluation angle, so
+    angle is the only thing that changes. Order: angle-major, then digit, then draw."""
+    g = torch.Generator().manual_seed((cfg.seeds[0] if seed is None else seed) + 1)
     n, k = cfg.samples_per_cell, len(cfg.eval_angles_deg)
     z0 = torch.randn(10, n, latent_dim or cfg.latent_dim, generator=g)
     digits = torch.arange(10)[None, :, None].expand(k, 10, n).reshape(-1)
@@ -315,65 +467,87 @@ def generation_grid(cfg: CVAEStudyConfig, device, *, latent_dim: int | None = No
 
 def evaluate_generation(trained: Sequence[Trained], digit_judge: DigitJudge, angle_judge: AngleJudge,
                         cfg: CVAEStudyConfig):
-    """Generate every (digit, angle) cell with the same prior draws and score each image with the judges.
+    """Generate every (digit, angle) cell from the same prior draws and score each image with the judges.
 
-    Returns a long DataFrame per (model, angle, digit): ``digit_acc_pct`` (the digit judge agrees with the
-    conditioned digit), ``angle_mae_deg`` (circular error of the angle judge's reading vs the conditioned
-    angle), ``angle_axial_mae_deg`` (the same, ignoring half turns), plus ``seen`` and
-    ``dist_to_train_deg`` (circular distance from the angle to the training set).
+    Returns a long DataFrame with one row per generated image: ``key``, ``seed``, ``digit``, ``draw`` (the
+    prior draw, the same at every angle), ``angle_deg``, ``correct`` (the digit judge agrees with the
+    conditioned digit), ``angle_err_deg`` (:func:`angle_error_deg`: axial for 0/1/8, circular otherwise),
+    ``circ_err_deg``, plus ``seen``, ``dist_to_train_deg`` (circular distance from the angle to the training
+    set) and ``six_nine_near_180``.
     """
     import pandas as pd
 
-    rows = []
+    frames = []
     for t in trained:
         device = next(t.model.parameters()).device
-        digits, angles, z = generation_grid(cfg, device)
+        digits, angles, z = generation_grid(cfg, device, seed=t.seed)
         x = generate(t.model, digits, angles, z, batch_size=cfg.eval_batch_size)
         pred_digit = digit_judge.predict(x, batch_size=cfg.eval_batch_size).cpu()
         pred_angle = angle_judge.predict_deg(x, batch_size=cfg.eval_batch_size).cpu()
         d, a = digits.cpu(), angles.cpu()
-        correct = (pred_digit == d).double()
-        err = circular_error_deg(pred_angle, a).double()
-        axial = axial_error_deg(pred_angle, a).double()
-        n = cfg.samples_per_cell
-        for i in range(0, len(d), n):  # cells are contiguous blocks of n
-            rows.append({"model": t.label, "key": t.key, "angle_deg": a[i].item(), "digit": int(d[i]),
-                         "digit_acc_pct": 100 * correct[i:i + n].mean().item(),
-                         "angle_mae_deg": err[i:i + n].mean().item(),
-                         "angle_axial_mae_deg": axial[i:i + n].mean().item()})
-    df = pd.DataFrame(rows)
-    df["seen"] = _seen_mask(cfg, df.angle_deg.to_numpy()).numpy()
-    df["dist_to_train_deg"] = distance_to_intervals_deg(torch.tensor(df.angle_deg.tolist()),
-                                                        cfg.train_angles_deg).numpy()
-    df["six_nine_near_180"] = df.digit.isin(SIX_NINE) & (
-        signed_diff_deg(torch.tensor(df.angle_deg.tolist()), torch.tensor(180.0)).abs().numpy() <= SIX_NINE_BAND_DEG)
+        frames.append(pd.DataFrame({
+            "model": t.label, "key": t.key, "seed": t.seed, "digit": d.numpy(),
+            "draw": np.tile(np.arange(cfg.samples_per_cell), len(d) // cfg.samples_per_cell),
+            "angle_deg": a.double().numpy(), "correct": (pred_digit == d).numpy(),
+            "angle_err_deg": angle_error_deg(pred_angle, a, d).double().numpy(),
+            "circ_err_deg": circular_error_deg(pred_angle, a).double().numpy()}))
+    df = pd.concat(frames, ignore_index=True)
+    angles = sorted(df.angle_deg.unique())
+    seen = dict(zip(angles, _seen_mask(cfg, angles).tolist()))
+    dist = dict(zip(angles, distance_to_intervals_deg(torch.tensor(angles), cfg.train_angles_deg).tolist()))
+    near = {a: abs(float(signed_diff_deg(torch.tensor(a), torch.tensor(180.0)))) <= SIX_NINE_BAND_DEG for a in angles}
+    df["seen"] = df.angle_deg.map(seen)
+    df["dist_to_train_deg"] = df.angle_deg.map(dist)
+    df["six_nine_near_180"] = df.digit.isin(SIX_NINE) & df.angle_deg.map(near)
     return df
 
 
+def by_cell(gen_df):
+    """Per (model, seed, angle, digit): ``digit_acc_pct``, ``angle_err_deg``, ``circ_err_deg`` (a DataFrame)."""
+    return gen_df.groupby(["model", "key", "seed", "angle_deg", "digit"], sort=False).agg(
+        digit_acc_pct=("correct", lambda c: 100 * c.mean()), angle_err_deg=("angle_err_deg", "mean"),
+        circ_err_deg=("circ_err_deg", "mean"), seen=("seen", "first"),
+        six_nine_near_180=("six_nine_near_180", "first")).reset_index()
+
+
 def by_angle(gen_df):
-    """Per (model, angle): digit accuracy (without 6/9 near 180°), angle MAE, seen flag (a DataFrame)."""
+    """Per (model, angle), over seeds: digit accuracy (without 6/9 near 180°) and angle error, their lowest
+    and highest seed (``*_lo``, ``*_hi``), the seen flag and the distance to the training angles."""
     head = gen_df[~gen_df.six_nine_near_180]
-    acc = head.groupby(["model", "key", "angle_deg"], sort=False)["digit_acc_pct"].mean()
-    rest = gen_df.groupby(["model", "key", "angle_deg"], sort=False).agg(
-        angle_mae_deg=("angle_mae_deg", "mean"), angle_axial_mae_deg=("angle_axial_mae_deg", "mean"),
-        seen=("seen", "first"), dist_to_train_deg=("dist_to_train_deg", "first"))
-    return rest.join(acc).reset_index()
+    keys = ["model", "key", "angle_deg"]
+    acc = (100 * head.groupby([*keys, "seed"], sort=False).correct.mean()).rename("digit_acc_pct")
+    err = gen_df.groupby([*keys, "seed"], sort=False).angle_err_deg.mean()
+    per_seed = acc.to_frame().join(err).reset_index()
+    out = per_seed.groupby(keys, sort=False).agg(
+        digit_acc_pct=("digit_acc_pct", "mean"), digit_acc_pct_lo=("digit_acc_pct", "min"),
+        digit_acc_pct_hi=("digit_acc_pct", "max"), angle_err_deg=("angle_err_deg", "mean"),
+        angle_err_deg_lo=("angle_err_deg", "min"), angle_err_deg_hi=("angle_err_deg", "max"))
+    flags = gen_df.groupby(keys, sort=False).agg(seen=("seen", "first"), dist_to_train_deg=("dist_to_train_deg", "first"))
+    return out.join(flags).reset_index()
+
+
+def add_seed_bands(ax, per_angle, y: str, *, colors: Mapping[str, str] | None = None) -> None:
+    """Shade each model's band between its lowest and highest seed (``<y>_lo`` … ``<y>_hi``) on ``ax``."""
+    for name, part in per_angle.groupby("model", sort=False):
+        part = part.sort_values("angle_deg")
+        ax.fill_between(part.angle_deg, part[f"{y}_lo"], part[f"{y}_hi"], alpha=0.15, lw=0,
+                        color=(colors or {}).get(name))
 
 
 @torch.no_grad()
 def angle_sweep(trained: Sequence[Trained], angle_judge: AngleJudge, cfg: CVAEStudyConfig, *, digits=(1, 7, 8, 0)):
     """Interpolation in angle: one prior draw per digit, decoded at every ``sweep_step_deg`` over 360°.
 
-    Returns ``(frames, df)``: frames ``(T, models × digits, 1, H, W)`` for an animation, and per (model, digit,
-    step) the judge's reading and its step error ``|Δ read − Δ true|`` (smooth rotation: small and even).
+    Returns ``(frames, df)``: frames ``(T, models × digits, 1, H, W)`` for an animation, and per (model, seed,
+    digit, step) the judge's reading and its step error ``|Δ read − Δ true|`` (smooth rotation: small and even).
     """
     import pandas as pd
 
     steps = torch.arange(0.0, 360.0, cfg.sweep_step_deg, dtype=torch.float64).float()
-    g = torch.Generator().manual_seed(cfg.seed + 2)
-    z0 = torch.randn(len(digits), cfg.latent_dim, generator=g)
     frames, rows = [], []
     for t in trained:
+        g = torch.Generator().manual_seed(t.seed + 2)
+        z0 = torch.randn(len(digits), cfg.latent_dim, generator=g)
         device = next(t.model.parameters()).device
         d = torch.tensor(digits).repeat_interleave(len(steps)).to(device)
         a = steps.repeat(len(digits)).to(device)
@@ -385,12 +559,31 @@ def angle_sweep(trained: Sequence[Trained], angle_judge: AngleJudge, cfg: CVAESt
             delta_read = signed_diff_deg(read[i].roll(-1), read[i])
             step_err = (delta_read - cfg.sweep_step_deg).abs()
             for j, ang in enumerate(steps.tolist()):
-                rows.append({"model": t.label, "key": t.key, "digit": dig, "angle_deg": ang,
+                rows.append({"model": t.label, "key": t.key, "seed": t.seed, "digit": dig, "angle_deg": ang,
                              "read_deg": read[i, j].item(), "step_err_deg": step_err[j].item()})
     frames = torch.cat(frames).transpose(0, 1)  # (T, models*digits, 1, H, W)
     df = pd.DataFrame(rows)
     df["seen"] = _seen_mask(cfg, df.angle_deg.to_numpy()).numpy()
     return frames, df
+
+
+@torch.no_grad()
+def explicit_equivariance_err(trained: Sequence[Trained], cfg: CVAEStudyConfig, *, n: int = 64) -> float | None:
+    """Max ``|decode(z, y, θ) − rotate_batch(decode(z, y, 0°), θ)|`` over ``n`` prior draws and every
+    evaluation angle, for each trained explicit-rotation model (``None`` if there is none). By
+    construction 0 (the decoder draws upright and ``rotate_batch`` turns it)."""
+    errs = []
+    for t in trained:
+        if t.key != "rotation":
+            continue
+        device = next(t.model.parameters()).device
+        g = torch.Generator().manual_seed(t.seed + 3)
+        z, y = torch.randn(n, cfg.latent_dim, generator=g).to(device), (torch.arange(n) % 10).to(device)
+        upright = generate(t.model, y, torch.zeros(n, device=device), z)
+        for a in cfg.eval_angles_deg:
+            angle = torch.full((n,), float(a), device=device)
+            errs.append((generate(t.model, y, angle, z) - rotate_batch(upright, angle.double())).abs().max().item())
+    return max(errs) if errs else None
 
 
 @torch.no_grad()
@@ -420,124 +613,273 @@ def active_dims(t: Trained, test: Images, cfg: CVAEStudyConfig) -> list[int]:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Summaries
+# Judges, judged first
 
 
-def summarize(gen_df, recon_df, sweep_df, cfg: CVAEStudyConfig):
-    """One row per model with the issue's headline numbers (a DataFrame indexed by model key)."""
+@torch.no_grad()
+def judge_scores(digit_judge: DigitJudge, angle_judge: AngleJudge, test: Images, cfg: CVAEStudyConfig, *,
+                 angle_draws: int = 3):
+    """The judges' own scores on real test digits, with 95 % CIs from a bootstrap clustered by test digit
+    (each digit is seen at every evaluation angle, or at ``angle_draws`` random angles).
+
+    Returns ``(metrics, digit_df, angle_per_digit_df)``: ``judge_digit_acc_pct`` (every evaluation angle, all
+    digits), its worst angle and its accuracy on 6 and 9; ``judge_angle_mae_deg`` (:func:`angle_error_deg`,
+    axial for 0/1/8), the same as a plain circular error over all digits (``judge_angle_mae_circular_deg``)
+    and the median; per angle the digit accuracy, per digit the angle judge's axial and circular errors.
+    """
     import pandas as pd
 
-    per_angle = by_angle(gen_df)
-    rows = []
-    for key, part in per_angle.groupby("key", sort=False):
-        seen, unseen = part[part.seen], part[~part.seen]
-        far = part[part.dist_to_train_deg > 30]
-        rec = recon_df[recon_df.key == key]
-        rec_seen, rec_unseen = rec[rec.seen], rec[~rec.seen]
-        six_nine = gen_df[(gen_df.key == key) & gen_df.six_nine_near_180]
-        sw = sweep_df[sweep_df.key == key]
-        row = {"model": key, "label": MODELS[key],
-               "gen_digit_acc_seen_pct": seen.digit_acc_pct.mean(),
-               "gen_digit_acc_unseen_min_pct": unseen.digit_acc_pct.min() if len(unseen) else float("nan"),
-               "gen_digit_acc_unseen_mean_pct": unseen.digit_acc_pct.mean() if len(unseen) else float("nan"),
-               "gen_digit_acc_beyond30_pct": far.digit_acc_pct.mean() if len(far) else float("nan"),
-               "gen_angle_mae_seen_deg": seen.angle_mae_deg.mean(),
-               "gen_angle_mae_unseen_deg": unseen.angle_mae_deg.mean() if len(unseen) else float("nan"),
-               "gen_angle_mae_unseen_max_deg": unseen.angle_mae_deg.max() if len(unseen) else float("nan"),
-               "gen_angle_axial_mae_unseen_deg": unseen.angle_axial_mae_deg.mean() if len(unseen) else float("nan"),
-               "gen_69_acc_near180_pct": six_nine.digit_acc_pct.mean() if len(six_nine) else float("nan"),
-               "recon_mse": _weighted(rec_seen, "mse"), "recon_ssim": _weighted(rec_seen, "ssim"),
-               "recon_mse_unseen": _weighted(rec_unseen, "mse"), "recon_ssim_unseen": _weighted(rec_unseen, "ssim"),
-               "sweep_step_err_deg": sw.step_err_deg.mean() if len(sw) else float("nan")}
-        row["gen_digit_acc_drop_pts"] = row["gen_digit_acc_seen_pct"] - row["gen_digit_acc_unseen_min_pct"]
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("model")
+    y = test.y.cpu()
+    correct = torch.stack([digit_judge.predict(rotate_batch(test.x, float(a))).cpu() == y
+                           for a in cfg.eval_angles_deg], dim=1).double()  # (digits, angles)
+    digit_df = pd.DataFrame({"angle_deg": list(cfg.eval_angles_deg), "acc_pct": 100 * correct.mean(0).numpy()})
+    for d in range(10):
+        digit_df[f"acc_pct_{d}"] = 100 * correct[y == d].mean(0).numpy()
+    m = with_ci("judge_digit_acc_pct", *bootstrap_ci95(100 * correct.mean(1).numpy()))  # one value per digit image
+    m["judge_digit_acc_min_pct"] = float(digit_df.acc_pct.min())
+    m["judge_digit_acc_69_pct"] = 100 * float(correct[torch.isin(y, torch.tensor(SIX_NINE))].mean())
+    errs, circ = [], []
+    for s in range(angle_draws):
+        a = random_angles(len(test), generator=torch.Generator().manual_seed(1000 + s)).to(test.x.device)
+        pred = angle_judge.predict_deg(rotate_batch(test.x, a)).cpu()
+        errs.append(angle_error_deg(pred, a.cpu(), y).double())
+        circ.append(circular_error_deg(pred, a.cpu()).double())
+    err, circ = torch.stack(errs, 1), torch.stack(circ, 1)  # (digits, draws)
+    m.update(with_ci("judge_angle_mae_deg", *bootstrap_ci95(err.mean(1).numpy())))
+    m["judge_angle_mae_circular_deg"] = float(circ.mean())
+    m["judge_angle_median_deg"] = float(err.median())
+    per_digit = pd.DataFrame({"digit": list(range(10)),
+                              "error": ["axial" if d in AXIAL_DIGITS else "circular" for d in range(10)],
+                              "mae_deg": [float(err[y == d].mean()) for d in range(10)],
+                              "circular_mae_deg": [float(circ[y == d].mean()) for d in range(10)],
+                              "median_deg": [float(err[y == d].median()) for d in range(10)]})
+    return m, digit_df, per_digit
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Summaries and headline numbers
+
+# per (model, seed) statistics of the generations; each is also a function of a resample of the prior draws
+GEN_STATS = ("digit_acc_seen_pct", "digit_acc_unseen_pct", "digit_acc_drop_pts", "digit_acc_drop_worst_pts",
+             "digit_acc_beyond30_pct", "angle_err_seen_deg", "angle_err_unseen_deg")
+
+
+def _nanmean(a) -> float:
+    a = np.asarray(a, dtype=float)
+    return float(np.nanmean(a)) if a.size and not np.isnan(a).all() else float("nan")
+
+
+@dataclasses.dataclass
+class _Draws:
+    """One model and seed's generations as (prior draws × angles) arrays."""
+
+    correct: np.ndarray  # 1/0, NaN where left out of the digit accuracy (6 and 9 near 180°)
+    err: np.ndarray  # angle error (°), axial for 0/1/8
+    seen: np.ndarray  # (angles,) bool
+    beyond30: np.ndarray  # (angles,) bool: farther than SEED_CLAIM_DEG from every training angle
+
+    @classmethod
+    def of(cls, part) -> _Draws:
+        c = part.correct.astype(float).where(~part.six_nine_near_180)
+        wide = part.assign(c=c).pivot_table(index=["digit", "draw"], columns="angle_deg", values=["c", "angle_err_deg"],
+                                            dropna=False)
+        angles = wide["c"].columns
+        flags = part.groupby("angle_deg").agg(seen=("seen", "first"), dist=("dist_to_train_deg", "first")).loc[angles]
+        return cls(wide["c"].to_numpy(), wide["angle_err_deg"][angles].to_numpy(), flags.seen.to_numpy(bool),
+                   (flags.dist > SEED_CLAIM_DEG).to_numpy())
+
+    def stat(self, name: str, rows=slice(None)) -> float:
+        """One of ``GEN_STATS`` on the draws ``rows`` (all by default; a bootstrap passes a resample)."""
+        if name.startswith("angle_err"):
+            cols = self.seen if name == "angle_err_seen_deg" else ~self.seen
+            return _nanmean(self.err[rows][:, cols]) if cols.any() else float("nan")
+        with np.errstate(invalid="ignore"):
+            acc = 100 * np.nanmean(self.correct[rows], axis=0)  # per angle, pooled over digits and draws
+        seen = _nanmean(acc[self.seen])
+        unseen = acc[~self.seen]
+        if name == "digit_acc_seen_pct":
+            return seen
+        if name == "digit_acc_unseen_pct":
+            return _nanmean(unseen)
+        if name == "digit_acc_drop_pts":
+            return seen - _nanmean(unseen)
+        if name == "digit_acc_drop_worst_pts":
+            return seen - float(np.nanmin(unseen)) if unseen.size else float("nan")
+        if name == "digit_acc_beyond30_pct":
+            return _nanmean(acc[self.beyond30])
+        raise KeyError(f"unknown statistic {name!r}; choose from {', '.join(GEN_STATS)}")
 
 
 def _weighted(df, col: str) -> float:
     return float((df[col] * df.n).sum() / df.n.sum()) if len(df) and df.n.sum() else float("nan")
 
 
-def digit_claim(gen_df, key: str = "scalar", good=(1, 7), bad=(8, 0)) -> dict[str, float]:
+def digit_claim(cells, key: str = "scalar", good=(1, 7), bad=(8, 0)) -> dict[str, float]:
     """The seed's claim that rotation works better for 1 and 7 than for 8 and 0, for one model: mean angle
-    MAE (judge) and digit accuracy of each group, at seen and at unseen angles."""
-    part = gen_df[gen_df.key == key]
+    error (:func:`angle_error_deg`) and digit accuracy of each group at seen and at unseen angles, from
+    :func:`by_cell` (averaged over cells, so over seeds too)."""
+    part = cells[cells.key == key]
     out = {}
     for name, group in (("17", good), ("80", bad)):
         g = part[part.digit.isin(group)]
         for where, sel in (("seen", g.seen), ("unseen", ~g.seen)):
-            out[f"claim_angle_mae_{where}_deg_{name}_{key}"] = g[sel].angle_mae_deg.mean()
-            out[f"claim_digit_acc_{where}_pct_{name}_{key}"] = g[sel].digit_acc_pct.mean()
+            out[f"claim_angle_err_{where}_deg_{name}_{key}"] = float(g[sel].angle_err_deg.mean())
+            out[f"claim_digit_acc_{where}_pct_{name}_{key}"] = float(g[sel].digit_acc_pct.mean())
     return out
 
 
-def judge_scores(digit_judge: DigitJudge, angle_judge: AngleJudge, test: Images, cfg: CVAEStudyConfig):
-    """The judges' own scores on real test digits: ``(metrics, digit_df, angle_per_digit_df)``."""
-    from rotcore.judges import evaluate_angle_judge, evaluate_digit_judge
+def seed_summary(gen_df, recon_df, sweep_df):
+    """One row per (model, seed): ``GEN_STATS``, the 6/9 accuracy near 180°, reconstruction MSE / SSIM at
+    trained and unseen angles, and the sweep's step error (a DataFrame)."""
+    import pandas as pd
 
-    digit_df = evaluate_digit_judge(digit_judge, test, cfg.eval_angles_deg)
-    summary, per_digit = evaluate_angle_judge(angle_judge, test)
-    m = {"judge_digit_acc_pct": float(digit_df.acc_pct.mean()), "judge_digit_acc_min_pct": float(digit_df.acc_pct.min()),
-         "judge_digit_acc_69_pct": float(digit_df[["acc_pct_6", "acc_pct_9"]].to_numpy().mean()),
-         "judge_angle_mae_deg": summary["mae_deg"], "judge_angle_median_deg": summary["median_deg"]}
-    return m, digit_df, per_digit
+    rows = []
+    for (key, seed), part in gen_df.groupby(["key", "seed"], sort=False):
+        draws = _Draws.of(part)
+        rec = recon_df[(recon_df.key == key) & (recon_df.seed == seed)]
+        sw = sweep_df[(sweep_df.key == key) & (sweep_df.seed == seed)]
+        six_nine = part[part.six_nine_near_180]
+        row = {"model": key, "seed": seed, **{s: draws.stat(s) for s in GEN_STATS},
+               "gen_69_acc_near180_pct": 100 * six_nine.correct.mean() if len(six_nine) else float("nan"),
+               "recon_mse": _weighted(rec[rec.seen], "mse"), "recon_ssim": _weighted(rec[rec.seen], "ssim"),
+               "recon_mse_unseen": _weighted(rec[~rec.seen], "mse"),
+               "recon_ssim_unseen": _weighted(rec[~rec.seen], "ssim"),
+               "sweep_step_err_deg": sw.step_err_deg.mean() if len(sw) else float("nan")}
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
-def headline_metrics(summary, judge_metrics: Mapping[str, float], claim: Mapping[str, float], models_df) -> dict[str, Any]:
-    """The flat ``metrics`` object of ``results/01_cvae_rotation.json``: ``<metric>_<model>`` keys."""
+def summarize(per_seed):
+    """One row per model: the mean over seeds of :func:`seed_summary` (a DataFrame indexed by model key)."""
+    out = per_seed.drop(columns="seed").groupby("model", sort=False).mean()
+    out.insert(0, "label", [MODELS[k] for k in out.index])
+    return out
+
+
+def headline_metrics(gen_df, per_seed, judge_metrics: Mapping[str, Any], models_df,
+                     equivariance_err: float | None = None, *, n_boot: int = 2_000) -> dict[str, Any]:
+    """The flat ``metrics`` of ``results/01_cvae_rotation.json``.
+
+    ``gen_<stat>_<model>`` for every ``GEN_STATS`` with ``_ci95`` and ``_n``: with two or more seeds the mean
+    over seeds and its Student-t interval (``n`` = seeds); with one seed the value and a percentile
+    bootstrap over the prior draws, clustered by draw (a draw is decoded at every angle; ``n`` = draws).
+    Then the per-model means of the other :func:`seed_summary` columns, the 1/7-vs-8/0 claim, the judges'
+    own scores, parameter counts, the explicit decoder's equivariance check and ``n_seeds``. Anchored
+    metrics of models not in this run are ``None``.
+    """
     m: dict[str, Any] = dict(judge_metrics)
-    for key, row in summary.iterrows():
-        for col, v in row.items():
-            if col != "label":
-                m[f"{col}_{key}"] = float(v)
-    m.update({k: float(v) for k, v in claim.items()})
+    seeds = sorted(per_seed.seed.unique())
+    m["n_seeds"] = len(seeds)
+    for key, part in per_seed.groupby("model", sort=False):
+        if len(seeds) >= 2:
+            for s in GEN_STATS:
+                m.update(with_ci(f"gen_{s}_{key}", *mean_ci95(part[s].to_numpy())))
+        else:
+            draws = _Draws.of(gen_df[gen_df.key == key])
+            ids = np.arange(len(draws.correct))
+            for s in GEN_STATS:
+                est, ci, n = bootstrap_ci95(ids, statistic=lambda r, s=s, d=draws: d.stat(s, r.astype(int)),
+                                            n_boot=n_boot)
+                m.update(with_ci(f"gen_{s}_{key}", est, ci, n))
+        for col in part.columns.drop(["model", "seed", *GEN_STATS]):
+            m[f"{col}_{key}"] = float(part[col].mean())
+    if "scalar" in set(per_seed.model):
+        m.update(digit_claim(by_cell(gen_df)))
     for key, row in models_df.iterrows():
         m[f"params_{key}"] = int(row.parameters)
+    m["explicit_equivariance_err_rotation"] = equivariance_err
+    for a in ANCHORS:
+        m.setdefault(a.metric, None)
     return m
 
 
-def discussion(m: Mapping[str, Any], cfg: CVAEStudyConfig) -> dict[str, str]:
-    """Sentences for the notebook's discussion, written from the run's metrics (so no claim is typed)."""
+def _ci_text(m: Mapping[str, Any], name: str, unit: str, fmt: str = "{:.1f}") -> str:
+    ci = m.get(f"{name}_ci95")
+    return "" if ci is None else f" (95 % CI {fmt.format(ci[0])} to {fmt.format(ci[1])}{unit})"
+
+
+def _drop_sentence(m: Mapping[str, Any], key: str) -> str:
+    seen, unseen, drop = (m.get(f"gen_digit_acc_{s}_{key}") for s in ("seen_pct", "unseen_pct", "drop_pts"))
+    ci = m.get(f"gen_digit_acc_drop_pts_{key}_ci95")
+    if ci is None:
+        resolved = ""
+    elif ci[0] > 0:
+        resolved = "; the interval lies above zero, so the drop is resolved by this run"
+    elif ci[1] < 0:
+        resolved = "; the interval lies below zero: unseen angles score higher on this run"
+    else:
+        resolved = "; the interval includes zero, so this run does not resolve a drop"
+    return (f"read as the intended digit {seen:.1f} % of the time at trained angles and {unseen:.1f} % at unseen "
+            f"ones, a drop of {drop:.1f} points{_ci_text(m, f'gen_digit_acc_drop_pts_{key}', ' points')}{resolved}. "
+            f"At its worst unseen angle it loses {m[f'gen_digit_acc_drop_worst_pts_{key}']:.1f} points"
+            f"{_ci_text(m, f'gen_digit_acc_drop_worst_pts_{key}', ' points')}")
+
+
+def discussion(m: Mapping[str, Any]) -> dict[str, str]:
+    """Sentences for the notebook's discussion, written from the run's metrics (each holds whatever the
+    outcome; a model left out of the run gets a sentence saying so)."""
     out = {}
-    fmt = ", ".join(f"[{lo:g}°, {hi:g}°]" for lo, hi in cfg.train_angles_deg)
-    unseen = ", ".join(f"({lo:g}°, {hi:g}°)" for lo, hi in cfg.unseen_angles_deg)
-    out["cvae_angles_sentence"] = f"Training angles: {fmt}. Unseen: {unseen}."
-    s_seen, s_far = m.get("gen_digit_acc_seen_pct_scalar"), m.get("gen_digit_acc_beyond30_pct_scalar")
-    if s_seen is not None and s_far is not None:
-        drop = s_seen - s_far
+    n_seeds = m.get("n_seeds") or 0
+    out["cvae_ci_sentence"] = (
+        f"Every interval below is a 95 % Student-t interval over the {n_seeds} seeds (each seed trains the "
+        "models anew and draws its own latent codes)." if n_seeds >= 2 else
+        "This run has one seed: every interval below is a percentile bootstrap over the prior draws, "
+        "clustered by draw (one draw is decoded at every angle); it leaves out the variation between "
+        "training runs, so it is narrower than an interval over seeds would be.")
+    if m.get("judge_digit_acc_pct") is not None:
+        out["cvae_judge_sentence"] = (
+            f"On 6 and 9 the rotation-invariant digit judge scores {m['judge_digit_acc_69_pct']:.1f} %. "
+            f"The angle judge's error is {m['judge_angle_mae_deg']:.2f}° with half turns forgiven for 0, 1 and 8, "
+            f"{m['judge_angle_mae_circular_deg']:.2f}° if every digit is scored circularly (median "
+            f"{m['judge_angle_median_deg']:.2f}°). Some of that error need not be the judge's: a real digit written "
+            "at a slant has no exact upright angle (this run does not measure how much that contributes).")
+    if m.get("gen_digit_acc_drop_pts_scalar") is not None:
+        seen, far = m["gen_digit_acc_seen_pct_scalar"], m["gen_digit_acc_beyond30_pct_scalar"]
+        far_ci = m.get("gen_digit_acc_beyond30_pct_scalar_ci95")
+        lower = far_ci is not None and far_ci[1] < seen
         out["cvae_seed_sentence"] = (
-            f"The seed-style model's generations are read as the intended digit {s_seen:.1f} % of the time at "
-            f"trained angles and {s_far:.1f} % on average more than 30° away from them, "
-            + (f"a drop of {drop:.1f} points: the seed's qualitative claim holds, measured."
-               if drop >= 1 else f"a change of {drop:+.1f} points: on this run the seed's claim is not reproduced.")
-            + f" The angle judge's error on its generations is {m['gen_angle_mae_seen_deg_scalar']:.1f}° at trained "
-              f"angles and {m['gen_angle_mae_unseen_deg_scalar']:.1f}° at unseen ones.")
+            "The seed-style model's generations are " + _drop_sentence(m, "scalar") + ". "
+            + (f"More than {SEED_CLAIM_DEG:g}° from every trained angle its accuracy is {far:.1f} %"
+               f"{_ci_text(m, 'gen_digit_acc_beyond30_pct_scalar', ' %')}, against {seen:.1f} % at trained angles: "
+               if far == far else f"No evaluation angle lies more than {SEED_CLAIM_DEG:g}° from the trained ones: ")
+            + ("consistent with the seed's qualitative 'degrades beyond ±30°', now with a number. " if lower else
+               "the seed's qualitative 'degrades beyond ±30°' is not resolved by this run. ")
+            + f"The angle judge's error on its generations is {m['gen_angle_err_seen_deg_scalar']:.1f}° at trained "
+              f"angles and {m['gen_angle_err_unseen_deg_scalar']:.1f}°"
+              f"{_ci_text(m, 'gen_angle_err_unseen_deg_scalar', '°')} at unseen ones.")
     else:
         out["cvae_seed_sentence"] = "The seed-style model was not part of this run."
-    if "gen_digit_acc_drop_pts_rotation" in m:
+    if m.get("gen_digit_acc_drop_pts_film") is not None:
+        out["cvae_film_sentence"] = (
+            "The FiLM model, which sees the angle as a point on the circle but must still learn what each angle "
+            "looks like, has its generations " + _drop_sentence(m, "film") + f"; its angle error at unseen angles "
+            f"is {m['gen_angle_err_unseen_deg_film']:.1f}°{_ci_text(m, 'gen_angle_err_unseen_deg_film', '°')} "
+            f"(at trained angles {m['gen_angle_err_seen_deg_film']:.1f}°).")
+    else:
+        out["cvae_film_sentence"] = "The FiLM model was not part of this run."
+    if m.get("gen_digit_acc_drop_pts_rotation") is not None:
         out["cvae_rotation_sentence"] = (
-            f"The explicit-rotation decoder's digit accuracy goes from {m['gen_digit_acc_seen_pct_rotation']:.1f} % "
-            f"in range to {m['gen_digit_acc_unseen_min_pct_rotation']:.1f} % at its worst unseen angle (6 and 9 "
-            f"within {SIX_NINE_BAND_DEG:g}° of 180° left out; they score "
-            f"{m['gen_69_acc_near180_pct_rotation']:.1f} % there), and the angle judge reads its unseen-angle "
-            f"generations with a mean error of {m['gen_angle_mae_unseen_deg_rotation']:.2f}°.")
+            "The explicit-rotation decoder is the ceiling of this comparison, not a result: it draws an upright "
+            "digit and turns it, and the digit judge is rotation-invariant, so what it measures is mostly the "
+            "judges. Its generations are " + _drop_sentence(m, "rotation")
+            + f". The angle judge reads its unseen-angle generations with an error of "
+              f"{m['gen_angle_err_unseen_deg_rotation']:.2f}° against {m['gen_angle_err_seen_deg_rotation']:.2f}° "
+              f"at trained angles. As for every model, 6 and 9 within {SIX_NINE_BAND_DEG:g}° of 180° are left out "
+              f"of the digit accuracy; this model's score on them there is "
+              f"{m['gen_69_acc_near180_pct_rotation']:.1f} %.")
     else:
         out["cvae_rotation_sentence"] = "The explicit-rotation model was not part of this run."
-    keys = [k for k in ("17", "80") if f"claim_angle_mae_seen_deg_{k}_scalar" in m]
-    if len(keys) == 2:
-        a17, a80 = m["claim_angle_mae_seen_deg_17_scalar"], m["claim_angle_mae_seen_deg_80_scalar"]
-        u17, u80 = m["claim_angle_mae_unseen_deg_17_scalar"], m["claim_angle_mae_unseen_deg_80_scalar"]
-        better = a17 < a80
+    if "claim_angle_err_seen_deg_17_scalar" in m:
+        a17, a80 = m["claim_angle_err_seen_deg_17_scalar"], m["claim_angle_err_seen_deg_80_scalar"]
+        u17, u80 = m["claim_angle_err_unseen_deg_17_scalar"], m["claim_angle_err_unseen_deg_80_scalar"]
         out["cvae_claim_sentence"] = (
             f"At trained angles the judge's angle error for the seed-style model's 1s and 7s is {a17:.1f}° against "
             f"{a80:.1f}° for its 8s and 0s ({u17:.1f}° vs {u80:.1f}° at unseen angles): "
-            + ("1 and 7 do rotate more legibly, as the seed says. " if better else
+            + ("1 and 7 do rotate more legibly on this run, as the seed says. " if a17 < a80 else
                "the seed's ranking is not reproduced on this run. ")
-            + "Part of this is the judge's, not the generator's: 0 and 8 look almost the same after a half turn, "
-              "so their angle is ambiguous even for real digits (see the judge's per-digit error above).")
+            + "Half turns are forgiven for 0, 1 and 8 (their angle is only defined modulo 180°) but not for 7, "
+              "and part of each error is the judge's own (see its per-digit error above).")
     return out
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Interactive (Colab / Jupyter only; the static site shows the animation and the figure grids instead)
 
