@@ -48,7 +48,7 @@ if "google.colab" in sys.modules:
                     "rotcore @ git+https://github.com/rotbook/rotbook"], check=True)
 
 # %% tags=["parameters"]
-profile = "smoke"  # "smoke": CI, about a minute; "cpu": the published numbers, <= 25 min on 2 cores; "gpu": the anchors' scale
+profile = "smoke"  # "smoke": CI, about a minute; "cpu": the published numbers, 2 CPU cores, at most 25 min; "gpu": one GPU
 overrides = {}  # e.g. {"latent_dim": 32, "equivariant_encoder.group": "C16", "fit.epochs": 40}
 
 # %%
