@@ -127,18 +127,21 @@ PROFILES: dict[str, SVAEConfig] = {
     # (a) training FLOPs per image (the counter of `train_flops`) at the effective rates of issue 10's measured
     #     table (C8 G-CNN w0.25: 553 img/s = 0.74 TFLOP/s for escnn layers; plain CNN: 3040 img/s = 0.56 TFLOP/s
     #     bf16, fp32 forward ~1.7x slower); (b) img/s measured here relative to those two reference models
-    #     timed in the same process, interleaved, best of 3-4 repeats (S-GVAE train ~280 img/s, S-VAE and
-    #     ELBO VAEs ~3000-4000, upright judge ~2300-3300, C8 encoder fp32 forward ~4500, decoder ~7000):
+    #     timed in the same process, interleaved, 4 repeats, as the range over the repeats (S-GVAE train
+    #     186-349 img/s, S-VAE 880-3400, ELBO VAEs 1260-4900, upright judge 900-3300, C8 encoder fp32
+    #     forward 2100-4500, decoder fp32 forward 3300-7000; the FLOP counter ignores the VAEs' elementwise
+    #     work, which is why the S-GVAE measures slower than (a) says):
     #                                                                           (a)        (b)
-    #   upright judge C1 w0.5, 30k x 4 epochs (if not cached)                2.6 min    1.0 min
-    #   S-GVAE C8 w0.25 (267k encoder params), 30k x 4 epochs                4.8        7.1
-    #   S-VAE  C1 w0.20 (277k encoder params), 30k x 4 epochs                1.4        0.7
-    #   ELBO table, d = 2 only: Gaussian + Power Spherical, 30k x 3 each     2.0        0.8
+    #   upright judge C1 w0.5, 30k x 4 epochs (if not cached)                2.6 min    0.6-2.2 min
+    #   S-GVAE C8 w0.25 (267k encoder params), 30k x 4 epochs                4.8        5.7-10.7
+    #   S-VAE  C1 w0.20 (277k encoder params), 30k x 4 epochs                1.4        0.6-2.3
+    #   ELBO table, d = 2 only: Gaussian + Power Spherical, 30k x 3 each     2.0        0.6-2.4
     #   validation ELBO every epoch (2k digits)                              0.4        0.3
-    #   rotated evaluation: 3k test digits x 12 angles (every 30°), 2 VAEs   2.5        1.0
-    #   IW bounds: 100 samples x 1k test digits x 4 VAEs (400k decodes)      2.3        1.0
+    #   rotated evaluation: 3k test digits x 12 angles (every 30°), 2 VAEs   2.5        0.5-1.5
+    #   IW bounds: 100 samples x 1k test digits x 4 VAEs (400k decodes)      2.3        0.9-1.9
     #   kernel, data, model builds, invariance probes, figures, animation    1.5        1.5
-    #   total                                                               17.5 min   13.4 min
+    #   total                                                               17.5 min   10.7-22.8 min
+    # If a measured run exceeds 25 min, `fit.epochs=3` saves a quarter of the S-GVAE's time.
     # Training FLOPs (`train_flops`): about 0.39 PFLOP (gpu: 10.3 PFLOP).
     "cpu": SVAEConfig(
         plain_encoder=EncoderConfig(group="C1", width=0.2),
