@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from rotcore import report
 from rotcore.config import ConfigError
 from rotcore.data import binarize
 from rotcore.metrics import knn_predict, latent_invariance_error
@@ -169,32 +170,37 @@ def test_bad_configs_raise_clear_errors():
     with pytest.raises(ConfigError, match="three entries"):
         DecoderConfig(channels=(8, 8))
     with pytest.raises(ConfigError, match="unknown profile"):
-        study.resolve_config("huge")
+        report.resolve_config(study, "huge")
     with pytest.raises(ConfigError, match="unknown override key"):
-        study.resolve_config("smoke", {"fit.epoch": 3})
+        report.resolve_config(study, "smoke", {"fit.epoch": 3})
     with pytest.raises(ConfigError, match="plain_encoder.group"):
-        study.resolve_config("smoke", {"plain_encoder.group": "C8"})
+        report.resolve_config(study, "smoke", {"plain_encoder.group": "C8"})
     with pytest.raises(ConfigError, match="equivariant_encoder.group"):
-        study.resolve_config("smoke", {"equivariant_encoder.group": "C1"})
+        report.resolve_config(study, "smoke", {"equivariant_encoder.group": "C1"})
     with pytest.raises(ConfigError, match="knn_k"):
-        study.resolve_config("smoke", {"knn_k": 1000})
+        report.resolve_config(study, "smoke", {"knn_k": 1000})
     with pytest.raises(ConfigError, match="include 0"):
-        study.resolve_config("smoke", {"test_angles_deg": [90, 180]})
+        report.resolve_config(study, "smoke", {"test_angles_deg": [90, 180]})
     with pytest.raises(ConfigError, match="elbo_latents"):
-        study.resolve_config("smoke", {"elbo_latents": ["gaussian", "vmf"]})
-    cfg = study.resolve_config("smoke", {"latent_dim": 4, "equivariant_encoder.group": "C16"})
+        report.resolve_config(study, "smoke", {"elbo_latents": ["gaussian", "vmf"]})
+    cfg = report.resolve_config(study, "smoke", {"latent_dim": 4, "equivariant_encoder.group": "C16"})
     assert study.vae_config("sgvae", cfg).encoder.group == "C16" and study.vae_config("svae", cfg).latent_dim == 4
 
 
 def test_models_share_the_decoder_design_and_report_parameters():
-    cfg = study.resolve_config("smoke")
+    cfg = report.resolve_config(study, "smoke")
     a, b = study.vae_config("svae", cfg), study.vae_config("sgvae", cfg)
     assert a.decoder == b.decoder and a.latent == b.latent == "power_spherical"
     table = study.model_table(cfg)
     assert list(table.index) == ["svae", "sgvae"]
     assert table.loc["svae", "decoder_params"] == table.loc["sgvae", "decoder_params"]
-    full = study.PROFILES["full"]
-    assert full.fit.epochs > cfg.fit.epochs and full.test_angles_deg == tuple(float(a) for a in range(0, 360, 15))
+    gpu, cpu = study.PROFILES["gpu"], study.PROFILES["cpu"]
+    assert gpu.fit.epochs > cpu.fit.epochs > cfg.fit.epochs
+    assert gpu.test_angles_deg == tuple(float(a) for a in range(0, 360, 15))
+    assert cpu.elbo_dims == (2,) and 0.0 in cpu.test_angles_deg and cpu.judge_profile == "cpu"
+    with pytest.raises(ConfigError, match="cpu"):
+        report.resolve_config(study, "full")
+    report.check_study(study)
 
 
 def test_kl_equals_the_packages_kl_to_the_uniform_prior():
@@ -212,20 +218,132 @@ def test_kl_equals_the_packages_kl_to_the_uniform_prior():
         assert torch.allclose(vae.kl(loc, kappa), ref, rtol=1e-6, atol=1e-5)
 
 
+def test_sgvae_code_is_invariant_to_quarter_turns(x):
+    """The check ``latent_invariance_err_rot90``: the study's own S-GVAE (its config, fresh weights) maps a digit
+    and its quarter turns to the same code, exactly up to float64 rounding, whatever the weights."""
+    cfg = report.resolve_config(study, "smoke")
+    torch.manual_seed(0)
+    vae = build_vae(study.vae_config("sgvae", cfg))
+    errs = latent_invariance_error(vae, x, [90, 180, 270], dtype=torch.float64)
+    assert max(errs.values()) <= 1e-12 < study.ANCHORS[-1].threshold, errs
+    assert study.ANCHORS[-1].metric == "latent_invariance_err_rot90" and study.ANCHORS[-1].kind == "check"
+    assert study.ANCHORS[-1].test.endswith("::test_sgvae_code_is_invariant_to_quarter_turns")
+
+
+def test_angle_accuracy_ci_resamples_whole_digits():
+    import numpy as np
+
+    from rotcore.metrics import bootstrap_ci95
+
+    g = torch.Generator().manual_seed(0)
+    correct = torch.rand(5, 40, generator=g) < torch.tensor([0.9, 0.8, 0.6, 0.85, 0.95])[:, None]  # (angles, N)
+    est, (lo, hi), n = study.angle_accuracy_ci(correct, "min", n_boot=300)
+    assert n == 40 and est == pytest.approx(100 * correct.double().mean(1).min().item()) and lo <= est <= hi
+    # the same draws by hand: each resample takes whole digits (all their angles) and recomputes every angle
+    c = correct.double().numpy()
+    draws = np.random.default_rng(0).integers(0, 40, size=(300, 40))
+    manual = [100 * c[:, d].mean(1).min() for d in draws]
+    assert (lo, hi) == pytest.approx(tuple(np.percentile(manual, [2.5, 97.5])))
+    # mean over angles: the per-digit means' bootstrap is the clustered bootstrap of all readings
+    est_m, ci_m, _ = study.angle_accuracy_ci(correct, "mean", n_boot=300)
+    flat = bootstrap_ci95(c.T.ravel(), clusters=np.repeat(np.arange(40), 5), n_boot=300)
+    assert est_m == pytest.approx(100 * flat[0]) and ci_m == pytest.approx((100 * flat[1][0], 100 * flat[1][1]))
+    # an angle the model always gets wrong is the worst angle in every resample
+    always_wrong = correct.clone()
+    always_wrong[2] = False
+    assert study.angle_accuracy_ci(always_wrong, "min", n_boot=50)[:2] == (0.0, (0.0, 0.0))
+    with pytest.raises(ValueError, match="statistic"):
+        study.angle_accuracy_ci(correct, "median")
+
+
+def test_headline_cis_name_every_headline_accuracy():
+    from rotcore.data import Images
+
+    y = torch.tensor([6, 6, 9, 9, 1, 2])
+    test = Images(torch.zeros(6, 1, 28, 28), y)
+    judge = torch.stack([y, torch.tensor([6, 0, 9, 6, 1, 2])])  # angle 0: all right; angle 1: one 6, one 9 wrong
+    ev = study.RotatedEval(None, judge, torch.stack([y, y]))
+    out = study.headline_cis({"sgvae": ev}, test, n_boot=100)
+    assert out["sgvae_six_acc_mean_pct"] == pytest.approx(75.0) and out["sgvae_six_acc_min_pct"] == 50.0
+    assert out["sgvae_nine_acc_min_pct_n"] == 2 and len(out["sgvae_nine_acc_min_pct_ci95"]) == 2
+    assert out["sgvae_latent_knn_acc_mean_pct"] == 100.0 and out["sgvae_latent_knn_acc_mean_pct_n"] == 6
+
+
+def test_model_selection_reads_validation_never_test(tmp_path, monkeypatch):
+    """The best epoch is chosen on the validation ELBO: with the test split poisoned (NaN), training gives the
+    same weights and the same chosen epoch as with the real test split."""
+    monkeypatch.setenv("ROTBOOK_RUNS", str(tmp_path))
+    cfg = report.resolve_config(study, "smoke", {"train_size": 128, "val_size": 64, "test_size": 16,
+                                                 "fit.epochs": 2, "fit.batch_size": 32})
+    data = study.load_data(cfg)
+    poisoned = study.StudyData(data.train, data.val_bin, study.Images(torch.full_like(data.test.x, float("nan")),
+                                                                      data.test.y),
+                               torch.full_like(data.test_bin, float("nan")))
+    runs = []
+    for i, d in enumerate((data, poisoned)):
+        monkeypatch.setenv("ROTBOOK_RUNS", str(tmp_path / str(i)))
+        runs.append(study.train_vae("svae", "S-VAE", study.vae_config("svae", cfg), cfg.fit, cfg, d, device="cpu",
+                                    progress=False))
+    a, b = runs
+    assert a.result.best_epoch == b.result.best_epoch and math.isfinite(a.result.best_metric)
+    assert all(torch.equal(p, q) for p, q in zip(a.model.state_dict().values(), b.model.state_dict().values()))
+
+
+def test_train_flops_counts_every_trained_model():
+    smoke = report.resolve_config(study, "smoke")
+    f = study.train_flops(smoke)
+    assert 0 < f < 1e14
+    more = report.resolve_config(study, "smoke", {"fit.epochs": 3})
+    assert study.train_flops(more) > f  # two more epochs of the two VAEs
+    # per image and per step: a plain model's step cost is all per image
+    m = build_vae(VAEConfig(encoder=EncoderConfig(group="C1", width=0.08, fc=(16,)), **SMALL))
+    per_image, per_step = study._step_flops(m, lambda mm, xb: study.vae_loss(mm, (xb,))[0],
+                                            lambda b: torch.rand(b, 1, 28, 28))
+    assert per_image > 0 and per_step == pytest.approx(0, abs=1e-6 * per_image)
+    # the totals-only counter counts what torch's own FlopCounterMode counts
+    from torch.utils.flop_counter import FlopCounterMode
+
+    xb = torch.rand(3, 1, 28, 28)
+    with FlopCounterMode(display=False) as ref:
+        study.vae_loss(m, (xb,))[0].backward()
+    with study._flop_counter() as ours:
+        study.vae_loss(m, (xb,))[0].backward()
+    assert ours.get_total_flops() == ref.get_total_flops() > 0
+
+
 def test_discussion_sentences_follow_the_metrics():
-    cfg = study.resolve_config("smoke")
     good = {"sgvae_six_acc_min_pct": 96.0, "sgvae_nine_acc_min_pct": 90.0, "sgvae_latent_knn_acc_mean_pct": 97.5,
             "latent_invariance_err_rot90": 2e-7, "sgvae_six_as_nine_max_pct": 3.0, "sgvae_nine_as_six_max_pct": 12.0,
             "sgvae_six_acc_upright_pct": 98.0, "sgvae_nine_acc_upright_pct": 97.0, "sgvae_six_acc_drop_pct": 2.0,
             "sgvae_nine_acc_drop_pct": 7.0, "svae_upright_acc_pct": 95.0, "svae_all_acc_mean_pct": 40.0,
-            "iwll_ps_d2": -130.0, "iwll_gauss_d2": -133.0}
-    s = study.discussion(good, cfg)
-    assert s["sv_six_verdict"].startswith("meets") and s["sv_nine_verdict"].startswith("misses")
-    assert s["sv_knn_verdict"].startswith("meets") and s["sv_inv_verdict"].startswith("meets")
+            "sgvae_six_acc_mean_pct": 97.0, "sgvae_nine_acc_mean_pct": 60.0, "svae_six_acc_mean_pct": 24.0,
+            "svae_nine_acc_mean_pct": 30.0, "sgvae_latent_invariance_err_rot45": 1.8,
+            "sgvae_latent_invariance_err_rot45_mean": 0.1, "iwll_ps_d2": -130.0, "iwll_gauss_d2": -133.0}
+    s = study.discussion(good)
     assert "style is not always enough" in s["sv_six_nine_answer"] and "12.0 %" in s["sv_six_nine_answer"]
     assert "7.0 points" in s["sv_drop_sentence"] and s["sv_collapse_verdict"].startswith("collapses")
     assert s["sv_elbo_gaps"].startswith("+3.00 nats at d = 2") and "better here too" in s["sv_elbo_sentence"]
-    bad = {**good, "sgvae_nine_acc_upright_pct": 10.0, "svae_upright_acc_pct": 20.0, "iwll_ps_d2": -140.0}
-    s = study.discussion(bad, cfg)
+    assert "above the seed's 95 % for 6s, below its 66 % for 9s" in s["sv_seed_sentence"]
+    assert "level with the seed's 24 % for 6s, above its 28 % for 9s" in s["sv_seed_sentence"]
+    assert "a few outlying digits" in s["sv_code_change_sentence"] and "-132.50" in s["sv_paper_sentence"]
+    bad = {**good, "sgvae_nine_acc_upright_pct": 10.0, "svae_upright_acc_pct": 20.0, "iwll_ps_d2": -140.0,
+           "sgvae_latent_invariance_err_rot45_mean": 1.0}
+    s = study.discussion(bad)
     assert s["sv_six_nine_answer"].startswith("**This run cannot say.**")
     assert s["sv_collapse_verdict"].startswith("cannot show") and "**not** better" in s["sv_elbo_sentence"]
+    assert "a shift of most codes" in s["sv_code_change_sentence"]
+    worse = {**good, **{f"{k}_{d}_acc_mean_pct": 1.0 for k in ("sgvae", "svae") for d in ("six", "nine")}}
+    assert "(both below the seed's 95 % and 66 %)" in study.discussion(worse)["sv_seed_sentence"]
+
+
+def test_anchors_drive_the_verdicts_and_quote_the_seed_as_an_aggregate():
+    by = {a.metric: a for a in study.ANCHORS}
+    assert by["sgvae_six_acc_min_pct"].anchor is None and by["sgvae_six_acc_min_pct"].threshold == 95.0
+    assert by["sgvae_six_acc_min_pct"].verdict(96.0).startswith("meets")
+    assert by["sgvae_nine_acc_min_pct"].verdict(90.0).startswith("misses")
+    for metric, seed in (("sgvae_six_acc_mean_pct", 95.0), ("sgvae_nine_acc_mean_pct", 66.0),
+                         ("svae_six_acc_mean_pct", 24.0), ("svae_nine_acc_mean_pct", 28.0)):
+        assert by[metric].anchor == seed and "aggregate" in by[metric].caveat  # mean against the seed's mean
+    assert "500" in by["iwll_ps_d2"].caveat and by["iwll_gauss_d2"].anchor == -135.73
+    checks = [a for a in study.ANCHORS if a.kind == "check"]
+    assert [a.metric for a in checks] == ["latent_invariance_err_rot90"]
