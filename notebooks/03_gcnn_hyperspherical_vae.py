@@ -57,6 +57,7 @@ import torch
 from IPython.display import HTML, display
 
 from rotcore import judges, plots, report
+from rotcore.metrics import six_nine_confusion
 from rotcore.studies import svae as study
 from rotcore.train import predict
 
@@ -159,7 +160,7 @@ per_digit.assign(all=rot_df[rot_df.label == "all"].groupby("model", sort=False).
 # The headline: how often the judge reads a decoded 6 as a 9, and a decoded 9 as a 6, by input angle.
 
 # %%
-six_nine = study.six_nine_confusion(judge_preds, data.test, cfg)
+six_nine = six_nine_confusion(judge_preds, data.test.y, cfg.test_angles_deg)
 fig, axes = plots.plt.subplots(1, 2, figsize=(11, 3.4), sharey=True)
 plots.plot_vs_angle(six_nine, y="six_as_nine_pct", hue="model", ax=axes[0], ylabel="% of decoded 6s read as 9",
                     title="6 → 9", colors=study.COLORS)

@@ -563,20 +563,6 @@ def misread_examples(trained: Trained, judge: nn.Module, test: Images, *, digit:
     return x[hit].cpu(), decoded[hit].cpu()
 
 
-def six_nine_confusion(judge_preds: Mapping[str, Tensor], test: Images, cfg: SVAEConfig):
-    """Per model and angle: % of decoded 6s the judge reads as 9, and of decoded 9s read as 6."""
-    import pandas as pd
-
-    y = test.y.cpu()
-    rows = []
-    for label, p in judge_preds.items():
-        for a, pa in zip(cfg.test_angles_deg, p):
-            rows.append({"model": label, "angle_deg": a,
-                         "six_as_nine_pct": 100 * (pa[y == SIX] == NINE).double().mean().item(),
-                         "nine_as_six_pct": 100 * (pa[y == NINE] == SIX).double().mean().item()})
-    return pd.DataFrame(rows)
-
-
 def seed_table(df):
     """The seed project's table for both models: decoded rotated 6s and 9s, mean and worst over angles."""
     import pandas as pd
