@@ -170,7 +170,8 @@ def use_channels_last(model: nn.Module, memory_format: str) -> bool:
     """Whether :func:`fit` puts ``model`` in channels_last (``"auto"``: when it has plain 2-D convolutions)."""
     if memory_format != "auto":
         return memory_format == "channels_last"
-    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+    # channels_last is defined for 4-D tensors only: a model holding 5-D weights (escnn-style) stays contiguous
+    return any(isinstance(m, nn.Conv2d) for m in model.modules()) and all(p.dim() <= 4 for p in model.parameters())
 
 
 def _rng_state() -> dict[str, Any]:
