@@ -24,8 +24,8 @@
 # 1. a plain CNN;
 # 2. the same CNN trained with random-rotation augmentation;
 # 3. group-equivariant CNNs built with [escnn](https://github.com/QUVA-Lab/escnn) over the rotation groups
-#    C8 and C16, and D16 restricted to C16 after the fifth layer (the paper's best MNIST-rot model),
-#    made invariant by pooling over the group.
+#    C8 and C16, and D16 restricted to C16 after the fifth layer (the E(2)-CNN paper's headline MNIST-rot
+#    model), made invariant by pooling over the group.
 #
 # The config names one G-CNN as the **headline model** before the run (`headline_model`: the C8 G-CNN on the
 # `cpu` profile, the paper's D16|5C16 on `gpu`). Its numbers are set beside the published ones; every other
@@ -96,10 +96,10 @@ fig = plots.plot_vs_angle(upright_df[upright_df.label == "all"], y="acc_pct", hu
                           ylabel="test accuracy (%)", title="Trained upright, tested at every angle", ylim=(0, 101))
 
 # %% [markdown]
-# How to read it: the G-CNNs are exactly invariant to quarter turns, so their curves must repeat every
-# 90°; between quarter turns the pixel grid is only approximately symmetric, which is where any loss
-# shows. A model without built-in symmetry can only be right where it has seen digits. Accuracy on the
-# original (upright) test set against the mean over all rotated copies:
+# How to read it: the G-CNNs are exactly invariant to quarter turns, so their curves repeat every 90° (up
+# to the odd near-tie flipped by rounding); between quarter turns the pixel grid is only approximately
+# symmetric, which is where any loss shows. A model without built-in symmetry can only be right where it
+# has seen digits. Accuracy on the original (upright) test set against the mean over all rotated copies:
 
 # %%
 acc = upright_df[upright_df.label == "all"]
@@ -206,8 +206,8 @@ path = run.publish(metrics)
 # over test digits, each digit with all its rotated copies), which
 # {glue:md}`upright_to_rotated_mean_acc_pct_verdict`. The logits of every G-CNN this run trained, in both
 # protocols and for every seed, move by at most {glue:md}`invariance_err_rot90_max_with_ci` under quarter
-# turns, a check that {glue:md}`invariance_err_rot90_max_verdict` and that the test named in the checks
-# table guarantees.
+# turns. That is a check, not a finding: it {glue:md}`invariance_err_rot90_max_verdict`, and the test named
+# in the checks table guarantees it for any weights.
 #
 # **Train and test rotated.** On the MNIST-rot replica the {glue:md}`inv_headline_model` has a test error of
 # {glue:md}`rotmnist_test_error_pct_with_ci` (mean over seeds, Student-t interval), which

@@ -48,6 +48,7 @@ def test_study_fills_in_the_contract_and_every_profile_names_its_headline_g_cnn(
     ({"headline_model": "c16"}, "not in replica_models"),
     ({"replica_models": ["cnn_aug"]}, "not in replica_models"),
     ({"replica_models": ["cnn", "cnn_aug", "c8"]}, "same run twice"),
+    ({"eval_precision": "fp16"}, "eval_precision"),
 ])
 def test_bad_headline_configs(overrides, message):
     with pytest.raises(ConfigError, match=message):
@@ -135,3 +136,22 @@ def test_train_flops_counts_each_run_and_the_g_cnn_costs_more_per_image():
     images = study.train_images(cfg, "replica")
     batches = cfg.replica_train_size // cfg.replica_fit.batch_size
     assert images == cfg.replica_fit.epochs * batches * cfg.replica_fit.batch_size
+
+
+@pytest.mark.parametrize("aug, aug_ci, expected", [
+    (3.0, [2.8, 3.2], "do not overlap: augmentation teaches"),
+    (1.6, [1.3, 1.9], "does not tell the two apart"),
+    (1.0, [0.9, 1.1], "augmentation alone did better"),
+    (3.0, None, "no interval"),
+    (None, None, "was not part"),
+])
+def test_discussion_says_what_the_numbers_say(aug, aug_ci, expected):
+    m = {"headline_model": "c8", "rotmnist_test_error_pct": 1.5, "rotmnist_test_error_pct_ci95": [1.4, 1.6],
+         "rotmnist_test_error_pct_cnn_aug": aug, "rotmnist_test_error_pct_cnn_aug_ci95": aug_ci}
+    assert expected in study.discussion(m)["inv_aug_sentence"]
+
+
+def test_discussion_of_an_empty_run_makes_no_claim():
+    sentences = study.discussion({})
+    assert all(isinstance(v, str) for v in sentences.values())
+    assert "was not part" in sentences["inv_aug_sentence"] and "was not part" in sentences["inv_cnn_sentence"]
