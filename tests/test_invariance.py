@@ -155,3 +155,10 @@ def test_discussion_of_an_empty_run_makes_no_claim():
     sentences = study.discussion({})
     assert all(isinstance(v, str) for v in sentences.values())
     assert "was not part" in sentences["inv_aug_sentence"] and "was not part" in sentences["inv_cnn_sentence"]
+
+
+@pytest.mark.parametrize("upright, mean, expected", [(99.0, 40.0, "59.0 points lower"), (12.0, 12.1, "0.1 points higher"),
+                                                     (50.0, 50.0, "no lower")])
+def test_cnn_sentence_holds_whichever_way_the_numbers_go(upright, mean, expected):
+    m = {"upright_acc_pct_cnn": upright, "upright_to_rotated_mean_acc_pct_cnn": mean}
+    assert study.discussion(m)["inv_cnn_sentence"].endswith(expected + ".")

@@ -550,9 +550,12 @@ def discussion(m: Mapping[str, Any]) -> dict[str, str]:
         out["inv_aug_sentence"] = "The augmented CNN was not part of this run's replica protocol."
     cnn, cnn_up = m.get("upright_to_rotated_mean_acc_pct_cnn"), m.get("upright_acc_pct_cnn")
     if cnn is not None and cnn_up is not None:
+        drop = cnn_up - cnn
+        change = (f"{drop:.1f} points lower" if drop >= 0.05 else f"{-drop:.1f} points higher" if drop <= -0.05
+                  else "no lower")
         out["inv_cnn_sentence"] = (
             f"Trained only on upright digits, the plain CNN reaches {cnn_up:.1f} % on the upright test set and "
-            f"averages {cnn:.1f} % over all test angles, {cnn_up - cnn:.1f} points lower.")
+            f"averages {cnn:.1f} % over all test angles, {change}.")
     else:
         out["inv_cnn_sentence"] = "The plain CNN was not part of this run's upright protocol."
     others = [k for k in MODELS if k != head and f"rotmnist_test_error_pct_{k}" in m
