@@ -2,6 +2,7 @@ import dataclasses
 
 import pytest
 
+from rotcore import report
 from rotcore.config import ConfigError, config_hash, diff, flat_keys, override, resolve, to_dict
 from rotcore.studies import invariance
 from rotcore.train import FitConfig
@@ -13,20 +14,20 @@ def test_every_profile_resolves():
 
 
 def test_unknown_profile_lists_choices():
-    with pytest.raises(ConfigError, match="unknown profile 'fast'.*smoke, full"):
-        invariance.resolve_config("fast")
+    with pytest.raises(ConfigError, match="unknown profile 'fast'.*smoke, cpu, gpu"):
+        report.resolve_config(invariance, "fast")
 
 
 def test_unknown_key_suggests_and_lists():
     with pytest.raises(ConfigError, match=r"unknown override key 'upright_fit\.epoch'.*did you mean upright_fit\.epochs"):
-        invariance.resolve_config("smoke", {"upright_fit.epoch": 3})
+        report.resolve_config(invariance, "smoke", {"upright_fit.epoch": 3})
     with pytest.raises(ConfigError, match="valid keys: width"):
-        invariance.resolve_config("smoke", {"nope": 1})
+        report.resolve_config(invariance, "smoke", {"nope": 1})
 
 
 def test_nested_override_and_coercion():
-    cfg = invariance.resolve_config("smoke", {"upright_fit.epochs": 3.0, "test_angles_deg": [0, 90],
-                                              "replica_seeds": [5]})
+    cfg = report.resolve_config(invariance, "smoke", {"upright_fit.epochs": 3.0, "test_angles_deg": [0, 90],
+                                                      "replica_seeds": [5]})
     assert cfg.upright_fit.epochs == 3 and isinstance(cfg.upright_fit.epochs, int)
     assert cfg.test_angles_deg == (0, 90) and cfg.replica_seeds == (5,)
     assert invariance.PROFILES["smoke"].upright_fit.epochs == 1  # profiles are not mutated
@@ -47,7 +48,7 @@ def test_nested_override_and_coercion():
 ])
 def test_bad_values_raise_clear_errors(overrides, message):
     with pytest.raises(ConfigError, match=message):
-        invariance.resolve_config("smoke", overrides)
+        report.resolve_config(invariance, "smoke", overrides)
 
 
 def test_overrides_must_be_a_mapping():
@@ -68,7 +69,7 @@ def test_hash_is_stable_and_sensitive():
 
 
 def test_flat_keys_and_diff():
-    keys = flat_keys(invariance.PROFILES["full"])
+    keys = flat_keys(invariance.PROFILES["gpu"])
     assert "upright_fit.epochs" in keys and "width" in keys
     d = diff(to_dict(FitConfig(epochs=1)), to_dict(FitConfig(epochs=2, lr=0.1)))
     assert d == ["epochs: 1 != 2", "lr: 0.001 != 0.1"]

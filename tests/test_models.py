@@ -22,6 +22,22 @@ def test_gcnn_is_invariant_to_quarter_turns(x, group, restrict):
     assert max(errs.values()) <= 1e-12, errs
 
 
+@pytest.mark.parametrize("group, restrict", [("C8", None), ("D16", 5)])
+def test_quarter_turn_invariance_does_not_depend_on_the_weights(x, group, restrict):
+    """Study 05 checks trained models against this bound (``invariance_err_rot90_max``): the invariance is
+    a property of the architecture, so weights far from their initialisation keep it."""
+    with torch.random.fork_rng():  # leave the global RNG as the other tests expect it
+        torch.manual_seed(0)
+        model = build_classifier(ClassifierConfig(group=group, restrict_at=restrict, **SMALL))
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.5 * torch.randn_like(p))
+        model.train()
+        model(x)  # move the batch-norm running statistics away from their defaults
+    errs = invariance_error(model, x, [90, 180, 270], dtype=torch.float64)
+    assert max(errs.values()) <= 1e-9, errs
+
+
 @pytest.mark.parametrize("group", ["C8", "D16"])
 def test_quarter_turn_symmetrised_basis_is_escnns_basis_up_to_float32_noise(group):
     from escnn import gspaces
