@@ -529,3 +529,55 @@ def fit(
             break
     epochs_bar.close()
     return finish()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Cost: training FLOPs, counted
+
+
+class _TotalsOnly:
+    """Stands in for ``FlopCounterMode``'s module tracker: every FLOP is counted under "Global" only. The
+    tracker's per-module bookkeeping hashes every module it meets, and escnn's basis modules compare whole
+    bases when hashed (minutes instead of seconds)."""
+
+    parents = frozenset({"Global"})
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
+def flop_counter():
+    """``torch.utils.flop_counter.FlopCounterMode`` that counts totals only (same totals, much faster on escnn
+    models). Use as ``with flop_counter() as fc: ...; fc.get_total_flops()``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    fc = FlopCounterMode(display=False)
+    fc.mod_tracker = _TotalsOnly()
+    return fc
+
+
+def step_flops(model: nn.Module, loss: Callable[[nn.Module, Any], Tensor],
+               make_batch: Callable[[int], Any]) -> tuple[float, float]:
+    """FLOPs of one training step (forward + backward of ``loss(model, make_batch(b))``) as
+    ``(per_image, per_step)``, counted at batch sizes 2 and 4: the difference is the cost per image, the rest
+    what a step costs whatever its batch (an escnn layer expands its filters from the basis once per step).
+    Only what the counter counts (convolutions, matmuls): not norms, elementwise ops or the optimiser."""
+    counts = []
+    for b in (2, 4):
+        model.zero_grad(set_to_none=True)
+        with flop_counter() as fc:
+            loss(model, make_batch(b)).backward()
+        counts.append(float(fc.get_total_flops()))
+    model.zero_grad(set_to_none=True)
+    per_image = (counts[1] - counts[0]) / 2
+    return per_image, max(0.0, counts[0] - 2 * per_image)
+
+
+def images_seen(n: int, fit_cfg: FitConfig) -> tuple[int, int]:
+    """Images seen and steps taken by :func:`fit` over ``n`` training images with ``drop_last`` batches."""
+    steps = (n // fit_cfg.batch_size) * fit_cfg.epochs
+    return steps * fit_cfg.batch_size, steps
+

@@ -11,7 +11,7 @@ from rotcore.data import binarize
 from rotcore.metrics import knn_predict, latent_invariance_error
 from rotcore.models.svae import DecoderConfig, EncoderConfig, VAEConfig, build_vae, iw_bound
 from rotcore.studies import svae as study
-from rotcore.train import FitConfig, NonFiniteLossError, TensorLoader, fit
+from rotcore.train import FitConfig, NonFiniteLossError, TensorLoader, fit, flop_counter, step_flops
 
 SMALL = dict(decoder=DecoderConfig(channels=(8, 8, 4)))
 
@@ -297,7 +297,7 @@ def test_train_flops_counts_every_trained_model():
     assert study.train_flops(more) > f  # two more epochs of the two VAEs
     # per image and per step: a plain model's step cost is all per image
     m = build_vae(VAEConfig(encoder=EncoderConfig(group="C1", width=0.08, fc=(16,)), **SMALL))
-    per_image, per_step = study._step_flops(m, lambda mm, xb: study.vae_loss(mm, (xb,))[0],
+    per_image, per_step = step_flops(m, lambda mm, xb: study.vae_loss(mm, (xb,))[0],
                                             lambda b: torch.rand(b, 1, 28, 28))
     assert per_image > 0 and per_step == pytest.approx(0, abs=1e-6 * per_image)
     # the totals-only counter counts what torch's own FlopCounterMode counts
@@ -306,7 +306,7 @@ def test_train_flops_counts_every_trained_model():
     xb = torch.rand(3, 1, 28, 28)
     with FlopCounterMode(display=False) as ref:
         study.vae_loss(m, (xb,))[0].backward()
-    with study._flop_counter() as ours:
+    with flop_counter() as ours:
         study.vae_loss(m, (xb,))[0].backward()
     assert ours.get_total_flops() == ref.get_total_flops() > 0
 

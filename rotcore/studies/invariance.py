@@ -22,6 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from rotcore import train as train_loop
 from rotcore.config import ConfigError, check_angles, check_choice, check_positive
 from rotcore.data import MNIST_ROT_SIZES, Images, mnist_rot_replica, mnist_splits, subset
 from rotcore.metrics import (
@@ -245,18 +246,6 @@ def train_images(cfg: InvarianceConfig, protocol: str) -> int:
     return fit_cfg.epochs * (n // fit_cfg.batch_size) * fit_cfg.batch_size
 
 
-class _GlobalOnly:
-    """Stands in for ``FlopCounterMode``'s module tracker: every FLOP is counted under "Global" only."""
-
-    parents = frozenset({"Global"})
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *args):
-        return None
-
-
 @functools.lru_cache(maxsize=32)
 def step_flops(model_cfg: ClassifierConfig) -> tuple[float, float]:
     """Training FLOPs of one step (forward + backward, cross-entropy) as ``(per_image, per_step)``.
@@ -266,22 +255,10 @@ def step_flops(model_cfg: ClassifierConfig) -> tuple[float, float]:
     its filters from the basis once per step). Only what the counter counts (convolutions, matmuls); the
     rotation augmentation, norms and the optimiser update are not included.
     """
-    from torch.utils.flop_counter import FlopCounterMode
-
     torch.manual_seed(0)
     model = build_classifier(model_cfg).train()
-    counts = []
-    for b in (2, 4):
-        x, y = torch.rand(b, 1, 28, 28), torch.randint(0, 10, (b,))
-        counter = FlopCounterMode(display=False)
-        # total only: the per-module breakdown hashes every module it meets, and escnn's basis modules hash
-        # and compare their whole bases (allclose), which made one count take minutes instead of seconds
-        counter.mod_tracker = _GlobalOnly()
-        with counter:
-            F.cross_entropy(model(x), y).backward()
-        counts.append(float(counter.get_total_flops()))
-    per_image = (counts[1] - counts[0]) / 2
-    return per_image, max(counts[0] - 2 * per_image, 0.0)
+    return train_loop.step_flops(model, lambda m, b: F.cross_entropy(m(b[0]), b[1]),
+                                 lambda n: (torch.rand(n, 1, 28, 28), torch.randint(0, 10, (n,))))
 
 
 def train_flops_by_model(cfg: InvarianceConfig) -> dict[str, float]:

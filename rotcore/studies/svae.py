@@ -33,7 +33,17 @@ from rotcore.metrics import accuracy_pct, bootstrap_ci95, knn_predict, latent_in
 from rotcore.models.svae import LATENTS, VAE, DecoderConfig, EncoderConfig, VAEConfig, build_vae, iw_bound
 from rotcore.rotate import rotate_batch
 from rotcore.studies import Anchor
-from rotcore.train import FitConfig, FitResult, TensorLoader, count_parameters, fit, predict, run_dir
+from rotcore.train import (
+    FitConfig,
+    FitResult,
+    TensorLoader,
+    count_parameters,
+    fit,
+    images_seen,
+    predict,
+    run_dir,
+    step_flops,
+)
 
 Tensor = torch.Tensor
 
@@ -364,49 +374,6 @@ def elbo_table(trained: Sequence[Trained], data: StudyData, cfg: SVAEConfig):
     return pd.DataFrame(rows).set_index("model")
 
 
-class _NoModuleTracker:
-    """Stands in for ``FlopCounterMode``'s module tracker: we only need the total, and the tracker's per-module
-    bookkeeping compares escnn's basis-expansion modules with ``torch.allclose`` (minutes instead of seconds)."""
-
-    parents = {"Global"}
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
-
-
-def _flop_counter():
-    """``torch.utils.flop_counter.FlopCounterMode`` counting totals only (see :class:`_NoModuleTracker`)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    fc = FlopCounterMode(display=False)
-    fc.mod_tracker = _NoModuleTracker()
-    return fc
-
-
-def _step_flops(model: nn.Module, loss: Any, make_batch: Any) -> tuple[float, float]:
-    """``(per_image, per_step)`` FLOPs of one training step (forward + backward) of ``model``, counted with
-    ``torch.utils.flop_counter`` at batch sizes 2 and 4: the difference is the per-image cost, the rest (an
-    escnn layer expands its filters from the basis once per step, whatever the batch) the per-step cost."""
-    counts = []
-    for b in (2, 4):
-        model.zero_grad(set_to_none=True)
-        with _flop_counter() as fc:
-            loss(model, make_batch(b)).backward()
-        counts.append(fc.get_total_flops())
-    model.zero_grad(set_to_none=True)
-    per_image = (counts[1] - counts[0]) / 2
-    return per_image, max(0.0, counts[0] - 2 * per_image)
-
-
-def _train_images(n: int, fit_cfg: FitConfig) -> tuple[int, int]:
-    """Images seen and steps taken by ``fit`` over ``n`` training images (``drop_last``)."""
-    steps = (n // fit_cfg.batch_size) * fit_cfg.epochs
-    return steps * fit_cfg.batch_size, steps
-
-
 def train_flops(cfg: SVAEConfig) -> float:
     """Training FLOPs of a config: the two VAEs, the ELBO table's VAEs and the upright judge (counted as if not
     cached). One forward + backward step per model is counted (``torch.utils.flop_counter``) and scaled by the
@@ -427,15 +394,15 @@ def train_flops(cfg: SVAEConfig) -> float:
     cfgs = [(vae_config(k, cfg), cfg.fit) for k in MODEL_LABELS]
     cfgs += [(elbo_vae_config(lat, d, cfg), cfg.elbo_fit) for d in cfg.elbo_dims for lat in cfg.elbo_latents]
     for vc, fc in cfgs:
-        per_image, per_step = _step_flops(build_vae(vc), vae_step, images)
-        seen, steps = _train_images(train_n, fc)
+        per_image, per_step = step_flops(build_vae(vc), vae_step, images)
+        seen, steps = images_seen(train_n, fc)
         total += per_image * seen + per_step * steps
     jc = judges.UPRIGHT_JUDGE_PROFILES[cfg.judge_profile]
     judge_n = jc.train_size if jc.train_size is not None else 60_000 - jc.val_size
-    per_image, per_step = _step_flops(
+    per_image, per_step = step_flops(
         build_classifier(jc.model).train(),
         lambda m, x: torch.nn.functional.cross_entropy(m(x), torch.zeros(len(x), dtype=torch.long)), images)
-    seen, steps = _train_images(judge_n, jc.fit)
+    seen, steps = images_seen(judge_n, jc.fit)
     return total + per_image * seen + per_step * steps
 
 
