@@ -56,6 +56,7 @@ import pandas as pd
 import torch
 
 from rotcore import plots, report
+from rotcore.metrics import six_nine_confusion
 from rotcore.rotate import rotate_batch
 from rotcore.studies import invariance as study
 
@@ -118,7 +119,8 @@ table_a.round(2)
 # model confuses them, by angle:
 
 # %%
-six_nine = study.six_nine_confusion(upright_preds, data.upright_test, cfg)
+six_nine = six_nine_confusion(upright_preds, data.upright_test.y, cfg.test_angles_deg,
+                              names={k: study.MODELS[k].label for k in upright_preds})
 fig, axes = plots.plt.subplots(1, 2, figsize=(11, 3.4), sharey=True)
 plots.plot_vs_angle(six_nine, y="six_as_nine_pct", hue="model", ax=axes[0], ylabel="% of 6s read as 9",
                     title="6 → 9", colors=study.COLORS)

@@ -474,20 +474,6 @@ def invariance_errors(trained: Sequence[Trained], probe: Images, angles_deg: Seq
     return df
 
 
-def six_nine_confusion(preds: Mapping[str, torch.Tensor], test: Images, cfg: InvarianceConfig):
-    """Per model and angle: share of 6s predicted as 9 and of 9s predicted as 6 (percent)."""
-    import pandas as pd
-
-    y = test.y.cpu()
-    rows = []
-    for key, p in preds.items():
-        for a, pa in zip(cfg.test_angles_deg, p):
-            rows.append({"model": MODELS[key].label, "angle_deg": a,
-                         "six_as_nine_pct": 100 * (pa[y == 6] == 9).double().mean().item(),
-                         "nine_as_six_pct": 100 * (pa[y == 9] == 6).double().mean().item()})
-    return pd.DataFrame(rows)
-
-
 def class_report(cm: torch.Tensor):
     """Per-digit precision, recall and F1 (percent) from a confusion matrix (a DataFrame)."""
     import pandas as pd
