@@ -193,6 +193,14 @@ def _close(shown: str, value: float) -> bool:
     return abs(float(shown) - value) <= tol * (1 + 1e-9) + 1e-12
 
 
+_SMART = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
+
+
+def _plain(text: str) -> str:
+    """Undo Sphinx's smart quotes, so a label typed with ' matches its rendered ’."""
+    return text.translate(_SMART)
+
+
 def check_summary(page_html: str, results_root: Any) -> list[str]:
     """The numbers in the rendered summary equal those in the results JSON (per study, row by row).
 
@@ -228,9 +236,9 @@ def check_summary(page_html: str, results_root: Any) -> list[str]:
             cells = [_html.unescape(re.sub(r"<[^>]+>", "", c)).strip()
                      for c in re.findall(r"<td[^>]*>(.*?)</td>", tr, flags=re.S)]
             if len(cells) >= 2:
-                rows[cells[0]] = cells[1]
+                rows[_plain(cells[0])] = cells[1]
         for a in info.load().ANCHORS:
-            shown = rows.get(a.label)
+            shown = rows.get(_plain(a.label))
             if shown is None:
                 failures.append(f"summary.html: study {number}: no row for {a.label!r}")
                 continue

@@ -101,3 +101,10 @@ def test_plain_book_build_from_a_clean_checkout(tmp_path):
     assert "WARNING" not in out, [line for line in out.splitlines() if "WARNING" in line]
     assert (clone / "book" / "_build" / "html" / "summary.html").exists()
     assert "Summary of results" in (clone / "book" / "_build" / "html" / "summary.html").read_text()
+
+
+def test_summary_labels_match_through_smart_quotes():
+    """Sphinx renders a typed apostrophe as ’: the check must still find the row."""
+    from rotcore.sitecheck import _plain
+
+    assert _plain("the seed\u2019s \u201cleaky\u201d split") == "the seed's \"leaky\" split"
