@@ -92,9 +92,6 @@ def execute(info: StudyInfo, profile: str, overrides: Mapping[str, Any], *, log=
             else:
                 os.environ[k] = v
     hide_injected_parameters(out)
-    placeholder = out_dir / f"{info.name}.md"
-    if profile == paths.PUBLISHED_PROFILE and placeholder.exists():
-        placeholder.unlink()
     log(f"[rotbook] {info.number} done in {time.perf_counter() - t0:.0f} s")
     return out
 
@@ -271,6 +268,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             t0 = time.perf_counter()
             execute(info, args.profile, overrides)
             timings[info.number] = round(time.perf_counter() - t0, 1)
+        # Only now replace the "run owed" placeholders of published pages: deleting a tracked file while later
+        # studies still run would stamp their results "+dirty" (git_commit), and mark them stale on the site.
+        if args.profile == paths.PUBLISHED_PROFILE:
+            for info in selected:
+                (paths.studies_dir(args.profile) / f"{info.name}.md").unlink(missing_ok=True)
         print(f"[rotbook] executed: {json.dumps(timings)} (seconds)")
         if not args.no_book:
             build_book(args.profile)
