@@ -162,3 +162,49 @@ def test_discussion_of_an_empty_run_makes_no_claim():
 def test_cnn_sentence_holds_whichever_way_the_numbers_go(upright, mean, expected):
     m = {"upright_acc_pct_cnn": upright, "upright_to_rotated_mean_acc_pct_cnn": mean}
     assert study.discussion(m)["inv_cnn_sentence"].endswith(expected + ".")
+
+
+class _Identity(torch.nn.Module):
+    """Predicts the class from the image itself: class k iff the mean brightness of row k is largest."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        return x[:, 0, :10, :].mean(-1) + 0 * self.w
+
+
+def test_blur_control_is_upright_at_quarter_turns_and_keeps_the_rotated_predictions():
+    cfg = dataclasses.replace(study.PROFILES["smoke"], test_angles_deg=(0.0, 45.0, 90.0), blur_control_size=7)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(9, 1, 28, 28, generator=g), torch.randint(0, 10, (9,), generator=g)
+    model = _Identity()
+    upright_pred = model(x).argmax(-1)
+    rotated_preds = torch.randint(0, 10, (3, 9), generator=g)  # whatever protocol 1 predicted
+    t = study.Trained("cnn", "upright", 0, model, None)
+    df = study.evaluate_blur_control([t], Images(x, y), {"cnn": rotated_preds}, cfg)
+    back = df[df.input == "rotated by θ and back"].set_index("angle_deg").acc_pct
+    upright_acc = 100 * (upright_pred[:7] == y[:7]).double().mean().item()
+    assert back[0.0] == pytest.approx(upright_acc) and back[90.0] == pytest.approx(upright_acc)  # rot90 is exact
+    rotated = df[df.input == "rotated by θ"].set_index("angle_deg").acc_pct
+    for i, a in enumerate(cfg.test_angles_deg):  # the comparison curve is protocol 1's, on the same 7 digits
+        assert rotated[a] == pytest.approx(100 * (rotated_preds[i, :7] == y[:7]).double().mean().item())
+    m = study.headline_metrics(cfg, upright_df=pd.DataFrame(), upright_preds={}, upright_test=Images(x, y),
+                               replica_df=pd.DataFrame(), inv_df=pd.DataFrame(), model_df=pd.DataFrame(),
+                               six_nine=pd.DataFrame(), blur_df=df)
+    assert m["blur_control_upright_acc_pct_cnn"] == pytest.approx(rotated[0.0])
+    assert m["blur_control_mean_acc_pct_cnn"] == pytest.approx(back.mean()) and m["blur_control_digits"] == 7
+
+
+def test_blur_sentence_splits_the_drop_between_resampling_and_rotation():
+    m = {"headline_model": "c8", "blur_control_digits": 2000, "blur_control_upright_acc_pct_cnn": 99.0,
+         "blur_control_mean_acc_pct_cnn": 97.0, "blur_control_rotated_mean_acc_pct_cnn": 59.0}
+    s = study.discussion(m)["inv_blur_sentence"]
+    assert "2.0 points" in s and "40.0 points" in s and "about 5 %" in s and "CNN" in s
+    assert study.discussion({"headline_model": "c8"})["inv_blur_sentence"] == ""
+
+
+def test_bad_blur_control_size_is_refused():
+    with pytest.raises(ConfigError, match="blur_control_size"):
+        dataclasses.replace(study.PROFILES["smoke"], blur_control_size=0)

@@ -30,7 +30,7 @@ from rotcore.metrics import (
     accuracy_pct,
     bootstrap_ci95,
     confusion_matrix,
-    invariance_error,
+    invariance_errors as invariance_errors_table,
     mean_ci95,
     precision_recall_f1,
     with_ci,
@@ -109,6 +109,7 @@ class InvarianceConfig:
     replica_fit: FitConfig = FitConfig(epochs=40, batch_size=64, lr=5e-3, optimizer="adam", weight_decay=1e-6,
                                        lr_schedule="exponential", lr_step_epochs=15, lr_gamma=0.8)
     invariance_probe_size: int = 256
+    blur_control_size: int = 10_000  # test digits in the rotate-and-back (interpolation only) control
     eval_batch_size: int = 1_000
     eval_precision: str = "fp32"  # accuracy evaluation ("auto": bf16 where training uses it); checks stay float64
     bootstrap_samples: int = 2_000
@@ -142,6 +143,7 @@ class InvarianceConfig:
                 check_positive(name, v)
         check_positive("upright_val_size", self.upright_val_size)
         check_positive("invariance_probe_size", self.invariance_probe_size)
+        check_positive("blur_control_size", self.blur_control_size)
         check_positive("eval_batch_size", self.eval_batch_size)
         check_positive("bootstrap_samples", self.bootstrap_samples)
         check_choice("eval_precision", self.eval_precision, PRECISIONS)
@@ -154,7 +156,7 @@ PROFILES: dict[str, InvarianceConfig] = {
         upright_fit=FitConfig(epochs=1, batch_size=256, lr=2e-3, monitor="val_acc_pct", monitor_mode="max"),
         replica_models=("cnn_aug", "c8"), replica_seeds=(0, 1), replica_train_size=512, replica_test_size=500,
         replica_fit=FitConfig(epochs=1, batch_size=256, lr=2e-3),
-        invariance_probe_size=16, eval_batch_size=500, eval_precision="auto", bootstrap_samples=200,
+        invariance_probe_size=16, blur_control_size=100, eval_batch_size=500, eval_precision="auto", bootstrap_samples=200,
     ),
     # The published profile, sized for 2 CPU cores (<= 40 min; estimate ~33 min). Throughputs measured on an
     # idle 2-core machine of this kind (bf16 autocast, channels_last for the CNN; issues 10/11): the C8
@@ -166,8 +168,9 @@ PROFILES: dict[str, InvarianceConfig] = {
     #   upright C8 + CNN, 3 epochs x 20k digits (2k validation):                  ~130 s
     #   evaluation (24 angles x 10k test digits, 10k + 10k replica test digits per run, float64 invariance
     #   probes, digit-clustered bootstrap):                                        ~240 s
+    #   rotate-and-back control, 24 angles x 2k test digits, C8 + CNN:              ~30 s
     #   data, model builds, FLOP counts, figures, kernel start:                   ~100 s
-    # total ~1,990 s (~33 min). Our own timings, on a quiet moment of the shared machine (load ~2; minimum of
+    # total ~2,020 s (~34 min). Our own timings, on a quiet moment of the shared machine (load ~2; minimum of
     # 3 repeats of 12 steps at batch 64, with augmentation): training C8 623 img/s, CNN 2,755 img/s.
     # Evaluation runs under bf16 autocast ("auto"): the C8 predicts rotated digits at ~2,000 img/s instead
     # of ~660 in fp32 (the CNN ~14,000 vs ~6,000); on 12,000 rotated test predictions of a briefly trained
@@ -187,7 +190,7 @@ PROFILES: dict[str, InvarianceConfig] = {
         replica_models=("cnn_aug", "c8"), replica_seeds=(0, 1, 2), replica_test_size=10_000,
         replica_fit=FitConfig(epochs=15, batch_size=64, lr=5e-3, optimizer="adam", weight_decay=1e-6,
                               lr_schedule="exponential", lr_step_epochs=0, lr_gamma=0.85),
-        eval_batch_size=256, eval_precision="auto",
+        blur_control_size=2_000, eval_batch_size=256, eval_precision="auto",
     ),
     # One GPU: the E(2)-CNN paper's scale (full width, 40 epochs, all of MNIST-rot's 50k test digits); its
     # headline is the paper's D16|5C16, the model behind the 0.682 % anchor.
@@ -455,23 +458,40 @@ def summarize_replica(df):
 
 
 def invariance_errors(trained: Sequence[Trained], probe: Images, angles_deg: Sequence[float] = (90, 180, 270, 45)):
-    """Max |logit change| under rotation, one row per trained run (protocol, model, seed): 90° multiples in
-    float64, other angles in float32."""
+    """Max |logit change| under rotation, one row per trained run (protocol, model, seed), from
+    :func:`rotcore.metrics.invariance_errors` (90° multiples in float64, other angles in float32)."""
+    runs = {f"{t.protocol}-{t.key}-s{t.seed}": t for t in trained}
+    df = invariance_errors_table({name: t.model for name, t in runs.items()}, probe.x, angles_deg,
+                                 labels={name: MODELS[t.key].label for name, t in runs.items()})
+    meta = {"protocol": [t.protocol for t in runs.values()], "model": [t.key for t in runs.values()],
+            "seed": [t.seed for t in runs.values()]}
+    df = df.reset_index(drop=True)
+    for i, (col, values) in enumerate(meta.items()):
+        df.insert(i, col, values)
+    return df
+
+
+def evaluate_blur_control(trained: Sequence[Trained], test: Images, upright_preds: Mapping[str, torch.Tensor],
+                          cfg: InvarianceConfig):
+    """The interpolation-only control of protocol 1: accuracy on test digits rotated by θ and straight back
+    by -θ (upright again, but resampled twice by the same bilinear rotation), beside the accuracy on the same
+    digits left rotated by θ. The gap between "upright" and "rotated back" is what resampling costs; the rest
+    of the drop to "rotated" is the rotation itself. Quarter turns are exact (``torch.rot90``), so there the
+    control equals the upright accuracy. Uses the first ``cfg.blur_control_size`` test digits; a long
+    DataFrame (``model``, ``label``, ``angle_deg``, ``input``, ``acc_pct``)."""
     import pandas as pd
 
-    exact = [float(a) for a in angles_deg if float(a) % 90 == 0]
-    other = [float(a) for a in angles_deg if float(a) % 90 != 0]
+    n = min(cfg.blur_control_size, len(test))
+    x, y = test.x[:n], test.y[:n].cpu()
     rows = []
     for t in trained:
-        row = {"protocol": t.protocol, "model": t.key, "seed": t.seed, "label": MODELS[t.key].label}
-        errs = invariance_error(t.model, probe.x, exact, dtype=torch.float64) if exact else {}
-        errs.update(invariance_error(t.model, probe.x, other) if other else {})
-        row.update({f"rot{a:g}": errs[float(a)] for a in angles_deg})
-        rows.append(row)
-    df = pd.DataFrame(rows)
-    quarter = [c for c in df.columns if c.startswith("rot") and float(c[3:]) % 90 == 0]
-    df["rot90_max"] = df[quarter].max(axis=1)
-    return df
+        for i, a in enumerate(cfg.test_angles_deg):
+            back = rotate_batch(rotate_batch(x, float(a)), -float(a))
+            p = predict(t.model, back, batch_size=cfg.eval_batch_size, precision=cfg.eval_precision).argmax(-1)
+            for kind, pred in (("rotated by θ and back", p.cpu()), ("rotated by θ", upright_preds[t.key][i, :n])):
+                rows.append({"model": t.key, "label": MODELS[t.key].label, "angle_deg": float(a), "input": kind,
+                             "acc_pct": accuracy_pct(pred, y)})
+    return pd.DataFrame(rows)
 
 
 def class_report(cm: torch.Tensor):
@@ -536,6 +556,19 @@ def discussion(m: Mapping[str, Any]) -> dict[str, str]:
             "not in parameters.")
     else:
         out["inv_flops_sentence"] = ""
+    out["inv_blur_sentence"] = ""
+    for key in ("cnn", head):
+        up, back, rot = (m.get(f"blur_control_{part}_{key}") for part in
+                         ("upright_acc_pct", "mean_acc_pct", "rotated_mean_acc_pct"))
+        if None in (up, back, rot) or up - rot <= 0:
+            continue
+        share = 100 * max(up - back, 0.0) / (up - rot)
+        out["inv_blur_sentence"] += (
+            f"Rotated by each test angle and straight back (upright again, but resampled twice), the first "
+            f"{m['blur_control_digits']:,} test digits cost the {_label(key)} {up - back:.1f} points on average, "
+            f"against {up - rot:.1f} points when left rotated: resampling explains about {share:.0f} % of its "
+            "drop, the rotation itself the rest. ")
+    out["inv_blur_sentence"] = out["inv_blur_sentence"].strip()
     sixes = {k: v for k, v in m.items() if k.startswith("six_as_nine_max_pct_") and v is not None}
     if sixes:
         worst = max(sixes, key=sixes.get)
@@ -552,7 +585,7 @@ def discussion(m: Mapping[str, Any]) -> dict[str, str]:
 
 
 def headline_metrics(cfg: InvarianceConfig, *, upright_df, upright_preds: Mapping[str, torch.Tensor],
-                     upright_test: Images, replica_df, inv_df, model_df, six_nine) -> dict[str, Any]:
+                     upright_test: Images, replica_df, inv_df, model_df, six_nine, blur_df=None) -> dict[str, Any]:
     """The flat ``metrics`` object of ``results/05_rotation_invariance.json``.
 
     The headline numbers are those of ``cfg.headline_model``, named before the run; no number here is
@@ -577,6 +610,15 @@ def headline_metrics(cfg: InvarianceConfig, *, upright_df, upright_preds: Mappin
         for label, part in six_nine.groupby("model"):
             m[f"six_as_nine_max_pct_{label_to_key[label]}"] = part.six_as_nine_pct.max()
             m[f"nine_as_six_max_pct_{label_to_key[label]}"] = part.nine_as_six_pct.max()
+    if blur_df is not None and len(blur_df):
+        for (key, kind), part in blur_df.groupby(["model", "input"], sort=False):
+            name = "blur_control_mean_acc_pct_" if kind.endswith("back") else "blur_control_rotated_mean_acc_pct_"
+            m[name + key] = float(part.acc_pct.mean())
+            if kind.endswith("back"):
+                rotated = blur_df[(blur_df.model == key) & (blur_df.input == "rotated by θ")]
+                zero = rotated[rotated.angle_deg == 0].acc_pct
+                m["blur_control_upright_acc_pct_" + key] = float(zero.iloc[0]) if len(zero) else None
+        m["blur_control_digits"] = min(cfg.blur_control_size, len(upright_test))
     if len(replica_df):
         for key, part in replica_df.groupby("model", sort=False):
             est, ci, n = mean_ci95(part.test_error_pct.to_numpy())
