@@ -34,6 +34,11 @@
 #
 # Offline the photos are 492 COCO images and wallpapers (`$ROTBOOK_DATA/photos`); with a network,
 # `overrides={"source": "coco-2017"}` builds the same data set from the FiftyOne zoo's COCO-2017.
+#
+# **Running it yourself.** `profile = "cpu"` reproduces this page in about 20 minutes on 2 CPU cores (0.46
+# PFLOP of training). On a Colab GPU runtime choose `profile = "gpu"` (every run, 224-px inputs, longer
+# training): 16.5 PFLOP of training, of the order of 10–20 minutes at a sustained 15–30 TFLOP/s (an
+# estimate from the FLOP count; this profile has not been timed on a GPU).
 
 # %% tags=["remove-cell"]
 # Colab only: install rotcore and its stack (a no-op everywhere else).
@@ -53,7 +58,7 @@ overrides = {}  # e.g. {"source": "coco-2017", "model.pretrained": True, "fiftyo
 import torch
 from IPython.display import Markdown, display
 
-from rotcore import plots, report
+from rotcore import angle_tool, plots, report
 from rotcore.studies import angle_regression as study
 
 run = report.start(study, profile, overrides)  # raises on an unknown profile or key, before any work
@@ -198,6 +203,22 @@ fig = plots.cam_grid(x_cam, cams, titles=titles)
 tta_equiv = study.tta_equivariance_error(best_t, cfg, data, sets["test"]) if cfg.tta else None
 display(Markdown(f"max |Δ predicted vector| under quarter turns: {tta_equiv:.1e}" if tta_equiv is not None
                  else "TTA is off in this run."))
+
+# %% [markdown]
+# ## Straighten your own photos
+#
+# The best trained run (chosen on validation) is saved by `fit` as a checkpoint. Its abstention threshold is
+# chosen on the validation photos too: the confidence above which 80 % of their predictions lie. With them,
+# `rotbook predict-angle` prints the predicted rotation of any image file or folder, and abstains below the
+# threshold:
+
+# %%
+card = angle_tool.write_card(best_t.result.checkpoint, val_confidence=evals[best_t.key]["val"].confidence,
+                             coverage_pct=80, tta=cfg.tta)
+ckpt_shown = angle_tool.shown_path(best_t.result.checkpoint)
+display(Markdown(f"```\nrotbook predict-angle {ckpt_shown} my_photos/\n```\n"
+                 f"(run `{study.label(best_t.key)}`; abstains below confidence "
+                 f"{angle_tool.read_card(best_t.result.checkpoint)['min_confidence']:.3f})"))
 
 # %% [markdown]
 # ## The evaluation set in FiftyOne
