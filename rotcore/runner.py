@@ -6,6 +6,7 @@
     rotbook run --only 05 -p fit.epochs=2 -p "test_angles_deg=[0, 90]"
     rotbook book [--profile smoke]       # build the site from already executed notebooks
     rotbook list [--flops]               # the studies, their profiles (and training FLOPs per profile)
+    rotbook predict-angle CHECKPOINT photos/ [--min-confidence C] [--no-tta] [--json]  # study 04's model
 
 Every parameter is checked (profile, override keys and values) for every selected study before any
 notebook starts. The published profile (``cpu``, :data:`rotcore.paths.PUBLISHED_PROFILE`) writes the committed
@@ -237,6 +238,52 @@ def _select(only: Sequence[str] | None) -> list[StudyInfo]:
         raise ConfigError(str(err.args[0])) from None
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value >= 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def predict_angle(args: argparse.Namespace) -> int:
+    """``rotbook predict-angle``: 2 for a bad checkpoint or path, 1 if some file failed, else 0."""
+    from rotcore import angle_tool
+
+    def err(msg: str) -> None:
+        print(f"rotbook predict-angle: {msg}", file=sys.stderr)
+
+    if args.batch_size < 1:
+        err(f"error: --batch-size must be >= 1, got {args.batch_size}")
+        return 2
+    notes: list[str] = []
+    try:
+        files = angle_tool.expand_paths(args.paths, notes=notes)
+        am = angle_tool.load_model(args.checkpoint)
+    except (angle_tool.AngleToolError, OSError) as e:
+        err(f"error: {e}")
+        return 2
+    threshold, tta, note = angle_tool.settings(am, min_confidence=args.min_confidence, tta=args.tta)
+    for n in notes + ([note] if note else []):
+        err(f"note: {n}")
+    if not am.done:
+        err(f"note: {angle_tool.shown_path(am.checkpoint)} is from an unfinished run (epoch {am.epoch}); "
+            "using its best weights so far")
+    results = angle_tool.predict_paths(am, files, min_confidence=threshold, tta=tta, batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            print(angle_tool.format_line(r))
+    failed = sum(r["error"] is not None for r in results)
+    abstained = sum(bool(r["abstained"]) for r in results)
+    err(f"{len(results) - failed - abstained} predicted, {abstained} abstained (confidence < {threshold:.3f}), "
+        f"{failed} could not be read; run {am.run!r}, TTA {'on' if tta else 'off'}")
+    return 1 if failed else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rotbook", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -251,8 +298,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     book.add_argument("--profile", default="smoke")
     lst = sub.add_parser("list", help="list studies and profiles")
     lst.add_argument("--flops", action="store_true", help="also count each profile's training FLOPs (slow-ish)")
+    pa = sub.add_parser(
+        "predict-angle", help="predict the rotation of image files with a study-04 checkpoint",
+        description="Predict how far each image is rotated (counter-clockwise) with a study-04 checkpoint, and "
+                    "abstain below a confidence threshold (by default the one in the predict_angle.json beside "
+                    "the checkpoint). Folders: the files directly inside, sorted (not recursive). Exit code 0, "
+                    "1 if some file could not be read as an image, 2 for a bad checkpoint or path.")
+    pa.add_argument("checkpoint", metavar="CHECKPOINT", help="runs/04_angle_regression/<run>-<hash>/checkpoint.pt")
+    pa.add_argument("paths", metavar="PATH", nargs="+", help="image files and folders of image files")
+    pa.add_argument("--min-confidence", type=_non_negative_float, default=None, metavar="C",
+                    help="abstain below this confidence (default: the card's threshold, else 0: never abstain)")
+    pa.add_argument("--no-tta", dest="tta", action="store_false", default=None,
+                    help="no rot90 test-time augmentation (default: as the card says, else on)")
+    pa.add_argument("--json", action="store_true", help="print a JSON list instead of one line per file")
+    pa.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per forward pass (32)")
     args = parser.parse_args(argv)
 
+    if args.command == "predict-angle":
+        return predict_angle(args)
     try:
         if args.command == "list":
             list_studies(flops=args.flops)
