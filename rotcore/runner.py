@@ -250,7 +250,7 @@ def _non_negative_float(text: str) -> float:
 
 def predict_angle(args: argparse.Namespace) -> int:
     """``rotbook predict-angle``: 2 for a bad checkpoint or path, 1 if some file failed, else 0."""
-    from rotcore import angle_tool
+    from rotcore import predict_angle as tool
 
     def err(msg: str) -> None:
         print(f"rotbook predict-angle: {msg}", file=sys.stderr)
@@ -260,23 +260,23 @@ def predict_angle(args: argparse.Namespace) -> int:
         return 2
     notes: list[str] = []
     try:
-        files = angle_tool.expand_paths(args.paths, notes=notes)
-        am = angle_tool.load_model(args.checkpoint)
-    except (angle_tool.AngleToolError, OSError) as e:
+        files = tool.expand_paths(args.paths, notes=notes)
+        am = tool.load_model(args.checkpoint)
+    except (tool.AngleToolError, OSError) as e:
         err(f"error: {e}")
         return 2
-    threshold, tta, note = angle_tool.settings(am, min_confidence=args.min_confidence, tta=args.tta)
+    threshold, tta, note = tool.settings(am, min_confidence=args.min_confidence, tta=args.tta)
     for n in notes + ([note] if note else []):
         err(f"note: {n}")
     if not am.done:
-        err(f"note: {angle_tool.shown_path(am.checkpoint)} is from an unfinished run (epoch {am.epoch}); "
+        err(f"note: {tool.shown_path(am.checkpoint)} is from an unfinished run (epoch {am.epoch}); "
             "using its best weights so far")
-    results = angle_tool.predict_paths(am, files, min_confidence=threshold, tta=tta, batch_size=args.batch_size)
+    results = tool.predict_paths(am, files, min_confidence=threshold, tta=tta, batch_size=args.batch_size)
     if args.json:
         print(json.dumps(results, indent=2))
     else:
         for r in results:
-            print(angle_tool.format_line(r))
+            print(tool.format_line(r))
     failed = sum(r["error"] is not None for r in results)
     abstained = sum(bool(r["abstained"]) for r in results)
     err(f"{len(results) - failed - abstained} predicted, {abstained} abstained (confidence < {threshold:.3f}), "

@@ -1,4 +1,4 @@
-"""``rotbook predict-angle`` (rotcore.angle_tool): a tiny random study-04 checkpoint, tiny PNGs, CPU, seconds."""
+"""``rotbook predict-angle`` (rotcore.predict_angle): a tiny random study-04 checkpoint, tiny PNGs, CPU, seconds."""
 
 import json
 import os
@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from rotcore import angle_tool, runner
+from rotcore import angle_tool, predict_angle, runner
 from rotcore.config import to_dict
 from rotcore.models.angle_resnet import AngleResNet, AngleResNetConfig
 from rotcore.rotate import signed_diff_deg
@@ -61,7 +61,7 @@ def ckpt(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def am(ckpt):
-    return angle_tool.load_model(ckpt)
+    return predict_angle.load_model(ckpt)
 
 
 @pytest.fixture
@@ -133,17 +133,17 @@ def test_cli_bad_path_exits_2_naming_it(ckpt, tmp_path, capsys, case):
 def test_bad_checkpoints_are_clear_errors(tmp_path, capsys):
     other = _save_checkpoint(tmp_path / "other" / "checkpoint.pt", study="05_rotation_invariance")
     with pytest.raises(ValueError, match="05_rotation_invariance.*04_angle_regression"):
-        angle_tool.load_model(other)
+        predict_angle.load_model(other)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
-        angle_tool.load_model(tmp_path / "nope.pt")
+        predict_angle.load_model(tmp_path / "nope.pt")
     junk = tmp_path / "junk.pt"
     junk.write_text("hello")
     with pytest.raises(ValueError, match="not a readable torch checkpoint"):
-        angle_tool.load_model(junk)
+        predict_angle.load_model(junk)
     plain = tmp_path / "plain.pt"
     torch.save({"weights": torch.zeros(2)}, plain)
     with pytest.raises(ValueError, match="not a checkpoint written by rotcore.train.fit"):
-        angle_tool.load_model(plain)
+        predict_angle.load_model(plain)
     img = _png(tmp_path / "x.png", 0)
     for bad, words in [(other, "05_rotation_invariance"), (junk, "junk.pt"), (tmp_path / "nope.pt", "nope.pt")]:
         assert runner.main(["predict-angle", str(bad), str(img)]) == 2
@@ -153,13 +153,13 @@ def test_bad_checkpoints_are_clear_errors(tmp_path, capsys):
 
 def test_abstention_threshold_from_flag_then_card(ckpt, am, mixed, capsys, card_cleanup):
     files = [mixed / "a.png", mixed / "b.png"]
-    rows = angle_tool.predict_paths(am, files, min_confidence=1e9)
+    rows = predict_angle.predict_paths(am, files, min_confidence=1e9)
     assert all(r["abstained"] and r["angle_deg"] is None and r["straighten_deg"] is None for r in rows)
-    conf = [r["confidence"] for r in angle_tool.predict_paths(am, files, min_confidence=0)]
+    conf = [r["confidence"] for r in predict_angle.predict_paths(am, files, min_confidence=0)]
     assert conf[0] != conf[1]
     mid = sum(conf) / 2
     angle_tool.write_card(ckpt, val_confidence=torch.full((5,), mid), coverage_pct=80, tta=True)
-    rows = angle_tool.predict_paths(am.checkpoint, files)  # reloaded, so it reads the card
+    rows = predict_angle.predict_paths(am.checkpoint, files)  # reloaded, so it reads the card
     assert [r["abstained"] for r in rows] == [c < mid for c in conf] and rows[0]["min_confidence"] == mid
     assert runner.main(["predict-angle", str(ckpt), *map(str, files)]) == 0
     out, err = capsys.readouterr()
@@ -170,8 +170,8 @@ def test_abstention_threshold_from_flag_then_card(ckpt, am, mixed, capsys, card_
 
 def test_card_tta_setting_and_no_tta_flag(ckpt, am, mixed, capsys, card_cleanup):
     files = [str(mixed / "a.png")]
-    plain = angle_tool.predict_paths(am, files, tta=False)[0]["angle_deg"]
-    tta = angle_tool.predict_paths(am, files, tta=True)[0]["angle_deg"]
+    plain = predict_angle.predict_paths(am, files, tta=False)[0]["angle_deg"]
+    tta = predict_angle.predict_paths(am, files, tta=True)[0]["angle_deg"]
     assert abs(signed_diff_deg(torch.tensor(plain), torch.tensor(tta))) > 1e-3  # the setting matters
     angle_tool.write_card(ckpt, val_confidence=torch.zeros(3), tta=False)
     assert runner.main(["predict-angle", str(ckpt), *files, "--json"]) == 0
@@ -187,7 +187,7 @@ def test_quarter_turn_of_the_file_shifts_the_angle_by_90_with_tta(am, tmp_path):
     with Image.open(src) as im:
         im.transpose(Image.Transpose.ROTATE_90).save(turned)  # 90° counter-clockwise
     for tta in (True, False):
-        a, b = (r["angle_deg"] for r in angle_tool.predict_paths(am, [src, turned], tta=tta, min_confidence=0))
+        a, b = (r["angle_deg"] for r in predict_angle.predict_paths(am, [src, turned], tta=tta, min_confidence=0))
         off = abs(signed_diff_deg(torch.tensor(b, dtype=torch.float64), torch.tensor(a + 90.0, dtype=torch.float64)))
         assert (off < 1e-3) if tta else (off > 1e-3), (tta, a, b)  # a random model is not equivariant by itself
 
@@ -201,7 +201,7 @@ def test_matches_the_study_pipeline(am, tmp_path):
     squares = load_photo_squares([PhotoRecord(f, "", "", "") for f in files], STORE)
     x = render(squares, EvalSet("x", torch.arange(2), torch.zeros(2)), size=INPUT, border="crop")
     vec = vec_predict(am.model, x, batch_size=8, tta=True)
-    rows = angle_tool.predict_paths(am, files, tta=True, min_confidence=0, batch_size=1)
+    rows = predict_angle.predict_paths(am, files, tta=True, min_confidence=0, batch_size=1)
     assert [r["confidence"] for r in rows] == pytest.approx(vec.norm(dim=-1).tolist(), abs=1e-6)
 
 
@@ -211,7 +211,7 @@ def test_folders_are_sorted_not_recursive_and_deduplicated(tmp_path):
     for name in ("b.png", "a.png", ".hidden.png", "sub/c.png"):
         _png(d / name, 0)
     notes = []
-    assert angle_tool.expand_paths([d, d / "a.png"], notes=notes) == [d / "a.png", d / "b.png"]
+    assert predict_angle.expand_paths([d, d / "a.png"], notes=notes) == [d / "a.png", d / "b.png"]
     assert "not searched recursively" in notes[0]
 
 
