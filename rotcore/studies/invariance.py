@@ -22,6 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from rotcore import metrics as metrics_lib
 from rotcore import train as train_loop
 from rotcore.config import ConfigError, check_angles, check_choice, check_positive
 from rotcore.data import MNIST_ROT_SIZES, Images, mnist_rot_replica, mnist_splits, subset
@@ -30,7 +31,6 @@ from rotcore.metrics import (
     accuracy_pct,
     bootstrap_ci95,
     confusion_matrix,
-    invariance_errors as invariance_errors_table,
     mean_ci95,
     precision_recall_f1,
     with_ci,
@@ -461,8 +461,8 @@ def invariance_errors(trained: Sequence[Trained], probe: Images, angles_deg: Seq
     """Max |logit change| under rotation, one row per trained run (protocol, model, seed), from
     :func:`rotcore.metrics.invariance_errors` (90° multiples in float64, other angles in float32)."""
     runs = {f"{t.protocol}-{t.key}-s{t.seed}": t for t in trained}
-    df = invariance_errors_table({name: t.model for name, t in runs.items()}, probe.x, angles_deg,
-                                 labels={name: MODELS[t.key].label for name, t in runs.items()})
+    df = metrics_lib.invariance_errors({name: t.model for name, t in runs.items()}, probe.x, angles_deg,
+                                       labels={name: MODELS[t.key].label for name, t in runs.items()})
     meta = {"protocol": [t.protocol for t in runs.values()], "model": [t.key for t in runs.values()],
             "seed": [t.seed for t in runs.values()]}
     df = df.reset_index(drop=True)
