@@ -417,12 +417,61 @@ def test_taef2_loads_its_published_weights_and_reconstructs_photos():
     assert (turned - apply_d4(x, "r180")).pow(2).mean().item() > 4 * mse  # and it scrambles turned latents
 
 
-def test_missing_taef2_weights_name_the_files_and_what_to_set(tmp_path):
-    from rotcore.models.taesd import load_taef2
+def test_missing_taef2_weights_name_the_files_and_what_to_set(tmp_path, monkeypatch):
+    from rotcore.models import taesd
     from rotcore.paths import MissingDataError
 
     with pytest.raises(MissingDataError, match="taef2_encoder.pth.*ROTBOOK_DATA"):
-        load_taef2(tmp_path)
+        taesd.load_taef2(tmp_path, download=False)
+    monkeypatch.setenv("ROTBOOK_OFFLINE", "1")
+    monkeypatch.setattr(taesd.socket, "create_connection", lambda *a, **k: pytest.fail("must not probe offline"))
+    with pytest.raises(MissingDataError, match="ROTBOOK_OFFLINE.*ROTBOOK_DATA/taesd"):
+        taesd.load_taef2(tmp_path)
+
+
+class _Response:
+    def __init__(self, blob):
+        self.blob = blob
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def read(self):
+        return self.blob
+
+
+def test_taef2_download_is_pinned_and_checked(tmp_path, monkeypatch):
+    """With a network (simulated: the real files served by a fake urlopen), missing weights are downloaded into
+    the cache, checked by sha256 and loaded; a corrupted download is refused and leaves nothing behind."""
+    import urllib.request
+
+    from rotcore.models import taesd
+    from rotcore.paths import MissingDataError
+
+    real = taesd.taef2_folder()
+    monkeypatch.delenv("ROTBOOK_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("ROTBOOK_DATA", str(tmp_path / "no-data"))
+    monkeypatch.setenv("ROTBOOK_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(taesd.socket, "create_connection", lambda *a, **k: type("C", (), {"close": lambda s: None})())
+    urls = []
+
+    def serve(url, timeout):
+        urls.append(url)
+        return _Response((real / url.rsplit("/", 1)[1]).read_bytes())
+
+    monkeypatch.setattr(urllib.request, "urlopen", serve)
+    model = taesd.load_taef2()
+    assert len(urls) == 2 and all(taesd.TAEF2_COMMIT in u for u in urls)
+    assert study.state_dicts_equal(model, taesd.load_taef2(real))
+    assert taesd._has_weights(tmp_path / "cache" / "taesd")
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: _Response(b"not the weights"))
+    with pytest.raises(MissingDataError, match="sha256"):
+        taesd.load_taef2(tmp_path / "other")
+    assert not any((tmp_path / "other").iterdir())
 
 
 def test_tiny_autoencoder_loss_is_reconstruction_plus_round_trip():

@@ -8,13 +8,18 @@ TAEF2 adds, before each of the three lowest-resolution blocks of both halves, a 
 1×1 conv → GroupNorm(4) → ReLU → 1×1 conv (``x + pool(x)``).
 
 The latent is deterministic (no posterior, no KL). :class:`TinyAutoencoder` exposes ``encode``/``decode`` on
-[0, 1] images. Weights: :func:`load_taef2` reads ``taef2_encoder.pth`` / ``taef2_decoder.pth`` from a folder
-(``$ROTBOOK_DATA/taesd`` offline; the files come from the public repository madebyollin/taesd, MIT).
+[0, 1] images. Weights: :func:`load_taef2` reads ``taef2_encoder.pth`` / ``taef2_decoder.pth`` from
+``$ROTBOOK_DATA/taesd`` (offline) or from the cache ``$ROTBOOK_CACHE/taesd`` (default ``~/.cache/rotbook``),
+downloading them there from the public repository madebyollin/taesd (MIT) at a pinned commit, checked by
+sha256, when neither has them and the network allows (Colab).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
+import socket
 from pathlib import Path
 
 import torch
@@ -24,6 +29,13 @@ from rotcore.config import check_positive
 from rotcore.paths import MissingDataError, data_root
 
 TAEF2_FILES = ("taef2_encoder.pth", "taef2_decoder.pth")
+TAEF2_COMMIT = "5cccb12dc72074a4be35680c3b108548a7c69978"
+TAEF2_URL = "https://raw.githubusercontent.com/madebyollin/taesd/{commit}/{name}"
+TAEF2_SHA256 = {
+    "taef2_encoder.pth": "10a4e1021e89d7551eaf161352da8dbd0b1aa83872ae28b150c1df1ce2f147b6",
+    "taef2_decoder.pth": "0a44a31e1ae59eb9dbf9359d24942fd3ef5928162c1800d97a28c61d51be0ab5",
+}
+DOWNLOAD_HOST = ("raw.githubusercontent.com", 443)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,23 +126,81 @@ class TinyAutoencoder(nn.Module):
 
 
 def taef2_folder() -> Path:
+    """The offline folder: ``$ROTBOOK_DATA/taesd``."""
     return data_root() / "taesd"
 
 
-def load_taef2(folder: str | Path | None = None) -> TinyAutoencoder:
-    """TAEF2 with its pretrained weights from ``folder`` (default ``$ROTBOOK_DATA/taesd``).
+def taef2_cache() -> Path:
+    """Where downloaded weights go: ``$ROTBOOK_CACHE/taesd`` (default ``~/.cache/rotbook/taesd``)."""
+    return Path(os.environ.get("ROTBOOK_CACHE", "~/.cache/rotbook")).expanduser() / "taesd"
 
-    Raises :class:`rotcore.paths.MissingDataError` naming the folder and the files when they are absent;
-    ``load_state_dict`` is strict, so weights of another layout fail loudly.
+
+def _has_weights(folder: Path) -> bool:
+    return all((folder / f).is_file() for f in TAEF2_FILES)
+
+
+def _offline() -> bool:
+    flags = (os.environ.get(v, "").strip().lower() for v in ("ROTBOOK_OFFLINE", "HF_HUB_OFFLINE"))
+    return any(f in ("1", "true", "yes", "on") for f in flags)
+
+
+def download_taef2(folder: str | Path, *, timeout_s: float = 30.0) -> Path:
+    """Download TAEF2's two weight files into ``folder`` from madebyollin/taesd at :data:`TAEF2_COMMIT`,
+    checking each against :data:`TAEF2_SHA256` before it is moved into place. Returns the folder; raises
+    :class:`MissingDataError` (naming what to set) when offline, unreachable or corrupted."""
+    import urllib.request
+
+    folder = Path(folder)
+    hint = (f"put {' and '.join(TAEF2_FILES)} in $ROTBOOK_DATA/taesd (the repository madebyollin/taesd, MIT "
+            f"licence, commit {TAEF2_COMMIT[:7]}), or use base='pretrain'")
+    if _offline():
+        raise MissingDataError(f"TAEF2 weights are not on this machine and ROTBOOK_OFFLINE/HF_HUB_OFFLINE is set, "
+                               f"so they are not downloaded: {hint}")
+    try:
+        socket.create_connection(DOWNLOAD_HOST, timeout=3.0).close()
+    except OSError:
+        raise MissingDataError(f"TAEF2 weights are not on this machine and {DOWNLOAD_HOST[0]} cannot be "
+                               f"reached to download them: {hint}") from None
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in TAEF2_FILES:
+        if (folder / name).is_file():
+            continue
+        url = TAEF2_URL.format(commit=TAEF2_COMMIT, name=name)
+        try:
+            with urllib.request.urlopen(url, timeout=timeout_s) as response:
+                blob = response.read()
+        except OSError as err:
+            raise MissingDataError(f"downloading {url} failed ({type(err).__name__}: {err}): {hint}") from None
+        digest = hashlib.sha256(blob).hexdigest()
+        if digest != TAEF2_SHA256[name]:
+            raise MissingDataError(f"{url} has sha256 {digest[:12]}…, not the pinned {TAEF2_SHA256[name][:12]}…: "
+                                   f"refusing to load it; {hint}")
+        tmp = folder / (name + ".part")
+        tmp.write_bytes(blob)
+        os.replace(tmp, folder / name)
+    return folder
+
+
+def load_taef2(folder: str | Path | None = None, *, download: bool = True) -> TinyAutoencoder:
+    """TAEF2 with its pretrained weights.
+
+    From ``folder`` when given; otherwise from ``$ROTBOOK_DATA/taesd``, then the cache
+    (:func:`taef2_cache`). When none holds the files and ``download`` is true, they are downloaded (into
+    ``folder``, or the cache) by :func:`download_taef2`. Raises :class:`rotcore.paths.MissingDataError` naming
+    the folder, the files and what to set; ``load_state_dict`` is strict, so weights of another layout fail
+    loudly.
     """
-    folder = Path(folder) if folder is not None else taef2_folder()
-    missing = [f for f in TAEF2_FILES if not (folder / f).is_file()]
-    if missing:
+    candidates = [Path(folder)] if folder is not None else [taef2_folder(), taef2_cache()]
+    found = next((c for c in candidates if _has_weights(c)), None)
+    if found is None and download:
+        found = download_taef2(candidates[-1])
+    if found is None:
+        missing = [f for f in TAEF2_FILES if not (candidates[0] / f).is_file()]
         raise MissingDataError(
-            f"TAEF2 weights not found: {', '.join(missing)} missing in {folder}. Put taef2_encoder.pth and "
+            f"TAEF2 weights not found: {', '.join(missing)} missing in {candidates[0]}. Put taef2_encoder.pth and "
             "taef2_decoder.pth there (from the public repository madebyollin/taesd, MIT licence), set "
             "ROTBOOK_DATA to a data folder holding taesd/, or use base='pretrain'.")
     model = TinyAutoencoder(TinyAEConfig())
     for part, name in zip((model.encoder, model.decoder), TAEF2_FILES):
-        part.load_state_dict(torch.load(folder / name, map_location="cpu", weights_only=True))
+        part.load_state_dict(torch.load(found / name, map_location="cpu", weights_only=True))
     return model
