@@ -6,6 +6,7 @@
     rotbook run --only 05 -p fit.epochs=2 -p "test_angles_deg=[0, 90]"
     rotbook book [--profile smoke]       # build the site from already executed notebooks
     rotbook list [--flops]               # the studies, their profiles (and training FLOPs per profile)
+    rotbook anchors [--check]            # write (or check) book/anchors.json, the anchors as plain data
     rotbook predict-angle CHECKPOINT photos/ [--min-confidence C] [--no-tta] [--json]  # study 04's model
 
 Every parameter is checked (profile, override keys and values) for every selected study before any
@@ -18,6 +19,7 @@ every other profile writes under ``_build/runs/<profile>/`` and builds a staged 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -26,11 +28,12 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from rotcore import paths, report
 from rotcore.config import ConfigError
-from rotcore.studies import STUDIES, StudyInfo, get
+from rotcore.studies import STUDIES, Anchor, StudyInfo, get
 
 
 def notebook_source(info: StudyInfo) -> Path:
@@ -131,6 +134,32 @@ def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+ANCHORS_FILE = Path("book") / "anchors.json"
+
+
+def anchors_data() -> dict[str, list[dict[str, Any]]]:
+    """Every study's ``ANCHORS`` as plain data (imports the study modules, so the training stack)."""
+    return {info.number: [dataclasses.asdict(a) for a in info.load().ANCHORS] for info in STUDIES.values()}
+
+
+def write_anchors(path: Path | None = None) -> Path:
+    """Write :func:`anchors_data` to ``book/anchors.json``, which the book build reads instead of importing
+    the study modules (so building the site needs neither torch nor escnn)."""
+    path = path or paths.project_root() / ANCHORS_FILE
+    path.write_text(json.dumps(anchors_data(), indent=1, ensure_ascii=False) + "\n")
+    return path
+
+
+def study_anchors(info: StudyInfo) -> tuple[Anchor, ...]:
+    """A study's anchors from ``book/anchors.json`` when it lists the study, else from its module."""
+    path = paths.project_root() / ANCHORS_FILE
+    if path.is_file():
+        stored = json.loads(path.read_text()).get(info.number)
+        if stored is not None:
+            return tuple(Anchor(**a) for a in stored)
+    return tuple(info.load().ANCHORS)
+
+
 def summary_markdown(profile: str) -> str:
     """The summary page: each study's results beside their anchors (with CIs), and, apart, its checks
     (properties that hold by construction, with the test that guarantees each), from ``results`` JSON."""
@@ -148,7 +177,7 @@ def summary_markdown(profile: str) -> str:
               "the sampled unit. **Checks** hold by construction; they are shown with the test that guarantees them,",
               "not counted as targets met.", ""]
     for info in STUDIES.values():
-        module = info.load()
+        anchors = SimpleNamespace(ANCHORS=study_anchors(info))
         path = rdir / f"{info.name}.json"
         lines += [f"## {info.number} · {info.title}", ""]
         if not path.exists():
@@ -159,7 +188,7 @@ def summary_markdown(profile: str) -> str:
         m = rec["metrics"]
         lines += [f"Profile `{rec['profile']}` · {rec['device']} · runtime {rec['runtime_s'] / 60:.1f} min · "
                   f"commit `{rec['git_commit']}` · {rec['created']}", ""]
-        results, checks = report.tables(module, m)
+        results, checks = report.tables(anchors, m)
         if len(results):
             lines += ["| result | this run | anchor | source | target | met |", "|---|---|---|---|---|---|"]
             lines += ["| " + " | ".join(_cell(r[c]) for c in ("metric", "this run", "anchor", "source", "target", "met"))
@@ -298,6 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     book.add_argument("--profile", default="smoke")
     lst = sub.add_parser("list", help="list studies and profiles")
     lst.add_argument("--flops", action="store_true", help="also count each profile's training FLOPs (slow-ish)")
+    anc = sub.add_parser("anchors", help="write book/anchors.json (the anchors as plain data, for the book build)")
+    anc.add_argument("--check", action="store_true", help="only check that the file is current (exit 1 if not)")
     pa = sub.add_parser(
         "predict-angle", help="predict the rotation of image files with a study-04 checkpoint",
         description="Predict how far each image is rotated (counter-clockwise) with a study-04 checkpoint, and "
@@ -319,6 +350,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "list":
             list_studies(flops=args.flops)
+            return 0
+        if args.command == "anchors":
+            target = paths.project_root() / ANCHORS_FILE
+            if args.check:
+                current = target.is_file() and json.loads(target.read_text()) == anchors_data()
+                print(f"{ANCHORS_FILE}: {'current' if current else 'STALE: run `rotbook anchors`'}")
+                return 0 if current else 1
+            print(f"wrote {write_anchors()}")
             return 0
         if args.command == "book":
             build_book(args.profile)

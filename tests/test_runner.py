@@ -1,7 +1,9 @@
 
+import json
+
 import pytest
 
-from rotcore import runner
+from rotcore import paths, runner
 from rotcore.config import ConfigError
 from rotcore.studies import STUDIES, get
 
@@ -57,3 +59,18 @@ def test_paired_notebooks_are_in_sync_and_output_free():
         assert [c.source for c in ipynb.cells] == [c.source for c in source.cells], f"{py.name}: run jupytext --sync"
         assert all(not c.get("outputs") for c in ipynb.cells if c.cell_type == "code"), f"{py.name}: outputs committed"
         assert sum("parameters" in c.metadata.get("tags", []) for c in source.cells) == 1
+
+
+def test_committed_anchors_file_is_current_and_the_summary_needs_no_training_stack():
+    """book/anchors.json holds every study's anchors as plain data (``rotbook anchors`` writes it), so the book
+    build reads them without importing torch or escnn; it must equal what the study modules say."""
+    import subprocess
+    import sys
+
+    stored = json.loads((paths.project_root() / runner.ANCHORS_FILE).read_text())
+    assert stored == runner.anchors_data(), "run `rotbook anchors`"
+    code = ("import sys; from rotcore import runner; text = runner.summary_markdown('cpu'); "
+            "assert '## 05' in text; print(sorted(m for m in ('torch', 'escnn') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
