@@ -9,7 +9,7 @@ TAEF2 adds, before each of the three lowest-resolution blocks of both halves, a 
 
 The latent is deterministic (no posterior, no KL). :class:`TinyAutoencoder` exposes ``encode``/``decode`` on
 [0, 1] images. Weights: :func:`load_taef2` reads ``taef2_encoder.pth`` / ``taef2_decoder.pth`` from
-``$ROTBOOK_DATA/taesd`` (offline) or from the cache ``$ROTBOOK_CACHE/taesd`` (default ``~/.cache/rotbook``),
+``$ROTBOOK_DATA/taesd`` (offline) or from the cache ``$ROTBOOK_CACHE/taesd`` (default ``./.cache``),
 downloading them there from the public repository madebyollin/taesd (MIT) at a pinned commit, checked by
 sha256, when neither has them and the network allows (Colab).
 """
@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from rotcore.config import check_positive
-from rotcore.paths import MissingDataError, data_root
+from rotcore.paths import MissingDataError, cache_root, data_root
 
 TAEF2_FILES = ("taef2_encoder.pth", "taef2_decoder.pth")
 TAEF2_COMMIT = "5cccb12dc72074a4be35680c3b108548a7c69978"
@@ -131,8 +131,8 @@ def taef2_folder() -> Path:
 
 
 def taef2_cache() -> Path:
-    """Where downloaded weights go: ``$ROTBOOK_CACHE/taesd`` (default ``~/.cache/rotbook/taesd``)."""
-    return Path(os.environ.get("ROTBOOK_CACHE", "~/.cache/rotbook")).expanduser() / "taesd"
+    """Where downloaded weights go: ``$ROTBOOK_CACHE/taesd`` (:func:`rotcore.paths.cache_root`)."""
+    return cache_root() / "taesd"
 
 
 def _has_weights(folder: Path) -> bool:
