@@ -8,6 +8,7 @@
     rotbook list [--flops]               # the studies, their profiles (and training FLOPs per profile)
     rotbook anchors [--check]            # write (or check) book/anchors.json, the anchors as plain data
     rotbook predict-angle CHECKPOINT photos/ [--min-confidence C] [--no-tta] [--json]  # study 04's model
+    rotbook fetch-photos [--dest DIR] [--manifest PATH] [--limit N]  # rebuild $ROTBOOK_DATA/photos (Colab)
 
 Every parameter is checked (profile, override keys and values) for every selected study before any
 notebook starts. The published profile (``cpu``, :data:`rotcore.paths.PUBLISHED_PROFILE`) writes the committed
@@ -313,6 +314,30 @@ def predict_angle(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def fetch_photos(args: argparse.Namespace) -> int:
+    """``rotbook fetch-photos``: 0 when every downloadable row is present at the end, 1 if some are missing,
+    2 when offline (nothing downloaded) or for an unreadable manifest or destination."""
+    from rotcore import photo_fetch
+
+    def err(msg: str) -> None:
+        print(f"rotbook fetch-photos: {msg}", file=sys.stderr)
+
+    if args.limit is not None and args.limit < 0:
+        err(f"error: --limit must be >= 0, got {args.limit}")
+        return 2
+    dest = Path(args.dest).expanduser() if args.dest else photo_fetch.default_dest()
+    try:
+        counts = photo_fetch.fetch_photos(dest, manifest=args.manifest, limit=args.limit)
+    except photo_fetch.PhotosOfflineError as e:
+        err(f"offline: {e}")
+        return 2
+    except (photo_fetch.ManifestError, OSError) as e:
+        err(f"error: {e}")
+        return 2
+    err(photo_fetch.summary(counts, dest))
+    return 1 if counts["missing"] else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rotbook", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -343,10 +368,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="no rot90 test-time augmentation (default: as the card says, else on)")
     pa.add_argument("--json", action="store_true", help="print a JSON list instead of one line per file")
     pa.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per forward pass (32)")
+    fp = sub.add_parser(
+        "fetch-photos", help="download the photos of studies 02 and 04 (where $ROTBOOK_DATA/photos is missing)",
+        description="Rebuild the photo folder from the sources its manifest names: the COCO photos committed in "
+                    "GitHub repositories are downloaded from raw.githubusercontent.com and resized like the shipped "
+                    "copies; rows from Debian or PyPI packages are skipped. Files already present are kept. The "
+                    "folder gets a MANIFEST.tsv of the photos present (with their train/val split). Exit code 0 "
+                    "when every downloadable photo is present at the end, 1 if some failed, 2 when offline "
+                    "(ROTBOOK_OFFLINE or HF_HUB_OFFLINE set, or raw.githubusercontent.com unreachable).")
+    fp.add_argument("--dest", metavar="DIR", default=None, help="target folder (default: $ROTBOOK_DATA/photos)")
+    fp.add_argument("--manifest", metavar="PATH", default=None,
+                    help="a photos MANIFEST.tsv (default: the copy shipped in rotcore/data_files)")
+    fp.add_argument("--limit", type=int, default=None, metavar="N",
+                    help="only the first N downloadable rows (a quick try)")
     args = parser.parse_args(argv)
 
     if args.command == "predict-angle":
         return predict_angle(args)
+    if args.command == "fetch-photos":
+        return fetch_photos(args)
     try:
         if args.command == "list":
             list_studies(flops=args.flops)
