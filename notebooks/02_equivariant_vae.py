@@ -50,6 +50,9 @@ if "google.colab" in sys.modules:
 
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
                     "rotcore @ git+https://github.com/rotbook/rotbook"], check=True)
+    # Colab has no offline data folder: rebuild the photos from their GitHub sources into ./data/photos (the
+    # default ROTBOOK_DATA there); TAEF2's weights download by themselves on first use.
+    subprocess.run([sys.executable, "-m", "rotcore.runner", "fetch-photos", "--dest", "data/photos"], check=False)
 
 # %% tags=["parameters"]
 profile = "smoke"  # "smoke": CI, about a minute; "cpu": the published numbers, ~20 min on 2 cores; "gpu": one GPU
