@@ -496,3 +496,23 @@ def test_short_names_and_new_discussion_sentences():
          "sgvae_six_top_confusion_pct": 3.0}
     assert "**4** (12.5 %" in study.confusion_sentence(c) and "as the seed reported" in study.confusion_sentence(c)
     assert "not the 4s or 3s" in study.confusion_sentence({**c, "sgvae_nine_top_confusion": 7})
+
+
+def test_binarised_control_feeds_binary_rotated_sixes_and_nines(monkeypatch):
+    cfg = report.resolve_config(study, "smoke")
+    data = study.load_data(cfg)
+    torch.manual_seed(0)
+    vae = build_vae(study.vae_config("svae", cfg))
+    seen = []
+    orig = vae.posterior_params
+    monkeypatch.setattr(vae, "posterior_params", lambda b: (seen.append(b.detach().clone()), orig(b))[1])
+    judge = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    df = study.evaluate_binarised_six_nine(study.Trained("svae", "S-VAE", None, vae, None), judge, data, cfg)
+    n69 = int(((data.test.y == 6) | (data.test.y == 9)).sum())
+    assert sum(len(b) for b in seen) == n69 * len(cfg.test_angles_deg)
+    assert all(((b == 0) | (b == 1)).all() for b in seen)  # binarised after rotating, like the training inputs
+    assert sorted(set(df.label)) == ["6", "9"] and len(df) == 2 * len(cfg.test_angles_deg)
+    assert (df.inputs == "binarised").all() and df.n.sum() == n69 * len(cfg.test_angles_deg)
+    m = {f"sgvae_{d}_acc_{s}{b}_pct": 50.0 for d in ("six", "nine") for s in ("mean", "min") for b in ("", "_bin")}
+    assert "do not explain" in study.binarised_sentence(m)
+    assert "matters (up to 20.0 points)" in study.binarised_sentence({**m, "sgvae_nine_acc_min_bin_pct": 30.0})

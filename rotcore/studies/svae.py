@@ -160,14 +160,19 @@ PROFILES: dict[str, SVAEConfig] = {
     #   upright judge C1 w0.5, 30k x 4 epochs (if not cached)                2.6 min    0.6-2.2 min
     #   S-GVAE C8 w0.25 (267k encoder params), 30k x 4 epochs                4.8        5.7-10.7
     #   S-VAE  C1 w0.20 (277k encoder params), 30k x 4 epochs                1.4        0.6-2.3
+    #   S-VAE-aug, the same + one bilinear rotation per batch (not counted)  1.4        0.6-2.3
     #   ELBO table, d = 2 only: Gaussian + Power Spherical, 30k x 3 each     2.0        0.6-2.4
     #   validation ELBO every epoch (2k digits)                              0.4        0.3
-    #   rotated evaluation: 3k test digits x 12 angles (every 30°), 2 VAEs   2.5        0.5-1.5
-    #   IW bounds: 100 samples x 1k test digits x 4 VAEs (400k decodes)      2.3        0.9-1.9
+    #   rotated evaluation: 3k test digits x 12 angles (every 30°), 3 VAEs   3.8        0.8-2.3
+    #   binarised control (~600 test 6s and 9s x 12 angles, 3 VAEs), linear
+    #   probes (~6k training 6s/9s encoded once per VAE), label table        0.3        0.2-0.5
+    #   IW bounds: 100 samples x 1k test digits x 5 VAEs (500k decodes)      2.9        1.1-2.4
     #   kernel, data, model builds, invariance probes, figures, animation    1.5        1.5
-    #   total                                                               17.5 min   10.7-22.8 min
+    #   total                                                               21.0 min   12.2-26.0 min
+    # The last published run (two VAEs, no controls) took 16.9 min; adding the S-VAE's share of it again
+    # (training, evaluation, bound) and the controls gives about 20 min for this profile.
     # If a measured run exceeds 25 min, `fit.epochs=3` saves a quarter of the S-GVAE's time.
-    # Training FLOPs (`train_flops`): about 0.39 PFLOP (gpu: 10.3 PFLOP).
+    # Training FLOPs (`train_flops`): about 0.44 PFLOP (gpu: 11.1 PFLOP).
     "cpu": SVAEConfig(
         plain_encoder=EncoderConfig(group="C1", width=0.2),
         equivariant_encoder=EncoderConfig(group="C8", width=0.25),
@@ -497,6 +502,28 @@ def evaluate_rotated(trained: Trained, judge: nn.Module, data: StudyData, cfg: S
     return RotatedEval(df, torch.stack(preds), torch.stack(knns))
 
 
+def evaluate_binarised_six_nine(trained: Trained, judge: nn.Module, data: StudyData, cfg: SVAEConfig):
+    """The matched-input control: the VAEs train on binarised digits but :func:`evaluate_rotated` feeds them
+    grayscale digits softened by bilinear rotation. Here the rotated test 6s and 9s are binarised the same way
+    as in training (each pixel 1 with probability its intensity, **after** rotating; a fixed seed per angle)
+    before they are encoded; the judge reads the decoded outputs as before. A long DataFrame (``model``,
+    ``angle_deg``, ``label`` = ``"6"``/``"9"``, ``judge_acc_pct``, ``n``, ``inputs="binarised"``)."""
+    import pandas as pd
+
+    sub = data.test.where((data.test.y == SIX) | (data.test.y == NINE))
+    y, vae, bs = sub.y.cpu(), trained.model, cfg.eval_batch_size
+    rows = []
+    for i, a in enumerate(cfg.test_angles_deg):
+        x_in = binarize(rotate_batch(sub.x, float(a)), seed=cfg.test_binarize_seed + 100 + i)
+        decoded = predict(vae, x_in, batch_size=bs, fn=lambda m, b: torch.sigmoid(m.decode(m(b))))
+        pred = predict(judge, decoded, batch_size=bs).argmax(-1).cpu()
+        rows += [r for r in _accuracy_rows(pred, y, float(a), "judge_acc_pct") if r["label"] != "all"]
+    df = pd.DataFrame(rows)
+    df.insert(0, "model", trained.label)
+    df["inputs"] = "binarised"
+    return df
+
+
 def angle_accuracy_ci(correct: Tensor, statistic: str = "mean", *, n_boot: int = 2000,
                       seed: int = 0) -> tuple[float, tuple[float, float], int]:
     """Accuracy (%) over test angles with a 95 % bootstrap interval clustered by **digit image**.
@@ -815,6 +842,22 @@ def probe_sentence(m: Mapping[str, Any]) -> str:
     return text.strip()
 
 
+def binarised_sentence(m: Mapping[str, Any]) -> str:
+    """The S-GVAE on rotated 6s and 9s binarised like its training inputs, against the grayscale evaluation."""
+    keys = [f"sgvae_{d}_acc_{s}{b}_pct" for d in ("six", "nine") for s in ("mean", "min") for b in ("", "_bin")]
+    if any(m.get(k) is None for k in keys):
+        return "This run did not evaluate binarised inputs."
+    g = [m[f"sgvae_{d}_acc_{s}_pct"] for d in ("six", "nine") for s in ("mean", "min")]
+    b = [m[f"sgvae_{d}_acc_{s}_bin_pct"] for d in ("six", "nine") for s in ("mean", "min")]
+    shift = max(abs(x - y) for x, y in zip(g, b))
+    verdict = ("the input statistics do not explain the result (every number moves by at most "
+               f"{shift:.1f} points)" if shift <= 5 else
+               f"the mismatch in input statistics matters (up to {shift:.1f} points)")
+    return (f"Fed rotated digits binarised like its training inputs, the S-GVAE reads 6s {b[0]:.1f} % on average "
+            f"(worst angle {b[1]:.1f} %) and 9s {b[2]:.1f} % (worst {b[3]:.1f} %), against {g[0]:.1f} % "
+            f"({g[1]:.1f} %) and {g[2]:.1f} % ({g[3]:.1f} %) on grayscale inputs: {verdict}.")
+
+
 def confusion_sentence(m: Mapping[str, Any]) -> str:
     """The judge's most common wrong reading of the S-GVAE's decoded rotated 9s and 6s, against the seed's claim
     that its rotated 9s looked like 4s or 3s."""
@@ -892,6 +935,7 @@ def discussion(m: Mapping[str, Any]) -> dict[str, str]:
     out["sv_aug_sentence"] = aug_sentence(m)
     out["sv_probe_sentence"] = probe_sentence(m)
     out["sv_confusion_sentence"] = confusion_sentence(m)
+    out["sv_binarised_sentence"] = binarised_sentence(m)
     dims = sorted({int(k.rsplit("_d", 1)[1]) for k in m if k.startswith(("iwll_ps_d", "iwll_gauss_d"))})
     gap = {d: m[f"iwll_ps_d{d}"] - m[f"iwll_gauss_d{d}"] for d in dims
            if m.get(f"iwll_ps_d{d}") is not None and m.get(f"iwll_gauss_d{d}") is not None}
@@ -911,12 +955,15 @@ def discussion(m: Mapping[str, Any]) -> dict[str, str]:
 
 
 def headline_metrics(rot_df, inv_df, elbo_df, main_elbo, models_df, judge_df, six_nine,
-                     cis: Mapping[str, Any] | None = None, probe_df=None, labels_df=None) -> dict[str, Any]:
+                     cis: Mapping[str, Any] | None = None, probe_df=None, labels_df=None,
+                     binarised_df=None) -> dict[str, Any]:
     """The flat ``metrics`` of ``results/03_gcnn_hyperspherical_vae.json``; ``cis`` (from :func:`headline_cis`)
     adds ``<metric>_ci95`` and ``<metric>_n`` beside the headline accuracies; ``probe_df`` (:func:`probe_table`)
     the linear probe's 6-vs-9 AUCs (``<model>_probe_auc_69_upright`` / ``_rot180``, and for the S-GVAE the
     unprefixed ``probe_auc_69_*``); ``labels_df`` (:func:`judge_label_table`) the judge's most common wrong
-    label for each model's decoded rotated 6s and 9s (``<model>_six_top_confusion`` and its ``_pct``)."""
+    label for each model's decoded rotated 6s and 9s (``<model>_six_top_confusion`` and its ``_pct``);
+    ``binarised_df`` (:func:`evaluate_binarised_six_nine`, all models) the matched-input control
+    (``<model>_six_acc_mean_bin_pct``, ``..._min_bin_pct``, and the same for nine)."""
     m: dict[str, Any] = {"judge_acc_pct": float(judge_df.acc_pct.iloc[0]),
                          "judge_acc_pct_6": float(judge_df.acc_pct_6.iloc[0]),
                          "judge_acc_pct_9": float(judge_df.acc_pct_9.iloc[0])}
@@ -967,6 +1014,14 @@ def headline_metrics(rot_df, inv_df, elbo_df, main_elbo, models_df, judge_df, si
                 m.update(metric)
                 if key == "sgvae":
                     m.update({k.replace("sgvae_", "", 1): v for k, v in metric.items()})
+    if binarised_df is not None:
+        for key, label in MODEL_LABELS.items():
+            part = binarised_df[binarised_df.model == label]
+            for digit, name in ((SIX, "six"), (NINE, "nine")):
+                acc = part[part.label == str(digit)].judge_acc_pct
+                if len(acc):
+                    m[f"{key}_{name}_acc_mean_bin_pct"] = acc.mean()
+                    m[f"{key}_{name}_acc_min_bin_pct"] = acc.min()
     if labels_df is not None:
         for key, digit in labels_df.index:
             name = "six" if digit == SIX else "nine" if digit == NINE else str(digit)
