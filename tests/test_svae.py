@@ -487,6 +487,9 @@ def test_short_names_and_new_discussion_sentences():
              "svae_aug_six_acc_min_pct": 5.0, "svae_aug_nine_acc_min_pct": 5.0}
     assert "invariant encoder is ahead" in study.aug_sentence(ahead)
     assert "no rotation-augmented" in study.aug_sentence({})
+    tie = {**m, **{f"svae_aug_{d}_acc_{s}_pct": m[f"sgvae_{d}_acc_{s}_pct"] for d in ("six", "nine")
+                   for s in ("mean", "min")}}
+    assert "tie" in study.aug_sentence(tie)
     p = {"probe_auc_69_upright": 0.97, "probe_auc_69_rot180": 0.97, "svae_probe_auc_69_upright": 0.99,
          "svae_probe_auc_69_rot180": 0.02}
     s = study.probe_sentence(p)

@@ -807,7 +807,9 @@ def aug_sentence(m: Mapping[str, Any]) -> str:
              f"{m[f'{k}_nine_acc_min_pct']:.1f} %)" for k, name in (("sgvae", "S-GVAE"), ("svae_aug", "augmented S-VAE"))]
     diff = [m[f"sgvae_{d}_acc_{s}_pct"] - m[f"svae_aug_{d}_acc_{s}_pct"] for d in ("six", "nine")
             for s in ("mean", "min")]
-    if all(x > 0 for x in diff):
+    if all(x == 0 for x in diff):
+        verdict = "the two tie on both digits, on average and at the worst angle"
+    elif all(x > 0 for x in diff):
         verdict = "the invariant encoder is ahead of augmentation on both digits, on average and at the worst angle"
     elif all(x < 0 for x in diff):
         verdict = ("augmentation alone does **better** than the invariant encoder on both digits, on average and "
