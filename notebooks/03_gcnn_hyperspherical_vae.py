@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -27,7 +29,11 @@
 # * **S-VAE**: a plain CNN encoder;
 # * **S-GVAE**: a group-equivariant encoder ([escnn](https://github.com/QUVA-Lab/escnn), regular fields of the
 #   rotation group C8, pooled over the group), so the whole posterior is invariant to the input's rotation.
-#   There is no pose head: the decoder only sees the invariant code.
+#   There is no pose head: the decoder only sees the invariant code;
+# * **S-VAE-aug**: the S-VAE's architecture trained on **randomly rotated** inputs (a fresh uniform angle per
+#   digit and batch, binarised after rotating) with the **upright** digit as the decoder's target: the baseline
+#   that learns from data what the S-GVAE has by construction. Without it the comparison would be an
+#   architecture against nothing.
 #
 # The posterior is a **Power Spherical** distribution (De Cao & Aziz 2020) with a uniform prior on the sphere:
 # like the von Mises–Fisher of the original S-VAE (Davidson et al. 2018), but sampled without rejection
@@ -79,18 +85,19 @@ judge_df = judges.evaluate_digit_judge(judge, data.test, [0.0])
 judge_df.drop(columns="angle_deg").rename(index={0: "judge on real upright test digits (%)"}).round(2)
 
 # %% [markdown]
-# ## The two VAEs
+# ## The three VAEs
 #
 # Both encoders follow one layer plan (the E(2)-CNN paper's MNIST classifier: six convolutions, 28 → 20 → 10
 # → 5 → 1 px, 2×2 max pooling on even grids that it tiles exactly, then a fully connected head that outputs
 # the posterior's direction $\mu$ and concentration $\kappa$). No step is strided, so the escnn encoder's code
 # is *exactly* invariant to quarter turns of a 28×28 image without padding it to 29×29 (a one-pixel pad would
 # move the rotation centre by half a pixel and break exactness for rotations applied to the 28×28 digit).
-# The decoder is the same design for both. $\kappa = \min(\mathrm{softplus}(\cdot) + 1, 10^5)$ guards against
+# The decoder is the same design for all three (the augmented S-VAE is the S-VAE's architecture). $\kappa = \min(\mathrm{softplus}(\cdot) + 1, 10^5)$ guards against
 # concentration collapse and overflow; the distribution is always evaluated in float32.
 #
-# Both train on upright MNIST, **dynamically binarised** (a fresh Bernoulli draw of every pixel each batch),
-# with a Bernoulli likelihood, through `rotcore.train.fit` (best validation ELBO kept).
+# All train on MNIST, **dynamically binarised** (a fresh Bernoulli draw of every pixel each batch),
+# with a Bernoulli likelihood, through `rotcore.train.fit` (best validation ELBO on upright digits kept); the
+# S-GVAE and the S-VAE see upright digits only, the augmented S-VAE rotated inputs and upright targets.
 
 # %%
 models = study.model_table(cfg)
@@ -98,7 +105,7 @@ models
 
 # %%
 trained = study.train_models(cfg, data, device=device)
-fig, axes = plots.plt.subplots(1, 2, figsize=(11, 3.4))
+fig, axes = plots.plt.subplots(1, len(trained), figsize=(5.5 * len(trained), 3.4))
 for ax, t in zip(axes, trained.values()):
     plots.plot_history(t.result.history, ["train_loss", "val_neg_elbo"], ax=ax, title=t.label)
     ax.set_ylabel("−ELBO (nats per image)")
@@ -108,13 +115,14 @@ fig.tight_layout()
 # ## Rotated inputs, decoded
 #
 # A test 6 and a test 9, rotated, and what each VAE decodes from its code (the posterior's location, not a
-# sample). Rows: input, S-VAE output, S-GVAE output.
+# sample). Rows: input, then the S-VAE's, the S-GVAE's and the augmented S-VAE's output.
 
 # %%
 examples = torch.cat([data.test.where(data.test.y == d).x[:1] for d in (study.SIX, study.NINE)])
 sweep_angles = cfg.test_angles_deg[:: max(1, len(cfg.test_angles_deg) // 12)]
 frames = study.rotation_sweep_images(trained, examples, sweep_angles)  # (T, rows, 1, 28, 28)
-row_labels = [f"{d}: {name}" for d in ("6", "9") for name in ("input", "S-VAE", "S-GVAE")]
+short = [t.label.split(" ")[0] for t in trained.values()]
+row_labels = [f"{d}: {name}" for d in ("6", "9") for name in ("input", *short)]
 fig = plots.image_grid(frames.transpose(0, 1).flatten(0, 1), nrow=frames.shape[1], row_labels=row_labels,
                        titles=[f"{a:.0f}°" for a in sweep_angles])
 
@@ -124,7 +132,8 @@ fig = plots.image_grid(frames.transpose(0, 1).flatten(0, 1), nrow=frames.shape[1
 # %%
 anim_frames = study.rotation_sweep_images(trained, examples, cfg.test_angles_deg)
 display(HTML(plots.animation_html(anim_frames, titles=[
-    f"{a:.0f}° · columns: 6, S-VAE(6), S-GVAE(6), 9, S-VAE(9), S-GVAE(9)" for a in cfg.test_angles_deg])))
+    f"{a:.0f}° · columns: " + ", ".join(f"{name}({d})" if name else d for d in ("6", "9") for name in ("", *short))
+    for a in cfg.test_angles_deg])))
 
 # %% [markdown]
 # ## What the judge reads in the decoded outputs
@@ -140,11 +149,22 @@ fig = plots.plot_vs_angle(sixnine_df, y="judge_acc_pct", hue="curve", ylim=(0, 1
                           title="Rotated 6s and 9s, decoded: does the digit survive?")
 
 # %% [markdown]
-# The seed project's table, for our two models (mean and worst over all test angles; the 95 % intervals in the
+# The seed project's table, for our three models (mean and worst over all test angles; the 95 % intervals in the
 # results table resample test digits, all angles of a digit together):
 
 # %%
 study.seed_table(rot_df).round(1)
+
+# %% [markdown]
+# **Matched input statistics.** The VAEs were trained on *binarised* digits, but the rotated test digits above
+# are grayscale and softened by bilinear interpolation. The control: the same rotated test 6s and 9s,
+# binarised after rotating exactly as in training (a fixed seed per angle), mean and worst angle:
+
+# %%
+bin_df = pd.concat([study.evaluate_binarised_six_nine(t, judge.model, data, cfg) for t in trained.values()],
+                   ignore_index=True)
+pd.concat([rot_df[rot_df.label.isin(["6", "9"])].assign(inputs="grayscale"), bin_df]).pivot_table(
+    index=["model", "inputs"], columns="label", values="judge_acc_pct", aggfunc=["mean", "min"], sort=False).round(1)
 
 # %% [markdown]
 # All ten digits, mean judge accuracy over angles (rows: model; columns: digit):
@@ -153,6 +173,14 @@ study.seed_table(rot_df).round(1)
 per_digit = rot_df[rot_df.label != "all"].pivot_table(index="model", columns="label", values="judge_acc_pct",
                                                      aggfunc="mean", sort=False)
 per_digit.assign(all=rot_df[rot_df.label == "all"].groupby("model", sort=False).judge_acc_pct.mean()).round(1)
+
+# %% [markdown]
+# What the judge reads the decoded rotated 6s and 9s **as**, pooled over all test angles (% of the readings per
+# label; rows: model and true digit):
+
+# %%
+labels_df = study.judge_label_table(evals, data.test, {k: t.label for k, t in trained.items()})
+labels_df.drop(columns="label").round(1)
 
 # %% [markdown]
 # ## 6 or 9?
@@ -199,11 +227,22 @@ fig = plots.plot_vs_angle(knn, y="knn_acc_pct", hue="model", ylim=(0, 101), colo
                           title="Is the code a digit code at every angle?")
 
 # %% [markdown]
+# **A linear probe for 6 against 9**, again without decoder or judge: a logistic regression on the codes of the
+# upright 6s and 9s of the *training* split, scored on the test 6s and 9s upright and turned by 180° (AUC, with
+# a 95 % bootstrap interval over the test digits). A code that is invariant to rotation gives a 9 turned by 180°
+# the code of the upright 9, so it can only separate 6s from 9s by what survives that turn: handwriting style.
+
+# %%
+probe_df = study.probe_table(trained, data, cfg)
+probe_df.round(3)
+
+# %% [markdown]
 # **Invariance error** of the code, $\max_i \lVert z(x_i) - z(\mathrm{rot}\,x_i) \rVert_2$ over a probe batch of
 # test digits ($z$ the unit direction $\mu$; the largest possible value is 2). Quarter turns in float64, where
 # the escnn encoder is exact by construction (to float64 rounding); other angles in float32, where the pixel
-# grid itself is not symmetric, with the mean change over the probe digits (`rot<angle>_mean`) beside the
-# worst one.
+# grid itself is not symmetric (`rotcore.metrics.invariance_errors` with the Euclidean distance), and beside
+# each worst case the mean change over the probe digits (`rot<angle>_mean`), so that a large maximum can be
+# told apart from a shift of every code.
 
 # %%
 inv_df = study.invariance_errors(trained, data.test.head(cfg.invariance_probe_size), cfg)
@@ -240,7 +279,8 @@ fig.tight_layout()
 
 # %%
 cis = study.headline_cis(evals, data.test)  # 95 % bootstrap intervals, clustered by test digit
-metrics = study.headline_metrics(rot_df, inv_df, elbo_df, main_elbo, models, judge_df, six_nine, cis)
+metrics = study.headline_metrics(rot_df, inv_df, elbo_df, main_elbo, models, judge_df, six_nine, cis,
+                                 probe_df=probe_df, labels_df=labels_df, binarised_df=bin_df)
 path = run.publish(metrics)
 
 # %% [markdown]
@@ -273,6 +313,11 @@ path = run.publish(metrics)
 # moves by up to {glue:text}`svae_latent_invariance_err_rot90:.2f` under a quarter turn, and its 5-NN accuracy
 # averages {glue:text}`svae_latent_knn_acc_mean_pct:.1f` % over angles.
 #
+# **Against augmentation.** Like with like, the S-GVAE against the same plain S-VAE trained on rotated inputs:
+# {glue:md}`sv_aug_sentence`
+#
+# **Matched inputs.** {glue:md}`sv_binarised_sentence`
+#
 # **Against the seed.** {glue:md}`sv_seed_sentence`
 #
 # **Are 6s just rotated 9s?** {glue:md}`sv_six_nine_answer` An invariant code cannot use orientation, the cue
@@ -280,7 +325,9 @@ path = run.publish(metrics)
 # length and curl), and a 6 written like a turned 9 is, to this code, a turned 9 at every angle (the upright
 # examples above are the S-GVAE's own misreadings). For comparison, the S-VAE reads up to
 # {glue:text}`svae_six_as_nine_max_pct:.1f` % of 6s as 9s and {glue:text}`svae_nine_as_six_max_pct:.1f` % of 9s
-# as 6s, at the angles that turn one into the other.
+# as 6s, at the angles that turn one into the other. {glue:md}`sv_confusion_sentence`
+#
+# **Without the decoder.** {glue:md}`sv_probe_sentence`
 #
 # **Gaussian vs hyperspherical.** With the same plain encoder and decoder, the hyperspherical minus the
 # Gaussian test log-likelihood bound is {glue:md}`sv_elbo_gaps` (positive: the sphere is better).

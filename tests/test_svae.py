@@ -192,8 +192,10 @@ def test_models_share_the_decoder_design_and_report_parameters():
     a, b = study.vae_config("svae", cfg), study.vae_config("sgvae", cfg)
     assert a.decoder == b.decoder and a.latent == b.latent == "power_spherical"
     table = study.model_table(cfg)
-    assert list(table.index) == ["svae", "sgvae"]
+    assert list(table.index) == ["svae", "sgvae", "svae_aug"]
     assert table.loc["svae", "decoder_params"] == table.loc["sgvae", "decoder_params"]
+    assert study.vae_config("svae_aug", cfg) == a  # the baseline is the S-VAE's architecture, only trained otherwise
+    assert study.loss_for("svae_aug") is study.vae_aug_loss and study.loss_for("svae") is study.vae_loss
     gpu, cpu = study.PROFILES["gpu"], study.PROFILES["cpu"]
     assert gpu.fit.epochs > cpu.fit.epochs > cfg.fit.epochs
     assert gpu.test_angles_deg == tuple(float(a) for a in range(0, 360, 15))
@@ -347,3 +349,173 @@ def test_anchors_drive_the_verdicts_and_quote_the_seed_as_an_aggregate():
     assert "500" in by["iwll_ps_d2"].caveat and by["iwll_gauss_d2"].anchor == -135.73
     checks = [a for a in study.ANCHORS if a.kind == "check"]
     assert [a.metric for a in checks] == ["latent_invariance_err_rot90"]
+
+
+def _patched_aug(monkeypatch, angle):
+    """vae_aug_loss with every angle ``angle`` and binarisation the identity (inputs already binary), so that
+    the only random draw left is the posterior sample."""
+    monkeypatch.setattr(study, "random_angles", lambda n, device=None: torch.full((n,), float(angle)))
+    monkeypatch.setattr(study, "binarize", lambda t: t)
+
+
+def test_augmented_loss_rotates_the_input_and_keeps_the_target_upright(monkeypatch, x):
+    xb = (x > 0.5).float()
+    cfg = report.resolve_config(study, "smoke")
+    _patched_aug(monkeypatch, 90.0)
+    # an encoder exactly invariant to quarter turns: the augmented loss is the plain loss (same sample), which
+    # holds only if the decoder's target is the upright digit
+    torch.manual_seed(0)
+    sg = build_vae(study.vae_config("sgvae", cfg)).double()
+    torch.manual_seed(5)
+    aug, aug_parts = study.vae_aug_loss(sg, (xb.double(),))
+    torch.manual_seed(5)
+    plain, _ = study.vae_loss(sg, (xb.double(),))
+    assert aug.item() == pytest.approx(plain.item(), rel=1e-6)
+    # a plain encoder is not invariant: its KL is the one of the rotated input's posterior
+    vae = small_vae(d=8)
+    torch.manual_seed(5)
+    aug, aug_parts = study.vae_aug_loss(vae, (xb,))
+    kl_rot = vae.kl(*vae.posterior_params(torch.rot90(xb, 1, dims=(-2, -1)))).mean()
+    kl_up = vae.kl(*vae.posterior_params(xb)).mean()
+    assert aug_parts["kl"].item() == pytest.approx(kl_rot.item(), rel=1e-5)
+    assert abs(kl_rot.item() - kl_up.item()) > 1e-4
+
+
+def test_augmented_loss_draws_one_fresh_angle_per_image(monkeypatch, x):
+    seen = []
+
+    def record(n, device=None):
+        a = torch.rand(n) * 360
+        seen.append(a)
+        return a
+
+    monkeypatch.setattr(study, "random_angles", record)
+    vae = small_vae(d=4)
+    for _ in range(2):
+        study.vae_aug_loss(vae, (x,))
+    assert [len(a) for a in seen] == [len(x), len(x)] and not torch.equal(seen[0], seen[1])
+
+
+def test_linear_probe_auc_on_separable_and_on_identical_classes():
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    g = torch.Generator().manual_seed(0)
+    n = 400
+    y = torch.arange(n) % 2
+    z_sep = torch.randn(n, 5, generator=g)
+    z_sep[:, 0] += 6 * (y.double() - 0.5)  # classes 6 standard deviations apart along one axis
+    w, b = study.fit_linear_probe(z_sep, y)
+    z_test = torch.randn(n, 5, generator=g)
+    z_test[:, 0] += 6 * (y.double() - 0.5)
+    assert study.auc((z_test.double() @ w + b).numpy(), y.numpy()) > 0.99
+    z_same = torch.randn(n, 5, generator=g)  # the labels say nothing about the features
+    w, b = study.fit_linear_probe(z_same, y)
+    s_same = (torch.randn(4000, 5, generator=g).double() @ w + b).numpy()
+    y_same = np.arange(4000) % 2
+    assert abs(study.auc(s_same, y_same) - 0.5) < 0.05
+    # the AUC is the Mann-Whitney statistic: scikit-learn's, ties included; flipping the scores mirrors it
+    s = np.array([0.1, 0.4, 0.4, 0.8, 0.3, 0.9])
+    lab = np.array([0, 0, 1, 1, 1, 0])
+    assert study.auc(s, lab) == pytest.approx(roc_auc_score(lab, s))
+    assert study.auc(-s, lab) == pytest.approx(1 - roc_auc_score(lab, s))
+    assert math.isnan(study.auc(s, np.zeros(6)))
+    est, (lo, hi), k = study.auc_ci95(s_same, y_same, n_boot=100)
+    assert k == 4000 and lo <= est <= hi and hi - lo < 0.1
+
+
+def test_probe_of_an_invariant_code_is_blind_to_a_half_turn(monkeypatch, tmp_path):
+    """The S-GVAE's code of a digit turned by 180° is its upright code, so the probe's AUC is the same at 0° and
+    180° whatever the weights; a plain encoder's is not."""
+    cfg = report.resolve_config(study, "smoke")
+    data = study.load_data(cfg)
+    out = {}
+    for key in ("sgvae", "svae"):
+        torch.manual_seed(0)
+        t = study.Trained(key, key, study.vae_config(key, cfg), build_vae(study.vae_config(key, cfg)), None)
+        out[key] = study.probe_six_nine(t, data, cfg, n_boot=50)
+    assert out["sgvae"][0.0][0] == pytest.approx(out["sgvae"][180.0][0], abs=1e-6)
+    assert out["svae"][0.0][0] != pytest.approx(out["svae"][180.0][0], abs=1e-6)
+    n = int(((data.test.y == 6) | (data.test.y == 9)).sum())
+    assert out["sgvae"][0.0][2] == n
+
+
+def test_judge_label_table_pools_the_readings_over_angles():
+    from rotcore.data import Images
+
+    y = torch.tensor([9, 9, 6, 1])
+    test = Images(torch.zeros(4, 1, 28, 28), y)
+    judge = torch.tensor([[9, 4, 6, 1], [4, 4, 5, 1], [3, 9, 6, 1]])  # three angles
+    ev = study.RotatedEval(None, judge, judge)
+    t = study.judge_label_table({"sgvae": ev}, test)
+    assert list(t.index) == [("sgvae", 6), ("sgvae", 9)]
+    assert t.loc[("sgvae", 9), "4"] == pytest.approx(50.0) and t.loc[("sgvae", 9), "9"] == pytest.approx(100 / 3)
+    assert t.loc[("sgvae", 6), [str(c) for c in range(10)]].sum() == pytest.approx(100.0)
+    assert study.top_confusion(t, "sgvae", 9) == (4, pytest.approx(50.0))
+    assert study.top_confusion(t, "sgvae", 6) == (5, pytest.approx(100 / 3))
+
+
+def test_invariance_table_reports_the_mean_beside_the_max(x):
+    from rotcore.data import Images
+
+    cfg = report.resolve_config(study, "smoke")
+    trained = {}
+    for key in ("svae", "sgvae"):
+        torch.manual_seed(0)
+        trained[key] = study.Trained(key, key, None, build_vae(study.vae_config(key, cfg)), None)
+    inv = study.invariance_errors(trained, Images(x, torch.zeros(len(x), dtype=torch.long)), cfg)
+    assert inv.loc["sgvae", "rot90_max"] <= 1e-12 < inv.loc["svae", "rot90_max"]
+    for a in cfg.invariance_angles_deg:
+        for key in trained:
+            assert 0 <= inv.loc[key, f"rot{a:g}_mean"] <= inv.loc[key, f"rot{a:g}"] + 1e-6
+    z0, z45 = trained["svae"].model.eval()(x), trained["svae"].model.eval()(study.rotate_batch(x, 45.0))
+    assert inv.loc["svae", "rot45"] == pytest.approx((z45 - z0).norm(dim=1).max().item(), rel=1e-4)
+    assert inv.loc["svae", "rot45_mean"] == pytest.approx((z45 - z0).norm(dim=1).mean().item(), rel=1e-4)
+
+
+def test_short_names_and_new_discussion_sentences():
+    m = {"sgvae_six_acc_min_pct": 55.0, "sgvae_six_acc_min_pct_ci95": [50.0, 60.0], "sgvae_six_acc_min_pct_n": 300,
+         "sgvae_nine_acc_min_pct": 20.0, "sgvae_six_acc_mean_pct": 80.0, "sgvae_nine_acc_mean_pct": 40.0,
+         "svae_aug_six_acc_mean_pct": 70.0, "svae_aug_nine_acc_mean_pct": 50.0, "svae_aug_six_acc_min_pct": 60.0,
+         "svae_aug_nine_acc_min_pct": 30.0, "sgvae_latent_knn_acc_mean_pct": 90.0}
+    short = study.short_names(m)
+    assert short["sgvae_acc6_min_pct"] == 55.0 and short["sgvae_acc6_min_pct_ci95"] == [50.0, 60.0]
+    assert short["sgvae_acc9_mean_pct"] == 40.0 and short["svae_aug_acc9_min_pct"] == 30.0
+    assert short["knn5_acc_mean_pct"] == 90.0 and "svae_acc6_mean_pct" not in short
+    assert "neither is ahead" in study.aug_sentence(m)
+    ahead = {**m, "svae_aug_six_acc_mean_pct": 10.0, "svae_aug_nine_acc_mean_pct": 10.0,
+             "svae_aug_six_acc_min_pct": 5.0, "svae_aug_nine_acc_min_pct": 5.0}
+    assert "invariant encoder is ahead" in study.aug_sentence(ahead)
+    assert "no rotation-augmented" in study.aug_sentence({})
+    tie = {**m, **{f"svae_aug_{d}_acc_{s}_pct": m[f"sgvae_{d}_acc_{s}_pct"] for d in ("six", "nine")
+                   for s in ("mean", "min")}}
+    assert "tie" in study.aug_sentence(tie)
+    p = {"probe_auc_69_upright": 0.97, "probe_auc_69_rot180": 0.97, "svae_probe_auc_69_upright": 0.99,
+         "svae_probe_auc_69_rot180": 0.02}
+    s = study.probe_sentence(p)
+    assert "as invariance forces" in s and "almost all" in s and "below chance" in s
+    assert "not exactly invariant" in study.probe_sentence({**p, "probe_auc_69_rot180": 0.9})
+    c = {"sgvae_nine_top_confusion": 4, "sgvae_nine_top_confusion_pct": 12.5, "sgvae_six_top_confusion": 5,
+         "sgvae_six_top_confusion_pct": 3.0}
+    assert "**4** (12.5 %" in study.confusion_sentence(c) and "as the seed reported" in study.confusion_sentence(c)
+    assert "not the 4s or 3s" in study.confusion_sentence({**c, "sgvae_nine_top_confusion": 7})
+
+
+def test_binarised_control_feeds_binary_rotated_sixes_and_nines(monkeypatch):
+    cfg = report.resolve_config(study, "smoke")
+    data = study.load_data(cfg)
+    torch.manual_seed(0)
+    vae = build_vae(study.vae_config("svae", cfg))
+    seen = []
+    orig = vae.posterior_params
+    monkeypatch.setattr(vae, "posterior_params", lambda b: (seen.append(b.detach().clone()), orig(b))[1])
+    judge = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    df = study.evaluate_binarised_six_nine(study.Trained("svae", "S-VAE", None, vae, None), judge, data, cfg)
+    n69 = int(((data.test.y == 6) | (data.test.y == 9)).sum())
+    assert sum(len(b) for b in seen) == n69 * len(cfg.test_angles_deg)
+    assert all(((b == 0) | (b == 1)).all() for b in seen)  # binarised after rotating, like the training inputs
+    assert sorted(set(df.label)) == ["6", "9"] and len(df) == 2 * len(cfg.test_angles_deg)
+    assert (df.inputs == "binarised").all() and df.n.sum() == n69 * len(cfg.test_angles_deg)
+    m = {f"sgvae_{d}_acc_{s}{b}_pct": 50.0 for d in ("six", "nine") for s in ("mean", "min") for b in ("", "_bin")}
+    assert "do not explain" in study.binarised_sentence(m)
+    assert "matters (up to 20.0 points)" in study.binarised_sentence({**m, "sgvae_nine_acc_min_bin_pct": 30.0})

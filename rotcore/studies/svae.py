@@ -29,9 +29,19 @@ from torch import nn
 
 from rotcore.config import ConfigError, check_angles, check_choice, check_positive
 from rotcore.data import Images, binarize, mnist_splits, subset
-from rotcore.metrics import accuracy_pct, bootstrap_ci95, knn_predict, latent_invariance_error, with_ci
-from rotcore.models.svae import LATENTS, VAE, DecoderConfig, EncoderConfig, VAEConfig, build_vae, iw_bound
-from rotcore.rotate import rotate_batch
+from rotcore.metrics import accuracy_pct, bootstrap_ci95, knn_predict, with_ci
+from rotcore.metrics import invariance_errors as _invariance_errors
+from rotcore.models.svae import (
+    LATENTS,
+    VAE,
+    DecoderConfig,
+    EncoderConfig,
+    VAEConfig,
+    _full_precision,
+    build_vae,
+    iw_bound,
+)
+from rotcore.rotate import random_angles, rotate_batch
 from rotcore.studies import Anchor
 from rotcore.train import (
     FitConfig,
@@ -50,8 +60,11 @@ Tensor = torch.Tensor
 STUDY = "03_gcnn_hyperspherical_vae"
 TITLE = "A rotation-invariant embedding: are 6s just rotated 9s?"
 
-MODEL_LABELS = {"svae": "S-VAE (plain CNN encoder)", "sgvae": "S-GVAE (escnn encoder)"}
-COLORS = {MODEL_LABELS["svae"]: "#7f7f7f", MODEL_LABELS["sgvae"]: "#2ca02c"}
+MODEL_LABELS = {"svae": "S-VAE (plain CNN encoder)", "sgvae": "S-GVAE (escnn encoder)",
+                "svae_aug": "S-VAE-aug (plain CNN encoder, rotation-augmented)"}
+#: models trained on randomly rotated inputs (encoder sees the rotated digit, the decoder's target is upright)
+AUGMENTED = frozenset({"svae_aug"})
+COLORS = {MODEL_LABELS["svae"]: "#7f7f7f", MODEL_LABELS["sgvae"]: "#2ca02c", MODEL_LABELS["svae_aug"]: "#1f77b4"}
 LATENT_LABELS = {"gaussian": "Gaussian (N-VAE)", "power_spherical": "Power Spherical (S-VAE)"}
 LATENT_KEYS = {"gaussian": "gauss", "power_spherical": "ps"}
 SIX, NINE = 6, 9
@@ -147,14 +160,19 @@ PROFILES: dict[str, SVAEConfig] = {
     #   upright judge C1 w0.5, 30k x 4 epochs (if not cached)                2.6 min    0.6-2.2 min
     #   S-GVAE C8 w0.25 (267k encoder params), 30k x 4 epochs                4.8        5.7-10.7
     #   S-VAE  C1 w0.20 (277k encoder params), 30k x 4 epochs                1.4        0.6-2.3
+    #   S-VAE-aug, the same + one bilinear rotation per batch (not counted)  1.4        0.6-2.3
     #   ELBO table, d = 2 only: Gaussian + Power Spherical, 30k x 3 each     2.0        0.6-2.4
     #   validation ELBO every epoch (2k digits)                              0.4        0.3
-    #   rotated evaluation: 3k test digits x 12 angles (every 30°), 2 VAEs   2.5        0.5-1.5
-    #   IW bounds: 100 samples x 1k test digits x 4 VAEs (400k decodes)      2.3        0.9-1.9
+    #   rotated evaluation: 3k test digits x 12 angles (every 30°), 3 VAEs   3.8        0.8-2.3
+    #   binarised control (~600 test 6s and 9s x 12 angles, 3 VAEs), linear
+    #   probes (~6k training 6s/9s encoded once per VAE), label table        0.3        0.2-0.5
+    #   IW bounds: 100 samples x 1k test digits x 5 VAEs (500k decodes)      2.9        1.1-2.4
     #   kernel, data, model builds, invariance probes, figures, animation    1.5        1.5
-    #   total                                                               17.5 min   10.7-22.8 min
+    #   total                                                               21.0 min   12.2-26.0 min
+    # The last published run (two VAEs, no controls) took 16.9 min; adding the S-VAE's share of it again
+    # (training, evaluation, bound) and the controls gives about 20 min for this profile.
     # If a measured run exceeds 25 min, `fit.epochs=3` saves a quarter of the S-GVAE's time.
-    # Training FLOPs (`train_flops`): about 0.39 PFLOP (gpu: 10.3 PFLOP).
+    # Training FLOPs (`train_flops`): about 0.44 PFLOP (gpu: 11.1 PFLOP).
     "cpu": SVAEConfig(
         plain_encoder=EncoderConfig(group="C1", width=0.2),
         equivariant_encoder=EncoderConfig(group="C8", width=0.25),
@@ -218,10 +236,11 @@ ANCHORS = (
 
 
 def vae_config(key: str, cfg: SVAEConfig) -> VAEConfig:
-    """The VAE of the study's two models (``"svae"``, ``"sgvae"``): hyperspherical, same decoder."""
+    """The VAE of the study's models (``"svae"``, ``"sgvae"``, ``"svae_aug"``): hyperspherical, same decoder;
+    the augmented baseline has the S-VAE's architecture."""
     if key not in MODEL_LABELS:
         raise KeyError(f"unknown model {key!r}; choose from {', '.join(MODEL_LABELS)}")
-    enc = cfg.plain_encoder if key == "svae" else cfg.equivariant_encoder
+    enc = cfg.equivariant_encoder if key == "sgvae" else cfg.plain_encoder
     return VAEConfig(latent="power_spherical", latent_dim=cfg.latent_dim, encoder=enc, decoder=cfg.decoder,
                      kappa_max=cfg.kappa_max)
 
@@ -233,7 +252,7 @@ def elbo_vae_config(latent: str, latent_dim: int, cfg: SVAEConfig) -> VAEConfig:
 
 
 def model_table(cfg: SVAEConfig):
-    """Parameter counts (encoder, decoder, total) of the study's two VAEs (a DataFrame)."""
+    """Parameter counts (encoder, decoder, total) of the study's VAEs (a DataFrame)."""
     import pandas as pd
 
     rows = []
@@ -294,6 +313,30 @@ def vae_loss(model: VAE, batch) -> tuple[Tensor, dict[str, Tensor]]:
     return (recon + kl).mean(), {"recon": recon.mean(), "kl": kl.mean()}
 
 
+def vae_aug_loss(model: VAE, batch) -> tuple[Tensor, dict[str, Tensor]]:
+    """The rotation-augmented negative ELBO: every image is rotated by a fresh uniform angle on its device
+    (bilinear, as at test time) and binarised **after** rotating; the encoder sees that rotated digit and the
+    decoder's Bernoulli target is a fresh binarisation of the **upright** digit. So, like the S-GVAE, the
+    model must map every orientation of a digit to a code that decodes upright, but it has to learn that from
+    data instead of having it by construction."""
+    (x,) = batch
+    x_in = binarize(rotate_batch(x, random_angles(len(x), device=x.device)))
+    target = binarize(x)
+    loc, scale = model.posterior_params(x_in)
+    with torch.autocast(device_type=loc.device.type, enabled=False):  # as in VAE.elbo_terms
+        z = model.distribution(model.config.latent, loc, scale).rsample()
+    logits = _full_precision(model.decode(z))
+    recon = nn.functional.binary_cross_entropy_with_logits(logits, target.to(logits.dtype),
+                                                           reduction="none").flatten(1).sum(-1)
+    kl = model.kl(loc, scale)
+    return (recon + kl).mean(), {"recon": recon.mean(), "kl": kl.mean()}
+
+
+def loss_for(key: str):
+    """The training loss of model ``key``: :func:`vae_aug_loss` for the augmented baseline, else :func:`vae_loss`."""
+    return vae_aug_loss if key in AUGMENTED else vae_loss
+
+
 @torch.no_grad()
 def evaluate_elbo(model: VAE, x_bin: Tensor, *, iw_samples: int = 0, batch_size: int = 1_000,
                   max_decodes: int = 16_384) -> dict[str, float]:
@@ -331,19 +374,21 @@ def train_vae(key: str, label: str, vae_cfg: VAEConfig, fit_cfg: FitConfig, cfg:
     torch.manual_seed(fit_cfg.seed)
     model = build_vae(vae_cfg)
     run_cfg = {"study": STUDY, "vae": vae_cfg, "data": data_signature(cfg), "fit": fit_cfg}  # fit: see 05
+    if key in AUGMENTED:
+        run_cfg["augment"] = "uniform random rotation, bilinear, binarised after rotating; upright target"
     loader = TensorLoader(data.train.x, batch_size=fit_cfg.batch_size, drop_last=True, seed=fit_cfg.seed)
 
     def validate(m):
         return {"val_neg_elbo": -evaluate_elbo(m, data.val_bin, batch_size=cfg.eval_batch_size)["elbo"]}
 
     ckpt = run_dir(STUDY, key, run_cfg) / "checkpoint.pt"
-    result = fit(model, vae_loss, loader, config=fit_cfg, validate=validate, checkpoint=ckpt, run_config=run_cfg,
+    result = fit(model, loss_for(key), loader, config=fit_cfg, validate=validate, checkpoint=ckpt, run_config=run_cfg,
                  device=device, progress=progress, desc=label)
     return Trained(key, label, vae_cfg, model, result)
 
 
 def train_models(cfg: SVAEConfig, data: StudyData, *, device=None, progress: bool | None = None) -> dict[str, Trained]:
-    """The study's two hyperspherical VAEs, ``{"svae": ..., "sgvae": ...}``."""
+    """The study's hyperspherical VAEs, ``{"svae": ..., "sgvae": ..., "svae_aug": ...}``."""
     return {k: train_vae(k, MODEL_LABELS[k], vae_config(k, cfg), cfg.fit, cfg, data, device=device, progress=progress)
             for k in MODEL_LABELS}
 
@@ -375,7 +420,7 @@ def elbo_table(trained: Sequence[Trained], data: StudyData, cfg: SVAEConfig):
 
 
 def train_flops(cfg: SVAEConfig) -> float:
-    """Training FLOPs of a config: the two VAEs, the ELBO table's VAEs and the upright judge (counted as if not
+    """Training FLOPs of a config: the three VAEs (the augmented one's rotation is not counted), the ELBO table's VAEs and the upright judge (counted as if not
     cached). One forward + backward step per model is counted (``torch.utils.flop_counter``) and scaled by the
     images each model sees; validation and evaluation are not training and are not counted."""
     from rotcore import judges
@@ -384,17 +429,14 @@ def train_flops(cfg: SVAEConfig) -> float:
     train_n = cfg.train_size if cfg.train_size is not None else 60_000 - cfg.val_size
     g = torch.Generator().manual_seed(0)
 
-    def vae_step(m, x):
-        return vae_loss(m, (x,))[0]
-
     def images(b):
         return torch.rand(b, 1, 28, 28, generator=g)
 
     total = 0.0
-    cfgs = [(vae_config(k, cfg), cfg.fit) for k in MODEL_LABELS]
-    cfgs += [(elbo_vae_config(lat, d, cfg), cfg.elbo_fit) for d in cfg.elbo_dims for lat in cfg.elbo_latents]
-    for vc, fc in cfgs:
-        per_image, per_step = step_flops(build_vae(vc), vae_step, images)
+    cfgs = [(vae_config(k, cfg), cfg.fit, loss_for(k)) for k in MODEL_LABELS]
+    cfgs += [(elbo_vae_config(lat, d, cfg), cfg.elbo_fit, vae_loss) for d in cfg.elbo_dims for lat in cfg.elbo_latents]
+    for vc, fc, loss in cfgs:
+        per_image, per_step = step_flops(build_vae(vc), lambda m, x, loss=loss: loss(m, (x,))[0], images)
         seen, steps = images_seen(train_n, fc)
         total += per_image * seen + per_step * steps
     jc = judges.UPRIGHT_JUDGE_PROFILES[cfg.judge_profile]
@@ -460,6 +502,28 @@ def evaluate_rotated(trained: Trained, judge: nn.Module, data: StudyData, cfg: S
     return RotatedEval(df, torch.stack(preds), torch.stack(knns))
 
 
+def evaluate_binarised_six_nine(trained: Trained, judge: nn.Module, data: StudyData, cfg: SVAEConfig):
+    """The matched-input control: the VAEs train on binarised digits but :func:`evaluate_rotated` feeds them
+    grayscale digits softened by bilinear rotation. Here the rotated test 6s and 9s are binarised the same way
+    as in training (each pixel 1 with probability its intensity, **after** rotating; a fixed seed per angle)
+    before they are encoded; the judge reads the decoded outputs as before. A long DataFrame (``model``,
+    ``angle_deg``, ``label`` = ``"6"``/``"9"``, ``judge_acc_pct``, ``n``, ``inputs="binarised"``)."""
+    import pandas as pd
+
+    sub = data.test.where((data.test.y == SIX) | (data.test.y == NINE))
+    y, vae, bs = sub.y.cpu(), trained.model, cfg.eval_batch_size
+    rows = []
+    for i, a in enumerate(cfg.test_angles_deg):
+        x_in = binarize(rotate_batch(sub.x, float(a)), seed=cfg.test_binarize_seed + 100 + i)
+        decoded = predict(vae, x_in, batch_size=bs, fn=lambda m, b: torch.sigmoid(m.decode(m(b))))
+        pred = predict(judge, decoded, batch_size=bs).argmax(-1).cpu()
+        rows += [r for r in _accuracy_rows(pred, y, float(a), "judge_acc_pct") if r["label"] != "all"]
+    df = pd.DataFrame(rows)
+    df.insert(0, "model", trained.label)
+    df["inputs"] = "binarised"
+    return df
+
+
 def angle_accuracy_ci(correct: Tensor, statistic: str = "mean", *, n_boot: int = 2000,
                       seed: int = 0) -> tuple[float, tuple[float, float], int]:
     """Accuracy (%) over test angles with a 95 % bootstrap interval clustered by **digit image**.
@@ -520,6 +584,28 @@ def headline_cis(evals: Mapping[str, RotatedEval], test: Images, *, n_boot: int 
     return out
 
 
+#: the issue's short names for the per-model digit accuracies: ``<model>_acc6_<stat>_pct`` etc.
+_ALIASES = {"six": "acc6", "nine": "acc9"}
+
+
+def short_names(m: Mapping[str, Any]) -> dict[str, Any]:
+    """The same numbers under the issue's short keys: ``<model>_acc6_mean_pct`` for ``<model>_six_acc_mean_pct``
+    (and ``_min``, and their ``_ci95`` / ``_n``), and ``knn5_acc_mean_pct`` for the S-GVAE's
+    ``sgvae_latent_knn_acc_mean_pct`` (with its interval)."""
+    out = {}
+    for key in MODEL_LABELS:
+        for name, short in _ALIASES.items():
+            for stat in ("mean", "min"):
+                for suffix in ("", "_ci95", "_n"):
+                    src = f"{key}_{name}_acc_{stat}_pct{suffix}"
+                    if src in m:
+                        out[f"{key}_{short}_{stat}_pct{suffix}"] = m[src]
+    for suffix in ("", "_ci95", "_n"):
+        if f"sgvae_latent_knn_acc_mean_pct{suffix}" in m:
+            out[f"knn5_acc_mean_pct{suffix}"] = m[f"sgvae_latent_knn_acc_mean_pct{suffix}"]
+    return out
+
+
 def misread_examples(trained: Trained, judge: nn.Module, test: Images, *, digit: int, read_as: int,
                      angle_deg: float = 0.0, n: int = 8) -> tuple[Tensor, Tensor]:
     """Up to ``n`` test digits ``digit`` (rotated by ``angle_deg``) whose decoded output the judge reads as
@@ -556,25 +642,129 @@ def mean_code_change(model: nn.Module, x: Tensor, angle_deg: float) -> float:
 
 
 def invariance_errors(trained: Mapping[str, Trained], probe: Images, cfg: SVAEConfig):
-    """Max ‖z(x) − z(rot x)‖₂ over the probe digits, per model and angle: quarter turns in float64, other
-    angles in float32 (a DataFrame with one column ``rot<angle>`` per angle and ``rot90_max``); for the
-    other angles also the mean over the probe digits (``rot<angle>_mean``)."""
+    """Max ‖z(x) − z(rot x)‖₂ over the probe digits, per model and angle (:func:`rotcore.metrics.invariance_errors`
+    with ``distance="l2"``: quarter turns in float64, other angles in float32; one column ``rot<angle>`` per
+    angle and ``rot90_max``), and for **every** angle also the mean over the probe digits
+    (``rot<angle>_mean``, float32), so that a large worst case can be told from a shift of every code."""
+    models = {k: t.model for k, t in trained.items()}
+    out = _invariance_errors(models, probe.x, cfg.invariance_angles_deg, distance="l2",
+                             labels={k: t.label for k, t in trained.items()})
+    for a in cfg.invariance_angles_deg:
+        out[f"rot{a:g}_mean"] = [mean_code_change(models[k], probe.x, a) for k in out.index]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A decoder-free test of 6 against 9: a linear probe on the codes
+
+
+def fit_linear_probe(z: Tensor, y: Tensor, *, steps: int = 200, l2: float = 1e-3) -> tuple[Tensor, Tensor]:
+    """Logistic regression of binary labels ``y`` (0/1) on features ``z`` ``(N, d)``: full-batch L-BFGS on
+    the mean log loss plus ``l2``·‖w‖², in float64, from zero (deterministic). Returns ``(w, b)``."""
+    z, y = z.detach().cpu().double(), y.detach().cpu().double()
+    if z.ndim != 2 or len(z) != len(y) or len(z) == 0:
+        raise ValueError(f"need z (N, d) and y (N,), got {tuple(z.shape)} and {tuple(y.shape)}")
+    w = torch.zeros(z.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = nn.functional.binary_cross_entropy_with_logits(z @ w + b, y) + l2 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    return w.detach(), b.detach()
+
+
+def auc(scores, labels) -> float:
+    """Area under the ROC curve: P(score of a positive > score of a negative), ties counted half (the
+    Mann-Whitney statistic). NaN if one class is missing."""
+    import numpy as np
+    from scipy.stats import rankdata
+
+    s, y = np.asarray(scores, dtype=float).ravel(), np.asarray(labels).ravel().astype(bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    r = rankdata(s)
+    return float((r[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def auc_ci95(scores, labels, *, n_boot: int = 1000, seed: int = 0) -> tuple[float, tuple[float, float], int]:
+    """:func:`auc` with a 95 % percentile-bootstrap interval over the test digits (each digit one unit)."""
+    import numpy as np
+
+    s, y = np.asarray(scores, dtype=float).ravel(), np.asarray(labels).ravel()
+    return bootstrap_ci95(np.arange(len(s), dtype=float), n_boot=n_boot, seed=seed,
+                          statistic=lambda i: auc(s[i.astype(int)], y[i.astype(int)]))
+
+
+def probe_six_nine(trained: Trained, data: StudyData, cfg: SVAEConfig, *, angles_deg: Sequence[float] = (0.0, 180.0),
+                   n_boot: int = 1000) -> dict[str, tuple[float, tuple[float, float], int]]:
+    """A linear probe for "9 rather than 6" on the model's codes (the posterior's location): fitted on the
+    upright 6s and 9s of the **training** split, then scored on the test 6s and 9s rotated by each of
+    ``angles_deg``. ``{angle: (auc, ci95, n_test_digits)}``. No decoder, no judge: it asks whether the code
+    itself holds the difference. A code invariant to rotation gives the same AUC at 180° as upright, since a
+    9 turned by 180° has exactly the code of the upright 9."""
+    tr = data.train.where((data.train.y == SIX) | (data.train.y == NINE))
+    z_tr = predict(trained.model, tr.x, batch_size=cfg.eval_batch_size)
+    w, b = fit_linear_probe(z_tr, tr.y == NINE)
+    te = data.test.where((data.test.y == SIX) | (data.test.y == NINE))
+    y_te = (te.y == NINE).cpu().numpy()
+    out = {}
+    for a in angles_deg:
+        z = predict(trained.model, rotate_batch(te.x, float(a)), batch_size=cfg.eval_batch_size).cpu().double()
+        out[float(a)] = auc_ci95((z @ w + b).numpy(), y_te, n_boot=n_boot)
+    return out
+
+
+def probe_table(trained: Mapping[str, Trained], data: StudyData, cfg: SVAEConfig):
+    """:func:`probe_six_nine` for every model: a DataFrame (index ``model``; ``auc_upright``, ``auc_rot180``
+    with ``*_lo``/``*_hi`` 95 % bounds and ``n`` test 6s and 9s)."""
     import pandas as pd
 
-    exact = [a for a in cfg.invariance_angles_deg if a % 90 == 0]
-    other = [a for a in cfg.invariance_angles_deg if a % 90 != 0]
     rows = []
     for key, t in trained.items():
-        errs = latent_invariance_error(t.model, probe.x, exact, dtype=torch.float64) if exact else {}
-        errs.update(latent_invariance_error(t.model, probe.x, other) if other else {})
-        row = {"model": key, "label": t.label}
-        row.update({f"rot{a:g}": errs[a] for a in cfg.invariance_angles_deg})
-        row.update({f"rot{a:g}_mean": mean_code_change(t.model, probe.x, a) for a in other})
+        r = probe_six_nine(t, data, cfg)
+        row = {"model": key, "label": t.label, "n": r[0.0][2]}
+        for a, name in ((0.0, "upright"), (180.0, "rot180")):
+            est, (lo, hi), _ = r[a]
+            row.update({f"auc_{name}": est, f"auc_{name}_lo": lo, f"auc_{name}_hi": hi})
         rows.append(row)
-    out = pd.DataFrame(rows).set_index("model")
-    quarter = [f"rot{a:g}" for a in exact]
-    out["rot90_max"] = out[quarter].max(axis=1) if quarter else float("nan")
-    return out
+    return pd.DataFrame(rows).set_index("model")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What the judge reads in decoded rotated 6s and 9s
+
+
+def judge_label_table(evals: Mapping[str, RotatedEval], test: Images, labels: Mapping[str, str] | None = None,
+                      digits: Sequence[int] = (SIX, NINE)):
+    """The judge's labels for the decoded rotated test ``digits``, pooled over all test angles: % of the
+    readings per label (columns ``0``..``9``), one row per (model, digit)."""
+    import pandas as pd
+
+    y = test.y.cpu()
+    rows = []
+    for key, ev in evals.items():
+        for d in digits:
+            p = ev.judge_pred[:, y == d].reshape(-1)
+            if not len(p):
+                continue
+            counts = torch.bincount(p, minlength=10).double() * 100 / len(p)
+            rows.append({"model": key, "label": (labels or {}).get(key, key), "digit": d,
+                         **{str(c): counts[c].item() for c in range(10)}})
+    return pd.DataFrame(rows).set_index(["model", "digit"])
+
+
+def top_confusion(table, model: str, digit: int) -> tuple[int, float]:
+    """The label (other than ``digit``) the judge most often gives decoded rotated ``digit``s of ``model``,
+    and its share (%), from :func:`judge_label_table`."""
+    row = table.loc[(model, digit), [str(c) for c in range(10) if c != digit]].astype(float)
+    return int(row.idxmax()), float(row.max())
 
 
 def rotation_sweep_images(trained: Mapping[str, Trained], x: Tensor, angles_deg: Sequence[float]) -> Tensor:
@@ -605,6 +795,82 @@ def six_nine_answer(metrics: Mapping[str, Any], key: str = "sgvae") -> str:
                 "decodes as the other: handwriting style separates most 6s from 9s, not all.")
     return (f"**For many digits, yes.** At the worst angle {worst:.1f} % of one digit decodes as the other: "
             "without orientation, this code does not separate 6s from 9s reliably.")
+
+
+def aug_sentence(m: Mapping[str, Any]) -> str:
+    """The S-GVAE against the rotation-augmented S-VAE, like with like (mean over angles and worst angle)."""
+    keys = [f"{k}_{d}_acc_{s}_pct" for k in ("sgvae", "svae_aug") for d in ("six", "nine") for s in ("mean", "min")]
+    if any(m.get(k) is None for k in keys):
+        return "This run trained no rotation-augmented baseline."
+    parts = [f"{name}: 6s {m[f'{k}_six_acc_mean_pct']:.1f} % on average over angles (worst angle "
+             f"{m[f'{k}_six_acc_min_pct']:.1f} %), 9s {m[f'{k}_nine_acc_mean_pct']:.1f} % (worst "
+             f"{m[f'{k}_nine_acc_min_pct']:.1f} %)" for k, name in (("sgvae", "S-GVAE"), ("svae_aug", "augmented S-VAE"))]
+    diff = [m[f"sgvae_{d}_acc_{s}_pct"] - m[f"svae_aug_{d}_acc_{s}_pct"] for d in ("six", "nine")
+            for s in ("mean", "min")]
+    if all(x == 0 for x in diff):
+        verdict = "the two tie on both digits, on average and at the worst angle"
+    elif all(x > 0 for x in diff):
+        verdict = "the invariant encoder is ahead of augmentation on both digits, on average and at the worst angle"
+    elif all(x < 0 for x in diff):
+        verdict = ("augmentation alone does **better** than the invariant encoder on both digits, on average and "
+                   "at the worst angle")
+    else:
+        verdict = ("neither is ahead on every count: the comparison depends on the digit and on whether one looks at "
+                   "the mean or the worst angle")
+    return "; ".join(parts) + f". So {verdict} (one training seed each; see the intervals in the results table)."
+
+
+def probe_sentence(m: Mapping[str, Any]) -> str:
+    """What the linear 6-vs-9 probe on the codes shows (S-GVAE, and the S-VAEs for contrast)."""
+    if m.get("probe_auc_69_upright") is None:
+        return "This run fitted no linear probe."
+    up, r180 = m["probe_auc_69_upright"], m["probe_auc_69_rot180"]
+    same = abs(up - r180) < 0.005
+    style = ("style alone separates almost all of them" if up >= 0.95 else
+             "style separates most of them, not all" if up >= 0.8 else "style separates them only weakly")
+    text = (f"A linear probe on the S-GVAE's codes, fitted on upright **training** 6s and 9s, separates test 6s from "
+            f"test 9s with AUC {up:.3f} upright and {r180:.3f} when they are turned by 180°. ")
+    text += (("The two are the same, as invariance forces: a 9 turned by 180° has exactly the code of the upright "
+              "9, so the code cannot use the shape a 180° turn swaps, only the handwriting that survives it, and "
+              f"{style}. ") if same else
+             f"The two differ (the code is not exactly invariant here); upright, {style}. ")
+    for key, name in (("svae", "plain S-VAE"), ("svae_aug", "augmented S-VAE")):
+        u, r = m.get(f"{key}_probe_auc_69_upright"), m.get(f"{key}_probe_auc_69_rot180")
+        if u is None or r is None:
+            continue
+        how = ("below chance: its code reads shape, and a 6 turned by 180° has a 9's shape" if r < 0.5 else
+               "near its upright value" if abs(u - r) < 0.05 else "lower than upright")
+        text += f"For the {name} the probe's AUC is {u:.3f} upright and {r:.3f} at 180°, {how}. "
+    return text.strip()
+
+
+def binarised_sentence(m: Mapping[str, Any]) -> str:
+    """The S-GVAE on rotated 6s and 9s binarised like its training inputs, against the grayscale evaluation."""
+    keys = [f"sgvae_{d}_acc_{s}{b}_pct" for d in ("six", "nine") for s in ("mean", "min") for b in ("", "_bin")]
+    if any(m.get(k) is None for k in keys):
+        return "This run did not evaluate binarised inputs."
+    g = [m[f"sgvae_{d}_acc_{s}_pct"] for d in ("six", "nine") for s in ("mean", "min")]
+    b = [m[f"sgvae_{d}_acc_{s}_bin_pct"] for d in ("six", "nine") for s in ("mean", "min")]
+    shift = max(abs(x - y) for x, y in zip(g, b))
+    verdict = ("the input statistics do not explain the result (every number moves by at most "
+               f"{shift:.1f} points)" if shift <= 5 else
+               f"the mismatch in input statistics matters (up to {shift:.1f} points)")
+    return (f"Fed rotated digits binarised like its training inputs, the S-GVAE reads 6s {b[0]:.1f} % on average "
+            f"(worst angle {b[1]:.1f} %) and 9s {b[2]:.1f} % (worst {b[3]:.1f} %), against {g[0]:.1f} % "
+            f"({g[1]:.1f} %) and {g[2]:.1f} % ({g[3]:.1f} %) on grayscale inputs: {verdict}.")
+
+
+def confusion_sentence(m: Mapping[str, Any]) -> str:
+    """The judge's most common wrong reading of the S-GVAE's decoded rotated 9s and 6s, against the seed's claim
+    that its rotated 9s looked like 4s or 3s."""
+    if m.get("sgvae_nine_top_confusion") is None:
+        return ""
+    n9, p9 = m["sgvae_nine_top_confusion"], m["sgvae_nine_top_confusion_pct"]
+    n6, p6 = m["sgvae_six_top_confusion"], m["sgvae_six_top_confusion_pct"]
+    seed = ("as the seed reported (it said 4s or 3s)" if n9 in (3, 4) else
+            "not the 4s or 3s the seed reported")
+    return (f"Pooled over all test angles, the judge's most common wrong reading of the S-GVAE's decoded 9s is "
+            f"**{n9}** ({p9:.1f} % of the readings), {seed}; of its decoded 6s, **{n6}** ({p6:.1f} %).")
 
 
 def _anchor_value(metric: str) -> float | None:
@@ -668,6 +934,10 @@ def discussion(m: Mapping[str, Any]) -> dict[str, str]:
             f"{mean_change:.2f}: {spread}.")
     else:
         out["sv_code_change_sentence"] = "This run probed no angle between quarter turns."
+    out["sv_aug_sentence"] = aug_sentence(m)
+    out["sv_probe_sentence"] = probe_sentence(m)
+    out["sv_confusion_sentence"] = confusion_sentence(m)
+    out["sv_binarised_sentence"] = binarised_sentence(m)
     dims = sorted({int(k.rsplit("_d", 1)[1]) for k in m if k.startswith(("iwll_ps_d", "iwll_gauss_d"))})
     gap = {d: m[f"iwll_ps_d{d}"] - m[f"iwll_gauss_d{d}"] for d in dims
            if m.get(f"iwll_ps_d{d}") is not None and m.get(f"iwll_gauss_d{d}") is not None}
@@ -687,9 +957,15 @@ def discussion(m: Mapping[str, Any]) -> dict[str, str]:
 
 
 def headline_metrics(rot_df, inv_df, elbo_df, main_elbo, models_df, judge_df, six_nine,
-                     cis: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                     cis: Mapping[str, Any] | None = None, probe_df=None, labels_df=None,
+                     binarised_df=None) -> dict[str, Any]:
     """The flat ``metrics`` of ``results/03_gcnn_hyperspherical_vae.json``; ``cis`` (from :func:`headline_cis`)
-    adds ``<metric>_ci95`` and ``<metric>_n`` beside the headline accuracies."""
+    adds ``<metric>_ci95`` and ``<metric>_n`` beside the headline accuracies; ``probe_df`` (:func:`probe_table`)
+    the linear probe's 6-vs-9 AUCs (``<model>_probe_auc_69_upright`` / ``_rot180``, and for the S-GVAE the
+    unprefixed ``probe_auc_69_*``); ``labels_df`` (:func:`judge_label_table`) the judge's most common wrong
+    label for each model's decoded rotated 6s and 9s (``<model>_six_top_confusion`` and its ``_pct``);
+    ``binarised_df`` (:func:`evaluate_binarised_six_nine`, all models) the matched-input control
+    (``<model>_six_acc_mean_bin_pct``, ``..._min_bin_pct``, and the same for nine)."""
     m: dict[str, Any] = {"judge_acc_pct": float(judge_df.acc_pct.iloc[0]),
                          "judge_acc_pct_6": float(judge_df.acc_pct_6.iloc[0]),
                          "judge_acc_pct_9": float(judge_df.acc_pct_9.iloc[0])}
@@ -732,5 +1008,28 @@ def headline_metrics(rot_df, inv_df, elbo_df, main_elbo, models_df, judge_df, si
                 m[f"{col}_{key}"] = row[col]
     for key, row in models_df.iterrows():
         m[f"params_{key}"] = int(row.parameters)
+    if probe_df is not None:
+        for key, row in probe_df.iterrows():
+            for name in ("upright", "rot180"):
+                metric = with_ci(f"{key}_probe_auc_69_{name}", row[f"auc_{name}"],
+                                 (row[f"auc_{name}_lo"], row[f"auc_{name}_hi"]), row.n)
+                m.update(metric)
+                if key == "sgvae":
+                    m.update({k.replace("sgvae_", "", 1): v for k, v in metric.items()})
+    if binarised_df is not None:
+        for key, label in MODEL_LABELS.items():
+            part = binarised_df[binarised_df.model == label]
+            for digit, name in ((SIX, "six"), (NINE, "nine")):
+                acc = part[part.label == str(digit)].judge_acc_pct
+                if len(acc):
+                    m[f"{key}_{name}_acc_mean_bin_pct"] = acc.mean()
+                    m[f"{key}_{name}_acc_min_bin_pct"] = acc.min()
+    if labels_df is not None:
+        for key, digit in labels_df.index:
+            name = "six" if digit == SIX else "nine" if digit == NINE else str(digit)
+            label, pct = top_confusion(labels_df, key, digit)
+            m[f"{key}_{name}_top_confusion"] = label
+            m[f"{key}_{name}_top_confusion_pct"] = pct
     m.update(cis or {})
+    m.update(short_names(m))
     return m
