@@ -382,3 +382,127 @@ def test_a_run_with_other_fit_settings_gets_its_own_checkpoint(tiny_run):
     again = study.train("rotation", longer, data, progress=False)  # not refused by the 1-epoch checkpoint
     assert again.result.resumed_from_epoch == 0 and len(again.result.history) == 2
     assert again.result.checkpoint != trained.result.checkpoint
+
+
+# --- the learned-rotation model (latent blocks), disjoint judges, the angle probe ---------------------------
+
+LATENT = dataclasses.replace(SMALL, conditioning="latent", latent_dim=6, rot_blocks=2)
+
+
+def _latent_model(seed: int = 0) -> CVAE:
+    torch.manual_seed(seed)
+    model = CVAE(LATENT).eval()
+    with torch.no_grad():
+        model.pose.add_(torch.randn_like(model.pose))  # a pose away from zero, as after training
+    return model
+
+
+@pytest.mark.parametrize("a,b", [(30.0, 45.0), (200.0, 250.0), (-70.0, 10.0)])
+def test_latent_action_is_a_group_action(a, b):
+    from rotcore.models.cvae import latent_action
+
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(5, 6, generator=g, dtype=torch.float64)
+    ta, tb = torch.full((5,), a), torch.full((5,), b)
+    both = latent_action(latent_action(z, ta, 2), tb, 2)
+    assert torch.allclose(both, latent_action(z, ta + tb, 2), atol=1e-12)
+    assert torch.allclose(latent_action(z, torch.full((5,), 360.0), 2), z, atol=1e-12)
+    # blocks are turned by 1x and 2x the angle (norms kept), the rest is untouched
+    t = latent_action(z, ta, 2)
+    assert torch.allclose(t[:, :4].view(5, 2, 2).norm(dim=-1), z[:, :4].view(5, 2, 2).norm(dim=-1))
+    assert torch.equal(t[:, 4:], z[:, 4:])
+    phase = lambda v: torch.atan2(v[:, 1], v[:, 0])  # noqa: E731
+    for j in range(2):
+        turn = torch.rad2deg(phase(t[:, 2 * j:2 * j + 2]) - phase(z[:, 2 * j:2 * j + 2])) % 360
+        assert torch.allclose(turn, torch.full((5,), ((j + 1) * a) % 360, dtype=torch.float64), atol=1e-6)
+
+
+def test_latent_decoder_sees_only_the_turned_code():
+    from rotcore.models.cvae import latent_action
+
+    model = _latent_model()
+    z, y = torch.randn(4, 6), torch.tensor([1, 2, 3, 4])
+    with torch.no_grad():
+        # decoding at θ = decoding at 0 the code turned by θ (measured from the pose): the decoder never sees θ
+        at = model.decode(z, y, 75.0)
+        pose = torch.nn.functional.pad(model.pose, (0, 2))[None]
+        turned = latent_action(z + pose, torch.full((4,), 75.0), 2) - pose
+        assert torch.allclose(at, model.decode(turned, y, 0.0), atol=1e-6)
+        # and the encoder's code of an input does not depend on how the code is read back: encoding at θ then
+        # decoding at θ is the same map as encoding at 0 then decoding at 0 (the turn cancels)
+        x = torch.rand(4, 1, 28, 28)
+        assert torch.allclose(model(x, y, 40.0, sample=False).x_hat, model(x, y, 0.0, sample=False).x_hat, atol=1e-5)
+        # the two dimensions of a turned block share one posterior variance
+        _, logvar = model.encode(x, 40.0)
+        assert torch.allclose(logvar[:, 0:4:2], logvar[:, 1:4:2])
+
+
+def test_latent_model_is_not_equivariant_in_pixels_by_construction():
+    model = _latent_model()
+    z, y = torch.randn(4, 6), torch.tensor([1, 2, 3, 4])
+    with torch.no_grad():
+        assert not torch.allclose(rot90_batch(model.decode(z, y, 0.0), 1), model.decode(z, y, 90.0), atol=1e-3)
+
+
+def test_latent_model_trains_on_pairs_of_training_angles(monkeypatch):
+    import rotcore.studies.cvae as mod
+
+    model = _latent_model().train()
+    seen = []
+    real_forward = CVAE.forward
+
+    def spy(self, x, y, angle_deg, **kw):
+        seen.append((angle_deg.clone(), kw.get("target_angle_deg")))
+        return real_forward(self, x, y, angle_deg, **kw)
+
+    monkeypatch.setattr(CVAE, "forward", spy)
+    iv = ((0.0, 30.0), (60.0, 90.0))
+    loss, parts = mod.cvae_loss(iv)(model, (torch.rand(8, 1, 28, 28), torch.arange(8)))
+    assert torch.isfinite(loss)
+    a, t = seen[0]
+    assert t is not None and not torch.equal(a, t)
+    assert bool(in_intervals(a, iv).all()) and bool(in_intervals(t, iv).all())
+
+
+def test_latent_config_errors_are_clear():
+    with pytest.raises(ConfigError, match="rot_blocks=4 needs latent_dim >= 8"):
+        CVAEConfig(conditioning="latent", latent_dim=6, rot_blocks=4)
+    with pytest.raises(ConfigError, match="rot_blocks"):
+        study.CVAEStudyConfig(latent_dim=4)
+
+
+def test_generators_never_train_on_the_judges_digits(mnist_available):
+    from rotcore.data import mnist_splits
+
+    cfg = report.resolve_config(study, "smoke", {"train_size": 500, "val_size": 64, "test_size": 16})
+    data = study.load_data(cfg)
+    assert len(data.train) == 500
+    gen = set(study._digit_keys(data.train))
+    for jc in cfg.judge_configs():
+        j_train, j_val, _ = mnist_splits(train_size=jc.train_size, val_size=jc.val_size, test_size=0)
+        assert not gen & set(study._digit_keys(j_train)) and not gen & set(study._digit_keys(j_val))
+    # the validation digits are the study's own, as before
+    assert torch.equal(data.val.x, mnist_splits(train_size=0, val_size=64)[1].x)
+    with pytest.raises(ConfigError, match="judges' digits are removed"):
+        study.load_data(dataclasses.replace(cfg, train_size=59_000))
+
+
+def test_probe_r2_reads_a_linear_code_and_not_noise():
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(400, generator=g) * 360
+    t = torch.stack([torch.cos(torch.deg2rad(a)), torch.sin(torch.deg2rad(a))], 1)
+    noise = torch.randn(400, 5, generator=g)
+    carries = torch.cat([t @ torch.tensor([[1.0, 2.0, 0.0], [0.5, -1.0, 3.0]]), noise[:, :2]], 1)
+    assert study.probe_r2(carries[:200], t[:200], carries[200:], t[200:]) > 0.999
+    assert study.probe_r2(noise[:200], t[:200], noise[200:], t[200:]) < 0.05
+
+
+def test_latent_model_runs_through_the_study(tiny_run):
+    cfg, data, _ = tiny_run
+    trained = study.train("latent", cfg, data, progress=False)
+    probe = study.z_angle_probe([trained], data, cfg)
+    assert list(probe.key) == ["latent"] and np.isfinite(probe.r2).all()
+    loaded = load_cvae(trained.result.checkpoint)
+    z, y = torch.randn(3, cfg.latent_dim), torch.tensor([1, 5, 9])
+    with torch.no_grad():
+        assert torch.equal(loaded.decode(z, y, 33.0), trained.model.decode(z, y, 33.0))

@@ -1,4 +1,4 @@
-"""Conditional VAEs for rotated digits: one class, three ways to condition the decoder on the angle.
+"""Conditional VAEs for rotated digits: one class, four ways to condition the decoder on the angle.
 
 All three share the encoder (a conv stack to ``(μ, log σ²)``), the latent size and the decoder trunk (two
 fully connected layers to a 7×7 map, then transposed convolutions up to 28×28); the digit enters the decoder
@@ -17,6 +17,16 @@ as a one-hot vector concatenated to ``z``. They differ only in how the angle ent
     code cannot depend on the angle either. Equivariant by construction: at multiples of 90° decoding at
     ``θ + 90°`` equals rotating the decoding at ``θ`` by 90°, bit for bit; at other angles the two agree up
     to the bilinear resampling (a bounded error, tested).
+``"latent"`` (learned rotation, a homomorphism-style latent)
+    the angle acts on the **code**, not on the image: the first ``2 * rot_blocks`` latent dimensions form
+    2-D blocks, and θ turns block ``j`` by ``(j + 1)·θ`` (fixed integer frequencies 1, 2, …), a
+    representation of the rotation group: acting by θ₁ and then θ₂ is acting by θ₁ + θ₂ (tested). An
+    ordinary decoder (no angle input) draws the image from the turned code, so what a turn of the code does
+    to the picture is learned from data. The encoder sees the rotated input without θ; its code is turned
+    back by −θ, so the code describes the digit in a frame that does not depend on the angle, and a learned
+    offset (the prior's mean in that frame, ``pose``) marks what "upright" looks like. Trained on pairs
+    (:func:`rotcore.studies.cvae.cvae_loss`): the encoder sees the digit at one training angle, the decoder
+    must draw it at another, so a turn of the code has to mean a turn of the picture.
 
 Outputs are pixel probabilities in float32 (the rotation variant rotates probabilities, so that corners
 turned in from outside the image are 0, as in the rotated targets). The loss is :func:`elbo_loss`: binary
@@ -39,7 +49,7 @@ from rotcore.rotate import INTERPOLATIONS, angle_to_vec, rotate_batch, signed_di
 
 Tensor = torch.Tensor
 
-CONDITIONINGS = ("scalar", "film", "rotation")
+CONDITIONINGS = ("scalar", "film", "rotation", "latent")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +67,7 @@ class CVAEConfig:
     dec_channels: tuple[int, ...] = (64, 32)
     film_hidden: int = 64
     interpolation: str = "bilinear"
+    rot_blocks: int = 4  # "latent" only: 2-D blocks of the code turned by θ (frequencies 1..rot_blocks)
 
     def __post_init__(self):
         check_choice("conditioning", self.conditioning, CONDITIONINGS)
@@ -69,6 +80,10 @@ class CVAEConfig:
                 raise ConfigError(f"{name} must be a non-empty tuple of positive integers, got {chans!r}")
             if self.image_size % 2 ** len(chans):
                 raise ConfigError(f"image_size={self.image_size} is not divisible by 2**{len(chans)} ({name})")
+        check_positive("rot_blocks", self.rot_blocks)
+        if self.conditioning == "latent" and 2 * self.rot_blocks > self.latent_dim:
+            raise ConfigError(f"rot_blocks={self.rot_blocks} needs latent_dim >= {2 * self.rot_blocks} "
+                              f"(each block is 2 dimensions), got latent_dim={self.latent_dim}")
 
     @classmethod
     def from_dict(cls, data) -> CVAEConfig:
@@ -163,6 +178,20 @@ class Decoder(nn.Module):
         return self.out(h)
 
 
+def latent_action(z: Tensor, angle_deg: Tensor, blocks: int) -> Tensor:
+    """Turn the first ``blocks`` 2-D blocks of ``z`` ``(B, d)``: block ``j`` by ``(j + 1)·θ`` (θ in degrees,
+    one per row, counter-clockwise); the other dimensions are left as they are. A group action: turning by
+    θ₁ and then by θ₂ is turning by θ₁ + θ₂, and θ = 360° is the identity."""
+    if blocks == 0:
+        return z
+    freq = torch.arange(1, blocks + 1, device=z.device, dtype=torch.float64)
+    phase = torch.deg2rad(angle_deg.to(device=z.device, dtype=torch.float64))[:, None] * freq  # (B, blocks)
+    c, s = torch.cos(phase).to(z.dtype), torch.sin(phase).to(z.dtype)
+    u, v = z[:, 0:2 * blocks:2], z[:, 1:2 * blocks:2]
+    turned = torch.stack([c * u - s * v, s * u + c * v], dim=-1).flatten(1)
+    return torch.cat([turned, z[:, 2 * blocks:]], dim=1)
+
+
 class CVAE(nn.Module):
     """A conditional VAE on ``(B, 1, H, W)`` images in [0, 1], conditioned on digit ``y`` and ``angle_deg``.
 
@@ -176,6 +205,9 @@ class CVAE(nn.Module):
         self.config = cfg
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
+        if cfg.conditioning == "latent":
+            # the prior's mean in the angle-free frame: where "upright" sits (learned; zero at the start)
+            self.pose = nn.Parameter(torch.zeros(2 * cfg.rot_blocks))
 
     @property
     def explicit_rotation(self) -> bool:
@@ -185,13 +217,30 @@ class CVAE(nn.Module):
         a = torch.as_tensor(angle_deg, dtype=torch.float32, device=device)
         return a.expand(n) if a.ndim == 0 else a
 
+    @property
+    def latent_rotation(self) -> bool:
+        return self.config.conditioning == "latent"
+
+    def _offset(self, z: Tensor) -> Tensor:
+        """The learned pose as a ``(1, latent_dim)`` offset (zero outside the turned blocks)."""
+        return F.pad(self.pose.to(z.dtype), (0, z.shape[1] - len(self.pose)))[None]
+
     def encode(self, x: Tensor, angle_deg: Tensor | float) -> tuple[Tensor, Tensor]:
         """``(μ, log σ²)`` of the rotated input ``x``. The rotation variant first turns ``x`` back by the known
-        angle, so its code describes the upright digit; the others encode ``x`` as it is."""
+        angle, so its code describes the upright digit; the latent variant turns its code back by −θ and
+        measures it from the learned pose (both dimensions of a block share one variance, so the turned
+        posterior is still a diagonal Gaussian); the others encode ``x`` as it is."""
         if self.explicit_rotation:
             a = self._angles(angle_deg, len(x), x.device)
             x = rotate_batch(x, -a.double(), interpolation=self.config.interpolation)
-        return self.encoder(x)
+        mu, logvar = self.encoder(x)
+        if self.latent_rotation:
+            k = self.config.rot_blocks
+            a = self._angles(angle_deg, len(x), x.device)
+            mu = latent_action(mu, -a, k) - self._offset(mu)
+            tied = logvar[:, :2 * k].unflatten(1, (k, 2)).mean(-1, keepdim=True).expand(-1, -1, 2).flatten(1)
+            logvar = torch.cat([tied, logvar[:, 2 * k:]], dim=1)
+        return mu, logvar
 
     def upright_probs(self, z: Tensor, y: Tensor) -> Tensor:
         """The rotation variant's upright digit (probabilities, float32) before it is turned."""
@@ -205,13 +254,18 @@ class CVAE(nn.Module):
         a = self._angles(angle_deg, len(z), z.device)
         if self.explicit_rotation:
             return rotate_batch(self.upright_probs(z, y), a.double(), interpolation=self.config.interpolation)
+        if self.latent_rotation:  # the decoder sees the code turned by θ, never θ itself
+            z = latent_action(z + self._offset(z), a, self.config.rot_blocks)
         return torch.sigmoid(self.decoder(z, y, a).float())
 
-    def forward(self, x: Tensor, y: Tensor, angle_deg: Tensor | float, *, sample: bool | None = None) -> CVAEOutput:
+    def forward(self, x: Tensor, y: Tensor, angle_deg: Tensor | float, *, sample: bool | None = None,
+                target_angle_deg: Tensor | float | None = None) -> CVAEOutput:
+        """Encode ``x`` (at ``angle_deg``) and decode it at ``target_angle_deg`` (default: the same angle)."""
         mu, logvar = self.encode(x, angle_deg)
         sample = self.training if sample is None else sample
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
-        return CVAEOutput(self.decode(z, y, angle_deg), mu, logvar, z)
+        out_angle = angle_deg if target_angle_deg is None else target_angle_deg
+        return CVAEOutput(self.decode(z, y, out_angle), mu, logvar, z)
 
 
 def build_cvae(cfg: CVAEConfig) -> CVAE:
