@@ -127,7 +127,7 @@ fig.tight_layout()
 #
 # Circular absolute error CAE = min(|Δ|, 360 − |Δ|) on the fixed test set. `test_tta` is exact rot90
 # test-time augmentation (predict on the image and its three quarter turns, turn the answers back, take the
-# circular mean); `seen` is new angles of *training* photos (memorisation check); `leaky-test` is the seed's
+# circular mean); `seen` is new angles of *training* photos drawn across sources (memorisation check); `leaky-test` is the seed's
 # split. `ours_ensemble` averages the predicted vectors of the two "ours" heads (no extra training) when both
 # ran. **Our best run is chosen on the validation photos only**, among the "ours" rows: each head and, when
 # present, the ensemble, so the ensemble is part of the published result exactly when it wins there (the
@@ -205,6 +205,29 @@ display(Markdown(f"max |Δ predicted vector| under quarter turns: {tta_equiv:.1e
                  else "TTA is off in this run."))
 
 # %% [markdown]
+# ## How many scenes? A learning curve
+#
+# Does the error fall with more training scenes (learning "up"), or stall (memorising scenes)? The best
+# trained run's recipe is trained again on fewer photos (`curve_scenes`, each set drawn across sources), with
+# each photo repeated more often so that **every point gets the same number of steps**: only the number of
+# distinct scenes changes. The last point is the full run. Each point costs as much as the best run.
+
+# %%
+if cfg.curve_scenes:
+    curve = study.learning_curve(best_t, evals, cfg, data, sets, device=device)
+    fig, ax = plots.plt.subplots(figsize=(6, 3.4))
+    ax.errorbar(curve.scenes, curve.mae_deg, yerr=[curve.mae_deg - curve.lo, curve.hi - curve.mae_deg], fmt="o-",
+                capsize=3, color=study.COLORS.get(study.label(best_t.key)))
+    ax.set(xscale="log", xlabel="training photos (scenes)", ylabel="held-out MAE (°)",
+           title=f"{study.label(best_t.key)}: equal steps, 95 % CI by photo")
+    ax.set_xticks(curve.scenes, [str(n) for n in curve.scenes])
+    display(curve.round(2))
+else:
+    curve = None
+    display(Markdown("This profile does not train the learning curve (`curve_scenes` is empty): each point costs "
+                     "as much as the best run; the `gpu` profile trains 50, 100 and 200 scenes."))
+
+# %% [markdown]
 # ## Straighten your own photos
 #
 # The best trained run (chosen on validation) is saved by `fit` as a checkpoint. Its abstention threshold is
@@ -270,7 +293,7 @@ per_digit.set_index("digit").round(2).T
 
 # %%
 metrics = study.headline_metrics(evals, baseline, curves, mnist_summary, per_digit, trained, cfg,
-                                 tta_equivariance_err=tta_equiv)
+                                 tta_equivariance_err=tta_equiv, curve=curve)
 metrics["fiftyone_registered"] = fiftyone_registered
 path = run.publish(metrics)  # results JSON, glued numbers, verdicts from ANCHORS, discussion sentences
 
@@ -292,6 +315,8 @@ path = run.publish(metrics)  # results JSON, glued numbers, verdicts from ANCHOR
 # {glue:text}`photos_within10_pct:.1f` % and {glue:text}`photos_within15_pct:.1f` %; median
 # {glue:text}`photos_median_deg:.1f`°, p90 {glue:text}`photos_p90_deg:.1f`°). {glue:md}`ar_baseline_sentence`
 # {glue:md}`ar_memorise_sentence`
+#
+# **Scenes.** {glue:md}`ar_curve_sentence`
 #
 # **Borders, TTA, abstention.** {glue:md}`ar_border_sentence` {glue:md}`ar_tta_sentence` Keeping only the most
 # confident half of the best run's predictions gives {glue:text}`photos_mae_at_50pct_coverage_deg:.1f`° MAE.

@@ -2,6 +2,7 @@
 abstention, splits, manifests, the FiftyOne data set, selection on validation only, photo-clustered CIs and
 the training-FLOP count."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -495,3 +496,50 @@ def test_train_flops_scales_with_the_images_seen():
     more = report.resolve_config(study, "smoke", {"runs": ["seed"], "photo_repeats_per_epoch": 3})
     f1, f3 = study.train_flops(smoke), study.train_flops(more)
     assert 0 < f1 < f3
+
+
+def test_stratified_photos_follow_the_sources_and_are_seeded(photo_data):
+    cfg, data = photo_data
+    pool = torch.arange(len(data.records))
+    groups = [study.source_group(r.source) for r in data.records]
+    n = max(2, len(pool) // 2)
+    picked = study.stratified_photos(data, pool, n, seed=5)
+    assert len(picked) == n and len(set(picked.tolist())) == n and set(picked.tolist()) <= set(pool.tolist())
+    assert torch.equal(picked, study.stratified_photos(data, pool, n, seed=5))
+    for g in set(groups):  # each source's share of the subset is its share of the pool, to within one photo
+        share = sum(groups[i] == g for i in pool.tolist()) * n / len(pool)
+        assert abs(sum(groups[i] == g for i in picked.tolist()) - share) < 1
+    assert torch.equal(study.stratified_photos(data, pool, len(pool) + 3, seed=5), pool)
+    # the memorisation set is drawn this way, from training photos only
+    seen = set(study.eval_sets(data, cfg)["seen"].photo.tolist())
+    assert seen <= set(data.train_idx.tolist()) and len(seen) == min(cfg.seen_eval_photos, len(data.train_idx))
+
+
+def test_learning_curve_points_train_on_fewer_scenes_for_as_many_steps(photo_data, runs_dir):
+    cfg, data = photo_data
+    cfg = dataclasses.replace(cfg, runs=("seed",), curve_scenes=(4, 8, 10_000))
+    sets = study.eval_sets(data, cfg)
+    full = study.train("seed", cfg, data, sets, progress=False)
+    evals = {"seed": study.evaluate_run(full, cfg, data, sets)}
+    curve = study.learning_curve(full, evals, cfg, data, sets, progress=False)
+    # 10,000 is not smaller than the training set: skipped; the full run is the last point
+    assert curve.scenes.tolist() == [4, 8, len(data.train_idx)]
+    assert curve.mae_deg.iloc[-1] == pytest.approx(study.headline_eval(evals, "seed").err_deg.mean().item())
+    assert (curve.lo <= curve.mae_deg).all() and (curve.mae_deg <= curve.hi).all()
+    small = study.train("seed", cfg, data, sets, progress=False, scenes=4)  # loaded from its checkpoint
+    assert small.result.checkpoint != full.result.checkpoint
+    assert len(small.result.history) == len(full.result.history)
+    assert set(study.curve_photos(data, cfg, 4).tolist()) <= set(data.train_idx.tolist())
+    m = study.headline_metrics(evals, None, {}, _mnist_summary(), _per_digit(), [full], cfg, curve=curve)
+    assert m["photos_curve_scenes"] == f"4,8,{len(data.train_idx)}"
+    assert list(m["photos_mae_deg_at_4_scenes_ci95"]) == [curve.lo[0], curve.hi[0]]
+    assert "scenes" in study.discussion(m)["ar_curve_sentence"]
+    with pytest.raises(ValueError, match="photo split"):
+        study.train("seed_leaky", cfg, data, sets, progress=False, scenes=4)
+
+
+def test_curve_config_errors():
+    with pytest.raises(ConfigError, match="curve_scenes"):
+        study.AngleRegressionConfig(curve_scenes=(0,))
+    with pytest.raises(ConfigError, match="repeated"):
+        study.AngleRegressionConfig(curve_scenes=(50, 50))

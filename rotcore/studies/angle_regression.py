@@ -142,6 +142,7 @@ class AngleRegressionConfig:
     color_jitter: float = 0.3
     eval_angles_per_photo: int = 8
     seen_eval_photos: int = 64
+    curve_scenes: tuple[int, ...] = (50, 100, 200)  # learning curve of the best run: training photos per point
     leaky_copies: int = 8
     leaky_test_fraction: float = 0.2
     tta: bool = True
@@ -170,6 +171,10 @@ class AngleRegressionConfig:
                      "eval_angles_per_photo", "leaky_copies", "gradcam_images", "eval_batch_size"):
             check_positive(name, getattr(self, name))
         check_positive("seen_eval_photos", self.seen_eval_photos, allow_zero=True)
+        for n in self.curve_scenes:
+            check_positive("curve_scenes", n)
+        if len(set(self.curve_scenes)) != len(self.curve_scenes):
+            raise ConfigError(f"curve_scenes has repeated sizes: {self.curve_scenes}")
         if max(self.seed_input_size, self.input_size) > self.store_size:
             raise ConfigError(f"input sizes ({self.seed_input_size}, {self.input_size}) must not exceed "
                               f"store_size={self.store_size}")
@@ -199,6 +204,7 @@ PROFILES: dict[str, AngleRegressionConfig] = {
     "smoke": AngleRegressionConfig(
         max_train_photos=20, max_test_photos=6, val_photos_fraction=0.2, store_size=32, seed_input_size=32,
         input_size=32, photo_repeats_per_epoch=1, eval_angles_per_photo=2, seen_eval_photos=4, leaky_copies=1,
+        curve_scenes=(4, 8),
         seed_fit=dataclasses.replace(SEED_FIT, **_SMOKE_FIT),
         ours_fit=FitConfig(optimizer="adamw", weight_decay=0.05, lr_schedule="cosine", grad_clip=1.0, **_SMOKE_FIT),
         coverages_pct=(25.0, 50.0, 75.0, 100.0), gradcam_images=4, judge_profile="smoke", mnist_test_size=300,
@@ -218,13 +224,15 @@ PROFILES: dict[str, AngleRegressionConfig] = {
     #   96 px = the same 202k training images, judge cached) took 15.5 min. Timing steps on this machine while
     #   it was shared by six jobs gave 5-9 img/s (min of 3 repeats), useless as an absolute figure, so the
     #   estimate rests on the issue's measurements made alone on the machine.
-    # Not in the cpu run: seed_reflect and ours_bins (another ~3.4 + 6.7 min), hence no ensemble.
+    # Not in the cpu run: seed_reflect and ours_bins (another ~3.4 + 6.7 min), hence no ensemble; nor the
+    # learning curve: each point trains as many steps as ours_vec (~8.5 min here), so 50/100/200 scenes would
+    # add ~26 min (the gpu profile trains it).
     "cpu": AngleRegressionConfig(
         seed_input_size=96, input_size=96, runs=("seed", "seed_leaky", "ours_vec"), photo_repeats_per_epoch=12,
         seed_fit=dataclasses.replace(SEED_FIT, epochs=12),
         ours_fit=FitConfig(epochs=24, batch_size=256, lr=2e-3, optimizer="adamw", weight_decay=0.05,
                            lr_schedule="cosine", grad_clip=1.0, monitor="val_mae_deg"),
-        judge_profile="cpu"),
+        curve_scenes=(), judge_profile="cpu"),
     # One GPU (the former "full" profile, sizes unchanged): ~17 PFLOP of training (`rotbook list --flops`).
     "gpu": AngleRegressionConfig(),
 }
@@ -419,14 +427,37 @@ def leaky_split(data: PhotoData, cfg: AngleRegressionConfig) -> tuple[EvalSet, E
                  for name, i in (("train", tr), ("val", va), ("test", te)))
 
 
+def stratified_photos(data: PhotoData, idx: torch.Tensor, n: int, *, seed: int) -> torch.Tensor:
+    """``n`` of the photos ``idx``, drawn at random (``seed``) within each source group (:func:`source_group`)
+    in proportion to the group's share of ``idx`` (largest remainders), so that no subset is all one source.
+    All of ``idx`` when ``n >= len(idx)``. Sorted, on ``idx``'s device."""
+    if n >= len(idx):
+        return idx
+    groups: dict[str, list[int]] = {}
+    for i in idx.tolist():
+        groups.setdefault(source_group(data.records[i].source), []).append(i)
+    names = sorted(groups)
+    quota = {g: n * len(groups[g]) / len(idx) for g in names}
+    take = {g: math.floor(quota[g]) for g in names}
+    for g in sorted(names, key=lambda g: (take[g] - quota[g], g))[: n - sum(take.values())]:
+        take[g] += 1
+    gen = torch.Generator().manual_seed(seed)
+    picked = []
+    for g in names:
+        members = torch.tensor(groups[g])
+        picked += members[torch.randperm(len(members), generator=gen)[: take[g]]].tolist()
+    return torch.tensor(sorted(picked), dtype=idx.dtype).to(idx.device)
+
+
 def eval_sets(data: PhotoData, cfg: AngleRegressionConfig) -> dict[str, EvalSet]:
     """``test`` (held-out photos), ``val`` (early stopping and every choice of run), ``seen`` (new angles of
-    training photos), ``leaky-train`` / ``leaky-val`` / ``leaky-test`` (the seed's split)."""
+    ``seen_eval_photos`` training photos, drawn across sources by :func:`stratified_photos`),
+    ``leaky-train`` / ``leaky-val`` / ``leaky-test`` (the seed's split)."""
+    seen = stratified_photos(data, data.train_idx, cfg.seen_eval_photos, seed=cfg.seed + 3)
     out = {
         "test": fixed_angles(data.test_idx, cfg.eval_angles_per_photo, seed=cfg.seed + 1, name="test"),
         "val": fixed_angles(data.val_idx, cfg.eval_angles_per_photo, seed=cfg.seed + 2, name="val"),
-        "seen": fixed_angles(data.train_idx[: cfg.seen_eval_photos], cfg.eval_angles_per_photo, seed=cfg.seed + 3,
-                             name="seen"),
+        "seen": fixed_angles(seen, cfg.eval_angles_per_photo, seed=cfg.seed + 3, name="seen"),
     }
     out["leaky-train"], out["leaky-val"], out["leaky-test"] = leaky_split(data, cfg)
     return out
@@ -492,17 +523,32 @@ def _probe(key: str, cfg: AngleRegressionConfig, fit_cfg: FitConfig, device: tor
     return probe_batch_size(step, fit_cfg.batch_size, min_size=8)
 
 
+def curve_photos(data: PhotoData, cfg: AngleRegressionConfig, scenes: int) -> torch.Tensor:
+    """The training photos of the learning curve's point at ``scenes`` photos (:func:`stratified_photos`; a
+    smaller point's photos are not nested in a larger one's)."""
+    return stratified_photos(data, data.train_idx, scenes, seed=cfg.seed + 11)
+
+
 def train(key: str, cfg: AngleRegressionConfig, data: PhotoData, sets: Mapping[str, EvalSet], *, device=None,
-          progress: bool | None = None) -> Trained:
-    """Train (or load from its checkpoint) one run of ``RUNS``."""
+          progress: bool | None = None, scenes: int | None = None) -> Trained:
+    """Train (or load from its checkpoint) one run of ``RUNS``.
+
+    ``scenes``: train on only that many training photos (:func:`curve_photos`), each repeated more often so
+    that an epoch has as many images as with all of them: every point of the learning curve gets the same
+    number of steps, and only the number of distinct scenes changes. Early stopping still uses all the
+    validation photos."""
     spec = RUNS[key]
+    if scenes is not None and spec.split != "photo":
+        raise ValueError(f"run {key!r} splits by rotation; a learning curve over scenes needs a photo split")
     device = torch.device(device) if device is not None else data.squares.device
     fit_cfg = fit_config(key, cfg)
     batch = _probe(key, cfg, fit_cfg, device)
     fit_cfg = dataclasses.replace(fit_cfg, batch_size=batch)
     size, strong = input_size(key, cfg), spec.recipe == "ours"
     if spec.split == "photo":
-        order = data.train_idx.cpu().repeat(cfg.photo_repeats_per_epoch)
+        photos = data.train_idx if scenes is None else curve_photos(data, cfg, scenes)
+        n_epoch = len(data.train_idx) * cfg.photo_repeats_per_epoch
+        order = photos.cpu().repeat(math.ceil(n_epoch / len(photos)))[:n_epoch]
         fixed_angle = None
         val = sets["val"]
     else:
@@ -543,10 +589,40 @@ def train(key: str, cfg: AngleRegressionConfig, data: PhotoData, sets: Mapping[s
                         "leaky": [cfg.leaky_copies, cfg.leaky_test_fraction, "val-carved", "epoch-matched"],
                         "seed": cfg.seed,
                         "val_photos_fraction": cfg.val_photos_fraction}}
-    ckpt = run_dir(STUDY, key, run_cfg) / "checkpoint.pt"
+    name, desc = key, spec.label
+    if scenes is not None:
+        run_cfg["scenes"] = [scenes, "stratified", "equal steps"]
+        name, desc = f"{key}-{scenes}scenes", f"{spec.label}, {scenes} scenes"
+    ckpt = run_dir(STUDY, name, run_cfg) / "checkpoint.pt"
     result = fit(model, loss_fn, loader, config=fit_cfg, validate=validate, checkpoint=ckpt, run_config=run_cfg,
-                 device=device, progress=progress, desc=spec.label)
+                 device=device, progress=progress, desc=desc)
     return Trained(key, model, result, batch)
+
+
+def learning_curve(best: Trained, evals: Mapping[str, Mapping[str, Evaluation]], cfg: AngleRegressionConfig,
+                   data: PhotoData, sets: Mapping[str, EvalSet], *, device=None, progress: bool | None = None):
+    """The best trained run's recipe retrained on ``cfg.curve_scenes`` training photos (each point: its own
+    stratified photos, the same number of steps as the full run; sizes not smaller than all the training
+    photos are skipped), scored on the held-out photos like the headline (with TTA when ``cfg.tta``); the
+    full run is the last point. A DataFrame: ``scenes``, ``mae_deg`` with its photo-clustered 95 % bounds
+    ``lo``/``hi``, ``val_mae_deg`` and ``n_images``."""
+    import pandas as pd
+
+    spec, size = RUNS[best.key], input_size(best.key, cfg)
+    rows = []
+    points = [n for n in sorted(cfg.curve_scenes) if n < len(data.train_idx)]
+    for n in [*points, None]:
+        if n is None:
+            ev, val = headline_eval({best.key: evals[best.key]}, best.key), evals[best.key]["val"]
+        else:
+            t = train(best.key, cfg, data, sets, device=device, progress=progress, scenes=n)
+            kw = dict(size=size, border=spec.border, batch_size=cfg.eval_batch_size)
+            ev = evaluate(t.model, best.key, best.key, data, sets["test"], tta=cfg.tta, **kw)
+            val = evaluate(t.model, best.key, best.key, data, sets["val"], tta=False, **kw)
+        est, (lo, hi), _ = bootstrap_ci95(ev.err_deg, clusters=ev.photo)
+        rows.append({"scenes": len(data.train_idx) if n is None else n, "mae_deg": est, "lo": lo, "hi": hi,
+                     "val_mae_deg": val.err_deg.mean().item(), "n_images": len(ev.err_deg)})
+    return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -851,7 +927,7 @@ def ratio_ci(num: Evaluation, den: Evaluation) -> tuple[float, tuple[float, floa
 def headline_metrics(evals: Mapping[str, Mapping[str, Evaluation]], baseline: Evaluation | None,
                      curves: Mapping[str, Any], mnist_summary: Mapping[str, Any], per_digit,
                      trained: Sequence[Trained], cfg: AngleRegressionConfig, *,
-                     tta_equivariance_err: float | None = None) -> dict[str, Any]:
+                     tta_equivariance_err: float | None = None, curve=None) -> dict[str, Any]:
     """The flat ``metrics`` object of ``results/04_angle_regression.json``.
 
     Our best run comes from :func:`best_run` (validation only); its headline numbers are on the test photos
@@ -905,6 +981,11 @@ def headline_metrics(evals: Mapping[str, Mapping[str, Evaluation]], baseline: Ev
         m[f"batch_size_{t.key}"] = t.batch_size
         m[f"input_px_{t.key}"] = input_size(t.key, cfg)
     m["photos_tta_equivariance_err"] = tta_equivariance_err
+    if curve is not None and len(curve):
+        for row in curve.itertuples():
+            m.update(with_ci(f"photos_mae_deg_at_{int(row.scenes)}_scenes", row.mae_deg, (row.lo, row.hi),
+                             int(row.n_images)))
+        m["photos_curve_scenes"] = ",".join(str(int(n)) for n in curve.scenes)
     m.update(with_ci("mnist_mae_deg", mnist_summary["mae_deg"], mnist_summary.get("mae_ci95"),
                      mnist_summary.get("n", 0)))
     m["mnist_median_deg"] = mnist_summary["median_deg"]
@@ -984,6 +1065,24 @@ def discussion(m: Mapping[str, Any]) -> dict[str, str]:
                "the two views also differ in field of view)." if d < 0 else "higher than with rotation-safe crops."))
     else:
         out["ar_border_sentence"] = "Reflection padding was not part of this run."
+    sizes = [int(n) for n in (m.get("photos_curve_scenes") or "").split(",") if n]
+    if len(sizes) >= 2:
+        lo_n, hi_n = sizes[0], sizes[-1]
+        a, b = m[f"photos_mae_deg_at_{lo_n}_scenes"], m[f"photos_mae_deg_at_{hi_n}_scenes"]
+        ci_a, ci_b = m.get(f"photos_mae_deg_at_{lo_n}_scenes_ci95"), m.get(f"photos_mae_deg_at_{hi_n}_scenes_ci95")
+        apart = ci_a is not None and ci_b is not None and (ci_a[0] > ci_b[1] or ci_b[0] > ci_a[1])
+        pts = ", ".join(f"{n} scenes {m[f'photos_mae_deg_at_{n}_scenes']:.1f}°" for n in sizes)
+        trend = ("falls" if b < a else "does not fall") + (" and the intervals at the two ends do not overlap"
+                                                          if apart else ", but the intervals at the two ends overlap")
+        out["ar_curve_sentence"] = (
+            f"With the same number of steps and only the number of distinct training photos changed, the held-out "
+            f"MAE is {pts}: from {lo_n} to {hi_n} scenes it {trend}"
+            + (", so more scenes are a lever at this scale." if b < a and apart else
+               ", so this run cannot say that more scenes would help." if not apart else
+               ": more scenes do not help at this scale.") )
+    else:
+        out["ar_curve_sentence"] = ("This profile does not train the learning curve (`curve_scenes` is empty): "
+                                    "each point costs as much as the best run itself.")
     tta_mae = m.get(f"photos_mae_tta_deg_{best}")
     if tta_mae is not None:
         plain = m[f"photos_mae_deg_{best}"]
@@ -1040,6 +1139,16 @@ def train_flops(cfg: AngleRegressionConfig) -> float:
             copies = (n_train_all + (cfg.max_test_photos or 102)) * cfg.leaky_copies
             val_images = round(cfg.val_photos_fraction * copies * (1 - cfg.leaky_test_fraction))
         total += epochs * (per_epoch * step + val_images * forward)
+    if cfg.curve_scenes:  # each learning-curve point trains the best run's recipe for as many steps (taken as ours)
+        key = next((k for k in cfg.runs if RUNS[k].recipe == "ours"), "seed")
+        size, head = input_size(key, cfg), RUNS[key].head
+        torch.manual_seed(0)
+        model = AngleResNet(model_config(key, cfg))
+        x = torch.rand(2, 3, size, size)
+        points = sum(1 for n in cfg.curve_scenes if n < n_train_all - n_val)
+        total += points * fit_config(key, cfg).epochs * (per_epoch * _step_flops(model, x)
+                                                          + n_val * cfg.eval_angles_per_photo
+                                                          * _step_flops(model, x, backward=False))
     judge = ANGLE_JUDGE_PROFILES[cfg.judge_profile]
     model = AngleCNN(judge.model)
     x = torch.rand(2, 1, 28, 28)
