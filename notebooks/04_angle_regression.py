@@ -35,10 +35,11 @@
 # Offline the photos are 492 COCO images and wallpapers (`$ROTBOOK_DATA/photos`); with a network,
 # `overrides={"source": "coco-2017"}` builds the same data set from the FiftyOne zoo's COCO-2017.
 #
-# **Running it yourself.** `profile = "cpu"` reproduces this page in about 20 minutes on 2 CPU cores (0.46
+# **Running it yourself.** `profile = "cpu"` reproduces this page in about 20 minutes on 2 CPU cores (0.45
 # PFLOP of training). On a Colab GPU runtime choose `profile = "gpu"` (every run, 224-px inputs, longer
-# training): 16.5 PFLOP of training, of the order of 10–20 minutes at a sustained 15–30 TFLOP/s (an
-# estimate from the FLOP count; this profile has not been timed on a GPU).
+# training, and the learning curve over 50, 100 and 200 scenes): 24 PFLOP of training, of the order of 15–30
+# minutes at a sustained 15–30 TFLOP/s (an estimate from the FLOP count; this profile has not been timed on a
+# GPU).
 
 # %% tags=["remove-cell"]
 # Colab only: install rotcore and its stack (a no-op everywhere else).

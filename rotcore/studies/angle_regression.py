@@ -70,9 +70,12 @@ from rotcore.train import (
     TensorLoader,
     count_parameters,
     fit,
+    flop_counter,
+    images_seen,
     predict,
     probe_batch_size,
     run_dir,
+    step_flops,
 )
 
 STUDY = "04_angle_regression"
@@ -233,7 +236,8 @@ PROFILES: dict[str, AngleRegressionConfig] = {
         ours_fit=FitConfig(epochs=24, batch_size=256, lr=2e-3, optimizer="adamw", weight_decay=0.05,
                            lr_schedule="cosine", grad_clip=1.0, monitor="val_mae_deg"),
         curve_scenes=(), judge_profile="cpu"),
-    # One GPU (the former "full" profile, sizes unchanged): ~17 PFLOP of training (`rotbook list --flops`).
+    # One GPU (the former "full" profile's sizes, plus the learning curve): ~24 PFLOP of training
+    # (`rotbook list --flops`).
     "gpu": AngleRegressionConfig(),
 }
 
@@ -1097,63 +1101,63 @@ def discussion(m: Mapping[str, Any]) -> dict[str, str]:
 # Cost
 
 
-def _step_flops(model: torch.nn.Module, x: torch.Tensor, *, backward: bool = True) -> float:
-    """FLOPs per image of one forward (+ backward through ``model.loss``) pass, counted by
-    ``torch.utils.flop_counter`` on a batch of two."""
-    from torch.utils.flop_counter import FlopCounterMode
+def _model_flops(model: torch.nn.Module, channels: int, size: int) -> tuple[float, float, float]:
+    """``(per image, per step)`` FLOPs of a training step through ``model.loss``
+    (:func:`rotcore.train.step_flops`) and the forward FLOPs per image of validation, for inputs
+    ``(channels, size, size)``."""
+    g = torch.Generator().manual_seed(0)
 
-    model.train(backward)
-    with FlopCounterMode(display=False) as counter:
-        if backward:
-            model.loss(model(x), torch.tensor([10.0, 200.0])[: len(x)]).backward()
-        else:
-            with torch.no_grad():
-                model(x)
-    return counter.get_total_flops() / len(x)
+    def batch(b):
+        return torch.rand(b, channels, size, size, generator=g)
+
+    per_image, per_step = step_flops(model.train(), lambda m, x: m.loss(m(x), 360 * torch.rand(len(x), generator=g)),
+                                     batch)
+    model.eval()
+    with torch.no_grad(), flop_counter() as fc:
+        model(batch(2))
+    return per_image, per_step, fc.get_total_flops() / 2
 
 
 def train_flops(cfg: AngleRegressionConfig) -> float:
     """Training FLOPs of a config: every run in ``cfg.runs`` (training steps for all its epochs, an upper bound
-    when early stopping ends a run sooner, plus its per-epoch validation forward passes) and the MNIST angle
-    judge of ``cfg.judge_profile`` (counted as if not cached). Evaluation after training is not counted.
-    Photo counts: ``cfg.max_train_photos`` or the offline folder's 390 training photos."""
+    when early stopping ends a run sooner, plus its per-epoch validation forward passes), the learning curve's
+    points and the MNIST angle judge of ``cfg.judge_profile`` (counted as if not cached). Evaluation after
+    training is not counted. Photo counts: ``cfg.max_train_photos`` or the offline folder's 390 training
+    photos."""
     from rotcore.judges import ANGLE_JUDGE_PROFILES
     from rotcore.models.regressor import AngleCNN
 
     n_train_all = min(cfg.max_train_photos or OFFLINE_TRAIN_PHOTOS, OFFLINE_TRAIN_PHOTOS)
     n_val = max(1, round(cfg.val_photos_fraction * n_train_all))
     per_epoch = (n_train_all - n_val) * cfg.photo_repeats_per_epoch
-    total, cache = 0.0, {}
-    for key in cfg.runs:
+    cache: dict[tuple[int, str], tuple[float, float, float]] = {}
+
+    def run_cost(key: str, val_images: int) -> float:
         size, head = input_size(key, cfg), RUNS[key].head
         if (size, head) not in cache:
             torch.manual_seed(0)
-            model = AngleResNet(model_config(key, cfg))
-            x = torch.rand(2, 3, size, size)
-            cache[size, head] = _step_flops(model, x), _step_flops(model, x, backward=False)
-        step, forward = cache[size, head]
-        epochs = fit_config(key, cfg).epochs
+            cache[size, head] = _model_flops(AngleResNet(model_config(key, cfg)), 3, size)
+        per_image, per_step, forward = cache[size, head]
+        fc = fit_config(key, cfg)
+        seen, steps = images_seen(per_epoch, dataclasses.replace(fc, epochs=1))
+        return fc.epochs * (per_image * seen + per_step * steps + val_images * forward)
+
+    total = 0.0
+    for key in cfg.runs:
         if RUNS[key].split == "photo":
             val_images = n_val * cfg.eval_angles_per_photo
         else:  # the leaky run's validation copies
             copies = (n_train_all + (cfg.max_test_photos or 102)) * cfg.leaky_copies
             val_images = round(cfg.val_photos_fraction * copies * (1 - cfg.leaky_test_fraction))
-        total += epochs * (per_epoch * step + val_images * forward)
+        total += run_cost(key, val_images)
     if cfg.curve_scenes:  # each learning-curve point trains the best run's recipe for as many steps (taken as ours)
         key = next((k for k in cfg.runs if RUNS[k].recipe == "ours"), "seed")
-        size, head = input_size(key, cfg), RUNS[key].head
-        torch.manual_seed(0)
-        model = AngleResNet(model_config(key, cfg))
-        x = torch.rand(2, 3, size, size)
         points = sum(1 for n in cfg.curve_scenes if n < n_train_all - n_val)
-        total += points * fit_config(key, cfg).epochs * (per_epoch * _step_flops(model, x)
-                                                          + n_val * cfg.eval_angles_per_photo
-                                                          * _step_flops(model, x, backward=False))
+        total += points * run_cost(key, n_val * cfg.eval_angles_per_photo)
     judge = ANGLE_JUDGE_PROFILES[cfg.judge_profile]
-    model = AngleCNN(judge.model)
-    x = torch.rand(2, 1, 28, 28)
-    images = judge.train_size if judge.train_size is not None else 60_000 - judge.val_size
-    total += judge.fit.epochs * (images * _step_flops(model, x) + judge.val_size * _step_flops(model, x, backward=False))
+    per_image, per_step, forward = _model_flops(AngleCNN(judge.model), 1, 28)
+    seen, steps = images_seen(judge.train_size if judge.train_size is not None else 60_000 - judge.val_size, judge.fit)
+    total += per_image * seen + per_step * steps + judge.fit.epochs * judge.val_size * forward
     return float(total)
 
 

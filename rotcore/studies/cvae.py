@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -54,7 +54,16 @@ from rotcore.rotate import (
     signed_diff_deg,
 )
 from rotcore.studies import Anchor
-from rotcore.train import FitConfig, FitResult, TensorLoader, count_parameters, fit, run_dir
+from rotcore.train import (
+    FitConfig,
+    FitResult,
+    TensorLoader,
+    count_parameters,
+    fit,
+    images_seen,
+    run_dir,
+    step_flops,
+)
 
 STUDY = "01_cvae_rotation"
 TITLE = "Conditional VAEs and rotation"
@@ -274,19 +283,6 @@ def angles_sentence(cfg: CVAEStudyConfig) -> str:
 # Cost
 
 
-def _flops_per_image(model: torch.nn.Module, loss_fn: Callable, batch: tuple) -> float:
-    """FLOPs of one training step (forward + backward) per image, counted by ``torch.utils.flop_counter``
-    (matmuls and convolutions; elementwise work and ``grid_sample`` are not counted)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    model.train()
-    with FlopCounterMode(display=False) as counter:
-        loss = loss_fn(model, batch)
-        loss = loss[0] if isinstance(loss, tuple) else loss
-        loss.backward()
-    return counter.get_total_flops() / len(batch[0])
-
-
 @functools.cache
 def _judge_flops_per_image(judge_cfg) -> float:
     """A judge's training FLOPs per image: 3 × its eval-mode forward on one image (forward + backward, the
@@ -305,10 +301,6 @@ def _judge_flops_per_image(judge_cfg) -> float:
     return 3.0 * counter.get_total_flops()
 
 
-def _images_seen(n_train: int, fit_cfg: FitConfig) -> int:
-    return (n_train // fit_cfg.batch_size) * fit_cfg.batch_size * fit_cfg.epochs  # drop_last=True
-
-
 def _mnist_train_size(train_size: int | None, val_size: int) -> int:
     return min(train_size, 60_000 - val_size) if train_size is not None else 60_000 - val_size
 
@@ -323,19 +315,21 @@ def _generator_train_size(cfg: CVAEStudyConfig) -> int:
 
 
 def train_flops(cfg: CVAEStudyConfig) -> float:
-    """Training FLOPs of a config: every cVAE (models × seeds), counted on one small training step, and both
-    judges of ``judge_profile`` (counted as if not cached), each scaled by the images it sees (epochs × full
-    batches). A few seconds on an idle CPU (building the G-CNN judge dominates; cached per judge config)."""
-    x, y = torch.rand(4, 1, 28, 28), torch.arange(4)
+    """Training FLOPs of a config: every cVAE (models × seeds), counted by :func:`rotcore.train.step_flops`
+    (per image and per step), and both judges of ``judge_profile`` (counted as if not cached), each scaled by
+    the images and steps it sees (epochs × full batches). A few seconds on an idle CPU (building the G-CNN judge dominates; cached per judge config)."""
+    loss = cvae_loss(cfg.train_angles_deg, beta=cfg.beta)
+    g = torch.Generator().manual_seed(0)
     total = 0.0
-    n_seen = _images_seen(_generator_train_size(cfg), cfg.fit)
+    seen, steps = images_seen(_generator_train_size(cfg), cfg.fit)
     for key in cfg.models:
-        per_image = _flops_per_image(CVAE(cfg.model_config(key)), cvae_loss(cfg.train_angles_deg, beta=cfg.beta),
-                                     (x, y))
-        total += per_image * n_seen * len(cfg.seeds)
+        torch.manual_seed(0)
+        per_image, per_step = step_flops(CVAE(cfg.model_config(key)).train(), lambda m, b: loss(m, b)[0],
+                                         lambda b: (torch.rand(b, 1, 28, 28, generator=g), torch.arange(b) % 10))
+        total += (per_image * seen + per_step * steps) * len(cfg.seeds)
     for judge in cfg.judge_configs():
-        total += _judge_flops_per_image(judge) * _images_seen(_mnist_train_size(judge.train_size, judge.val_size),
-                                                              judge.fit)
+        total += _judge_flops_per_image(judge) * images_seen(_mnist_train_size(judge.train_size, judge.val_size),
+                                                             judge.fit)[0]
     return float(total)
 
 
