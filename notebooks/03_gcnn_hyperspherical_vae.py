@@ -262,9 +262,10 @@ inv_df.style.format("{:.2e}", subset=[c for c in inv_df.columns if c != "label"]
 # `gpu`: 2, 5, 10), with $d$ the dimension of the space the code lives in, as in the S-VAE authors' code.
 # Trained with dynamic binarisation; evaluated on `elbo_test_size` MNIST test digits **binarised once with a
 # fixed seed**. `elbo` is a one-sample ELBO averaged over those digits; `iwll` the importance-weighted bound
-# (Burda et al. 2016) with `iw_samples` samples, a lower bound on $\log p(x)$ that tightens with more samples.
-# The S-VAE paper's log-likelihoods (in the results table) came from an MLP encoder and decoder, the vMF
-# posterior and 500 samples, so only the direction of the gap compares, not the values.
+# (Burda et al. 2016) with `iw_samples` samples (500 in every profile but `smoke`, as in the S-VAE paper), a
+# lower bound on $\log p(x)$ that tightens with more samples. The S-VAE paper's log-likelihoods (in the results
+# table) came from an MLP encoder and decoder, the vMF posterior and all 10k test digits, so only the direction
+# of the gap compares, not the values.
 
 # %%
 elbo_models = study.train_elbo_models(cfg, data, device=device)
