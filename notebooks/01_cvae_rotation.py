@@ -178,6 +178,13 @@ study.add_seed_bands(axes[1], per_angle, "angle_err_deg", colors=study.COLORS)
 fig.tight_layout()
 
 # %% [markdown]
+# The same generations against the distance from each angle to the nearest training angle, the axis of the
+# seed's claim (dashed: its ±30°):
+
+# %%
+fig = study.distance_figure(gen_df)
+
+# %% [markdown]
 # What the judges saw: three digits, one prior draw each, at the evaluation angles (`*`: unseen).
 
 # %%

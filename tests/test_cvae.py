@@ -291,6 +291,17 @@ def test_headline_cis_over_seeds_and_by_clustered_bootstrap():
     assert "drop of 40.0 points" in text["cvae_seed_sentence"]
 
 
+def test_by_distance_pools_angles_at_the_same_distance_and_the_figure_marks_30_degrees():
+    # trained (default angles): 0, 15, 75, 300 (distance 0); 45 is 15 from training, 180 is 90 away
+    acc = {0.0: 1.0, 15.0: 0.9, 75.0: 0.8, 300.0: 0.9, 45.0: 0.7, 180.0: 0.3}
+    df = _fake_generations(acc, err=7.0)
+    d = study.by_distance(df).set_index("dist_to_train_deg")
+    assert d.loc[0.0, "digit_acc_pct"] == pytest.approx(90.0) and d.loc[15.0, "digit_acc_pct"] == pytest.approx(70.0)
+    assert d.loc[90.0, "digit_acc_pct"] == pytest.approx(30.0) and (d.angle_err_deg == 7.0).all()
+    fig = study.distance_figure(df)
+    assert any(line.get_xdata()[0] == study.SEED_CLAIM_DEG for line in fig.axes[0].lines)
+
+
 # --- angle sets --------------------------------------------------------------------------------------------
 
 

@@ -610,6 +610,47 @@ def by_angle(gen_df):
     return out.join(flags).reset_index()
 
 
+def by_distance(gen_df):
+    """Per (model, distance to the nearest training angle): digit accuracy (without 6/9 near 180°) and angle
+    error, the mean over seeds and the lowest and highest seed (``*_lo``, ``*_hi``). Distance 0 is every
+    trained angle pooled."""
+    head = gen_df[~gen_df.six_nine_near_180]
+    keys = ["model", "key", "dist_to_train_deg"]
+    acc = (100 * head.groupby([*keys, "seed"], sort=False).correct.mean()).rename("digit_acc_pct")
+    err = gen_df.groupby([*keys, "seed"], sort=False).angle_err_deg.mean()
+    per_seed = acc.to_frame().join(err).reset_index()
+    return per_seed.groupby(keys, sort=False).agg(
+        digit_acc_pct=("digit_acc_pct", "mean"), digit_acc_pct_lo=("digit_acc_pct", "min"),
+        digit_acc_pct_hi=("digit_acc_pct", "max"), angle_err_deg=("angle_err_deg", "mean"),
+        angle_err_deg_lo=("angle_err_deg", "min"), angle_err_deg_hi=("angle_err_deg", "max")).reset_index()
+
+
+def distance_figure(gen_df):
+    """Digit accuracy and angle error of the generations against the distance to the nearest training angle,
+    one line per model with its seed band, and the seed's ±30° mark (a figure)."""
+    import matplotlib.pyplot as plt
+
+    df = by_distance(gen_df)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
+    for ax, y, ylabel in ((axes[0], "digit_acc_pct", "digit judge agrees (%)"),
+                          (axes[1], "angle_err_deg", "angle error (°; axial for 0/1/8)")):
+        for name, part in df.groupby("model", sort=False):
+            part = part.sort_values("dist_to_train_deg")
+            ax.plot(part.dist_to_train_deg, part[y], marker="o", ms=3, label=name, color=COLORS.get(name))
+            ax.fill_between(part.dist_to_train_deg, part[f"{y}_lo"], part[f"{y}_hi"], alpha=0.15, lw=0,
+                            color=COLORS.get(name))
+        ax.axvline(SEED_CLAIM_DEG, color="k", ls="--", lw=1)
+        ax.text(SEED_CLAIM_DEG, ax.get_ylim()[1], f" seed: 'degrades beyond ±{SEED_CLAIM_DEG:g}°'", va="top",
+                fontsize=8)
+        ax.set(xlabel="distance to the nearest training angle (°)", ylabel=ylabel)
+    axes[0].set_ylim(0, 101)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("generations against the distance to the training angles (0: trained; bands: lowest to highest seed)",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def add_seed_bands(ax, per_angle, y: str, *, colors: Mapping[str, str] | None = None) -> None:
     """Shade each model's band between its lowest and highest seed (``<y>_lo`` … ``<y>_hi``) on ``ax``."""
     for name, part in per_angle.groupby("model", sort=False):
