@@ -640,8 +640,8 @@ def distance_figure(gen_df):
             ax.fill_between(part.dist_to_train_deg, part[f"{y}_lo"], part[f"{y}_hi"], alpha=0.15, lw=0,
                             color=COLORS.get(name))
         ax.axvline(SEED_CLAIM_DEG, color="k", ls="--", lw=1)
-        ax.text(SEED_CLAIM_DEG, ax.get_ylim()[1], f" seed: 'degrades beyond ±{SEED_CLAIM_DEG:g}°'", va="top",
-                fontsize=8)
+        ax.text(SEED_CLAIM_DEG, 0.98, f" seed: 'degrades beyond ±{SEED_CLAIM_DEG:g}°'", va="top", fontsize=8,
+                transform=ax.get_xaxis_transform())
         ax.set(xlabel="distance to the nearest training angle (°)", ylabel=ylabel)
     axes[0].set_ylim(0, 101)
     axes[0].legend(fontsize=8)
