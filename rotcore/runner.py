@@ -77,6 +77,9 @@ def execute(info: StudyInfo, profile: str, overrides: Mapping[str, Any], *, log=
     out_dir = paths.studies_dir(profile)
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"{info.name}.ipynb"
+    # Executed into a hidden file beside the page and moved over it at the end: the committed page is a tracked
+    # file, and overwriting it while the study runs would stamp its results "+dirty" (results.git_commit).
+    running = out_dir / f".{info.name}.running.ipynb"
     nb = jupytext.read(notebook_source(info))
     nb.metadata.setdefault("kernelspec", {"display_name": "Python 3", "language": "python", "name": "python3"})
     t0 = time.perf_counter()
@@ -87,7 +90,7 @@ def execute(info: StudyInfo, profile: str, overrides: Mapping[str, Any], *, log=
     saved = {k: os.environ.get(k) for k in kernel_env}
     os.environ.update(kernel_env)
     try:
-        papermill.execute_notebook(nb, str(out), parameters={"profile": profile, "overrides": dict(overrides)},
+        papermill.execute_notebook(nb, str(running), parameters={"profile": profile, "overrides": dict(overrides)},
                                    kernel_name="python3", cwd=str(paths.project_root()), progress_bar=False,
                                    log_output=False)
     finally:
@@ -96,6 +99,8 @@ def execute(info: StudyInfo, profile: str, overrides: Mapping[str, Any], *, log=
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+        if running.exists():  # a failed run's notebook, with its error, still replaces the page
+            os.replace(running, out)
     hide_injected_parameters(out)
     log(f"[rotbook] {info.number} done in {time.perf_counter() - t0:.0f} s")
     return out

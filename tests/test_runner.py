@@ -74,3 +74,39 @@ def test_committed_anchors_file_is_current_and_the_summary_needs_no_training_sta
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def _fake_papermill(monkeypatch, page, *, fail=False):
+    import nbformat
+    import papermill
+
+    seen = {}
+
+    def execute_notebook(nb, out, **kw):
+        seen["page_during_run"] = page.read_text()  # the committed page is untouched while the study runs
+        seen["out"] = out
+        new = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1", metadata={"tags": ["injected-parameters"]})])
+        nbformat.write(new, out)
+        if fail:
+            raise RuntimeError("cell failed")
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute_notebook)
+    return seen
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_a_rerun_leaves_the_tracked_page_alone_until_it_ends(tmp_path, monkeypatch, fail):
+    # overwriting the committed page during the run would make results.git_commit stamp the run "+dirty"
+    info = get("05")
+    monkeypatch.setattr(paths, "studies_dir", lambda profile: tmp_path)
+    page = tmp_path / f"{info.name}.ipynb"
+    page.write_text("the committed page")
+    seen = _fake_papermill(monkeypatch, page, fail=fail)
+    if fail:
+        with pytest.raises(RuntimeError, match="cell failed"):
+            runner.execute(info, "cpu", {}, log=lambda *a: None)
+    else:
+        assert runner.execute(info, "cpu", {}, log=lambda *a: None) == page
+    assert seen["page_during_run"] == "the committed page" and seen["out"] != str(page)
+    assert "injected-parameters" in page.read_text()  # replaced at the end (a failed run shows its error)
+    assert [p.name for p in tmp_path.iterdir()] == [page.name]
