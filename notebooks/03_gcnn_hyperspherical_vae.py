@@ -43,7 +43,7 @@
 # cannot be downloaded here): the results table at the end sets our **means over angles** beside those numbers
 # (aggregate against aggregate), and reports the **worst angle** as well, which the seed did not measure.
 #
-# **Running it yourself.** `profile = "cpu"` reproduces this page: about 20 minutes on 2 CPU cores (0.44 PFLOP
+# **Running it yourself.** `profile = "cpu"` reproduces this page: about 21 minutes on 2 CPU cores (0.34 PFLOP
 # of training). On a Colab GPU runtime choose `profile = "gpu"`, the seed project's scale (the full training
 # set, 30 epochs, latent dimensions 2, 5 and 10 in the ELBO table, a test angle every 15°): 11.1 PFLOP of
 # training. The FLOP count alone gives 4 to 12 minutes at a sustained 50 to 15 TFLOP/s; models this small
