@@ -22,6 +22,7 @@ from rotcore.rotate import (
     rotate_batch,
 )
 from rotcore.studies import cvae as study
+from rotcore.train import autocast
 
 SMALL = CVAEConfig(latent_dim=4, enc_channels=(4, 8), dec_channels=(8, 4), enc_hidden=16, dec_hidden=16, film_hidden=8)
 
@@ -356,11 +357,15 @@ def test_evaluation_tables_have_every_cell(tiny_run):
     # the one-batch evaluation over all angles equals reconstructing one angle at a time
     a = cfg.eval_angles_deg[1]
     x = rotate_batch(data.test.x, a)
-    err = mse_per_image(study.reconstruct(trained.model, x, data.test.y, a), x)
+    with autocast(torch.device("cpu"), cfg.fit.precision):  # the evaluation's own precision
+        err = mse_per_image(study.reconstruct(trained.model, x, data.test.y, a).float(), x)
     d = digits[0]
     row = rec[(rec.angle_deg == a) & (rec.digit == d)].iloc[0]
     assert row.n == int((data.test.y == d).sum())
-    assert abs(row.mse - err[data.test.y == d].mean().item()) < 1e-5
+    assert abs(row.mse - err[data.test.y == d].mean().item()) < 1e-4
+    # and bf16 (where it is used) changes the reconstruction error by well under a percent of it
+    fp32 = mse_per_image(study.reconstruct(trained.model, x, data.test.y, a), x)
+    assert abs(fp32.mean().item() - err.mean().item()) < 0.01 * fp32.mean().item()
     d, a, z = study.generation_grid(cfg, "cpu")
     assert len(d) == len(cfg.eval_angles_deg) * 10 * cfg.samples_per_cell
     # the same prior draws at every angle

@@ -617,7 +617,7 @@ def learning_curve(best: Trained, evals: Mapping[str, Mapping[str, Evaluation]],
     points = [n for n in sorted(cfg.curve_scenes) if n < len(data.train_idx)]
     for n in [*points, None]:
         if n is None:
-            ev, val = headline_eval({best.key: evals[best.key]}, best.key), evals[best.key]["val"]
+            ev, val = headline_eval(evals, best.key), evals[best.key]["val"]
         else:
             t = train(best.key, cfg, data, sets, device=device, progress=progress, scenes=n)
             kw = dict(size=size, border=spec.border, batch_size=cfg.eval_batch_size)
