@@ -178,18 +178,18 @@ PROFILES: dict[str, CVAEStudyConfig] = {
         fit=FitConfig(epochs=1, batch_size=32, lr=3e-3, monitor="val_loss", monitor_mode="min"),
         eval_batch_size=500,
     ),
-    # cpu, the published profile: <= 25 min on 2 cores. The published run at 16k generator digits, judges on
-    # 30k, took 31.3 min (1,878 s), measured per cell: judges 629 s, training 781 s (4 models x 3 seeds x
-    # 16k x 5 epochs, ~1,230 img/s), reconstruction evaluation 304 s (fp32), generation + judging 142 s,
-    # the rest ~20 s. Trimmed from those measurements:
-    #   judges on 20k digits instead of 30k (x 0.67)                                                  ~420 s
-    #   generators on 12k digits (x 0.75; 3 seeds and 5 epochs kept)                                  ~590 s
-    #   reconstruction evaluation under bf16 autocast (measured 1.7x faster here)                     ~180 s
-    #   generation, judge scores, sweeps, probe, figures (unchanged)                                  ~165 s
-    # about 1,355 s (22.6 min).
+    # cpu, the published profile: <= 25 min on 2 cores. Two measured runs on this machine:
+    #   16k generator digits, judges on 30k, fp32 evaluation: 1,878 s (judges 629, training 781,
+    #     reconstruction 304, generation + judging 142, the rest ~20);
+    #   12k generator digits, judges on 20k, bf16 reconstruction: 1,640 s (judges 495: the C8 digit judge
+    #     ~330 of it, training 657, reconstruction 253, generation + judging 202, the rest ~33) on a day
+    #     when the same code ran 1.1-1.4x slower than the day before.
+    # Trimmed from the second: judges on 15k (~-120 s), generators on 10k (~-110 s; 3 seeds and 5 epochs
+    # kept), 500 test digits (~-130 s), 16 prior draws per (digit, angle) cell (~-65 s): about 1,220 s
+    # (20.3 min), leaving room for a 1.2x slower day.
     "cpu": CVAEStudyConfig(
-        train_size=12_000, val_size=2_000, test_size=1_000, samples_per_cell=24, judge_profile="cpu",
-        judge_train_size=20_000,
+        train_size=10_000, val_size=2_000, test_size=500, samples_per_cell=16, judge_profile="cpu",
+        judge_train_size=15_000,
         fit=FitConfig(epochs=5, batch_size=128, lr=2e-3, lr_schedule="cosine", weight_decay=0.0,
                       monitor="val_loss", monitor_mode="min"),
         seeds=(0, 1, 2),
