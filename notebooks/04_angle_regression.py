@@ -277,9 +277,9 @@ display(Markdown(msg))
 #
 # A small CNN with the same (cos, sin) head, trained on MNIST digits rotated uniformly over 360° with
 # **bicubic** rotations and a share of binarised digits (the generators it judges use bilinear rotations),
-# evaluated on the MNIST test set rotated (bilinear) with several fixed seeds. It is cached through
-# `rotcore.judges.angle_judge`, where the generative studies load it (the `cpu` profile trains it on 30k
-# digits for 10 epochs). 0, 1 and 8 are nearly symmetric under 180°; 6 and 9 turn into each other, so their
+# evaluated on the MNIST test set rotated (bilinear) with several fixed seeds. It is study 01's angle judge,
+# the same checkpoint, cached through `rotcore.judges.angle_judge`: it trains on `cfg.judge_train_size`
+# MNIST training digits, the ones study 01's generators never see. 0, 1 and 8 are nearly symmetric under 180°; 6 and 9 turn into each other, so their
 # rows are reported on their own. Its MAE's interval is a bootstrap over test digits (each digit's rotations
 # resampled together).
 

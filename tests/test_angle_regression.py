@@ -488,7 +488,8 @@ def test_cpu_profile_matches_the_measured_sizes():
     cfg = report.resolve_config(study, "cpu")
     assert cfg.seed_input_size == cfg.input_size == 96  # a matched comparison
     assert "seed_leaky" in cfg.runs and cfg.judge_profile == "cpu"
-    assert report.resolve_config(study, "gpu") == study.AngleRegressionConfig()
+    # gpu: the defaults (the former full sizes), but for study 01's judge (test_mnist_judge_is_study_01s)
+    assert dataclasses.replace(report.resolve_config(study, "gpu"), judge_train_size=None) == study.AngleRegressionConfig()
 
 
 def test_train_flops_scales_with_the_images_seen():
@@ -543,3 +544,17 @@ def test_curve_config_errors():
         study.AngleRegressionConfig(curve_scenes=(0,))
     with pytest.raises(ConfigError, match="repeated"):
         study.AngleRegressionConfig(curve_scenes=(50, 50))
+
+
+@pytest.mark.parametrize("profile", sorted(study.PROFILES))
+def test_mnist_judge_is_study_01s(profile):
+    """The MNIST angle judge is built once: study 04 asks for exactly the config study 01 trains (so both
+    read one checkpoint), on every profile."""
+    from rotcore.studies import cvae
+
+    assert study.judge_config(study.PROFILES[profile]) == cvae.PROFILES[profile].judge_configs()[1]
+
+
+def test_judge_train_size_is_checked():
+    with pytest.raises(ConfigError, match="judge_train_size"):
+        study.AngleRegressionConfig(judge_train_size=0)

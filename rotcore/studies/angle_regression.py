@@ -42,7 +42,7 @@ from rotcore import fiftyone_io, paths
 from rotcore.config import ConfigError, check_choice, check_positive
 from rotcore.data import PhotoRecord, load_mnist, load_photo_squares, subset
 from rotcore.explain import angle_confidence_score, grad_cam
-from rotcore.judges import angle_judge, evaluate_angle_judge
+from rotcore.judges import ANGLE_JUDGE_PROFILES, AngleJudgeConfig, angle_judge, evaluate_angle_judge
 from rotcore.metrics import (
     angle_error_summary,
     bootstrap_ci95,
@@ -153,6 +153,7 @@ class AngleRegressionConfig:
     coverages_pct: tuple[float, ...] = (10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0)
     gradcam_images: int = 12
     judge_profile: str = "gpu"
+    judge_train_size: int | None = None  # the MNIST angle judge's training digits (None: its profile's own)
     mnist_test_size: int | None = None
     mnist_seeds: tuple[int, ...] = (0, 1, 2)
     eval_batch_size: int = 256
@@ -191,6 +192,8 @@ class AngleRegressionConfig:
         if not self.coverages_pct or any(not 0 < c <= 100 for c in self.coverages_pct):
             raise ConfigError(f"coverages_pct must be percentages in (0, 100], got {self.coverages_pct}")
         check_choice("judge_profile", self.judge_profile, ("smoke", "cpu", "gpu"))
+        if self.judge_train_size is not None:
+            check_positive("judge_train_size", self.judge_train_size)
         if not self.mnist_seeds:
             raise ConfigError("mnist_seeds must name at least one seed")
         for name in ("seed_fit", "ours_fit"):
@@ -222,7 +225,7 @@ PROFILES: dict[str, AngleRegressionConfig] = {
     #   ours_vec  24 epochs x 4,212 = 101.1k images  ~6.7 min
     #   evaluation (~11k images at ~700 img/s, fp32), Grad-CAM, photo loading   ~0.5 min
     #   FiftyOne (data set sync + registering 816 evaluation PNGs)                ~1 min
-    #   MNIST angle judge, cpu profile, counted as not cached (+ 30k test predictions)   ~2.5 min
+    #   MNIST angle judge, study 01's (15k digits; cached when 01 ran first) + 30k test predictions  ~2 min
     #   total ~17.5 min. Calibration: issue 13's mid-size CPU run (seed 12 + ours 24 epochs x 16 repeats at
     #   96 px = the same 202k training images, judge cached) took 15.5 min. Timing steps on this machine while
     #   it was shared by six jobs gave 5-9 img/s (min of 3 repeats), useless as an absolute figure, so the
@@ -235,11 +238,13 @@ PROFILES: dict[str, AngleRegressionConfig] = {
         seed_fit=dataclasses.replace(SEED_FIT, epochs=12),
         ours_fit=FitConfig(epochs=24, batch_size=256, lr=2e-3, optimizer="adamw", weight_decay=0.05,
                            lr_schedule="cosine", grad_clip=1.0, monitor="val_mae_deg"),
-        curve_scenes=(), judge_profile="cpu"),
+        curve_scenes=(), judge_profile="cpu", judge_train_size=15_000),
     # One GPU (the former "full" profile's sizes, plus the learning curve): ~24 PFLOP of training
     # (`rotbook list --flops`).
-    "gpu": AngleRegressionConfig(),
+    "gpu": AngleRegressionConfig(judge_train_size=27_500),
 }
+# judge_profile / judge_train_size: the MNIST angle judge is study 01's, built once and shared through its
+# checkpoint (01 trains its judges on digits its generators never see); a test checks the configs agree.
 
 _SEED_CAVEAT = ("not comparable one to one: the seed fine-tuned an ImageNet-pretrained ResNet18 on ~30k COCO photos "
                 "at 224 px, and its per-rotation split puts rotations of one photo on both sides")
@@ -856,6 +861,12 @@ def register_evaluation(predictions_file: Path, *, cfg: AngleRegressionConfig, n
 # The MNIST angle judge
 
 
+def judge_config(cfg: AngleRegressionConfig) -> AngleJudgeConfig:
+    """The MNIST angle judge's config: ``cfg.judge_profile``'s, on ``cfg.judge_train_size`` digits if set."""
+    base = ANGLE_JUDGE_PROFILES[cfg.judge_profile]
+    return base if cfg.judge_train_size is None else dataclasses.replace(base, train_size=cfg.judge_train_size)
+
+
 def mnist_judge(cfg: AngleRegressionConfig, device=None, progress: bool | None = None):
     """The MNIST angle judge (cache-or-train, shared with the generative studies) and its evaluation on the
     MNIST test set: ``(judge, summary, per_digit)``.
@@ -864,7 +875,7 @@ def mnist_judge(cfg: AngleRegressionConfig, device=None, progress: bool | None =
     bootstrap over test digits (each digit's draws, one per seed, resampled together) and
     ``mae_excl_6_9_deg``. Per-digit rows (6 and 9 on their own) give MAE, median and ``flipped_pct``, the share
     read more than 135° off (turned upside down), from the same seeded angles as the MAE."""
-    judge = angle_judge(cfg.judge_profile, device=device, progress=progress)
+    judge = angle_judge(judge_config(cfg), device=device, progress=progress)
     test = subset(load_mnist("test"), cfg.mnist_test_size, seed=5).to(next(judge.parameters()).device)
     summary, per_digit = evaluate_angle_judge(judge, test, seeds=cfg.mnist_seeds)
     # per-image errors of the same draws (evaluate_angle_judge's angles: seed 1000 + s), for the flips and CI
