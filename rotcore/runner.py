@@ -141,6 +141,10 @@ def _cell(text: str) -> str:
 
 
 ANCHORS_FILE = Path("book") / "anchors.json"
+#: Wall-clock budgets of the published profile on the 2-core CPU machine (issue 10): minutes per study
+#: (study 05, the costliest, gets 40) and for the whole report.
+CPU_BUDGET_MIN: dict[str, float] = {"01": 25.0, "02": 25.0, "03": 25.0, "04": 25.0, "05": 40.0}
+REPORT_BUDGET_MIN = 100.0
 
 
 def anchors_data() -> dict[str, list[dict[str, Any]]]:
@@ -205,7 +209,36 @@ def summary_markdown(profile: str) -> str:
             lines += ["| " + " | ".join(_cell(r[c]) for c in ("check", "measured", "bound", "holds"))
                       + f" | `{_cell(r['guaranteed by'])}` |" for r in checks.to_dict("records")]
             lines.append("")
+    if profile == published:
+        lines += runtime_markdown(rdir)
     return "\n".join(lines)
+
+
+def runtime_markdown(rdir: Path) -> list[str]:
+    """The published run's wall-clock time per study against its budget, and the total against the
+    report's (lines of the summary page; empty when no study has results)."""
+    from rotcore.results import read_results
+
+    rows, total = [], 0.0
+    for info in STUDIES.values():
+        path = rdir / f"{info.name}.json"
+        if not path.exists():
+            continue
+        minutes = read_results(path)["runtime_s"] / 60
+        total += minutes
+        budget = CPU_BUDGET_MIN[info.number]
+        rows.append(f"| {info.number} · {info.title} | {minutes:.1f} | ≤ {budget:.0f} | "
+                    f"{'yes' if minutes <= budget else 'no'} |")
+    if not rows:
+        return []
+    complete = len(rows) == len(STUDIES)
+    rows.append(f"| **the report** | **{total:.1f}** | ≤ {REPORT_BUDGET_MIN:.0f} | "
+                f"{('yes' if total <= REPORT_BUDGET_MIN else 'no') if complete else '— (not every study has run)'} |")
+    return ["## Runtime of the published run", "",
+            "Wall-clock minutes of each study's own `rotbook run` on the 2-core CPU machine (from `runtime_s` in "
+            "its results), against the budget the profile is sized for. Judges trained by one study are cached "
+            "for the next, as in a full `rotbook run`.", "",
+            "| study | runtime (min) | budget (min) | within |", "|---|---|---|---|", *rows, ""]
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -47,6 +47,26 @@ def test_summary_from_results(tmp_path, monkeypatch):
     assert "warning" not in runner.summary_markdown("cpu")  # the published profile
 
 
+def test_runtime_table_against_the_budgets(tmp_path):
+    """The published summary ends with each study's runtime against its budget and the report's total."""
+    rdir = tmp_path / "results"
+    rdir.mkdir()
+    assert runner.runtime_markdown(rdir) == []
+    minutes = {"01": 20.0, "02": 26.0, "03": 10.0, "04": 10.0, "05": 39.0}  # 02 over its 25; total 105 > 100
+    for number, m in minutes.items():
+        info = STUDIES[number]
+        (rdir / f"{info.name}.json").write_text(json.dumps(
+            {"study": info.name, "profile": "cpu", "device": "CPU", "git_commit": "abc", "created": "now",
+             "runtime_s": 60 * m, "metrics": {}}))
+    rows = {line.split(" | ")[0].strip("| *").split(" · ")[0]: line for line in runner.runtime_markdown(rdir)
+            if line.startswith("| ") and not line.startswith("| study")}
+    assert rows["01"].endswith("| 20.0 | ≤ 25 | yes |") and rows["02"].endswith("| 26.0 | ≤ 25 | no |")
+    assert rows["05"].endswith("| 39.0 | ≤ 40 | yes |")
+    assert rows["the report"].endswith("| **105.0** | ≤ 100 | no |")
+    (rdir / f"{STUDIES['03'].name}.json").unlink()
+    assert "not every study has run" in runner.runtime_markdown(rdir)[-2]
+
+
 def test_paired_notebooks_are_in_sync_and_output_free():
     """notebooks/NN.py is the source; the committed .ipynb (for Colab) has the same cells and no outputs."""
     import jupytext
