@@ -181,6 +181,7 @@ def summary_markdown(profile: str) -> str:
     if profile != published:
         lines += [":::{warning}", f"This build shows the **{profile}** profile. Its numbers are not the published "
                   f"ones; the published site shows the `{published}` profile.", ":::", ""]
+    runtimes: dict[str, float] = {}
     lines += ["Every number on this page is read from the `results/<study>.json` file that the study's notebook",
               "wrote when it ran. **Results** are what a run found out, set beside the number a source measured",
               "(with its caveats) and our target; intervals are 95 % CIs over seeds, or from a bootstrap clustered by",
@@ -196,6 +197,7 @@ def summary_markdown(profile: str) -> str:
             continue
         rec = read_results(path)
         m = rec["metrics"]
+        runtimes[info.number] = rec["runtime_s"]
         lines += [f"Profile `{rec['profile']}` · {rec['device']} · runtime {rec['runtime_s'] / 60:.1f} min · "
                   f"commit `{rec['git_commit']}` · {rec['created']}", ""]
         results, checks = report.tables(anchors, m)
@@ -210,21 +212,18 @@ def summary_markdown(profile: str) -> str:
                       + f" | `{_cell(r['guaranteed by'])}` |" for r in checks.to_dict("records")]
             lines.append("")
     if profile == published:
-        lines += runtime_markdown(rdir)
+        lines += runtime_markdown(runtimes)
     return "\n".join(lines)
 
 
-def runtime_markdown(rdir: Path) -> list[str]:
-    """The published run's wall-clock time per study against its budget, and the total against the
-    report's (lines of the summary page; empty when no study has results)."""
-    from rotcore.results import read_results
-
+def runtime_markdown(runtime_s: Mapping[str, float]) -> list[str]:
+    """The published run's wall-clock time per study (``{study number: runtime_s}`` from its results) against
+    its budget, and the total against the report's (lines of the summary page; empty when no study ran)."""
     rows, total = [], 0.0
     for info in STUDIES.values():
-        path = rdir / f"{info.name}.json"
-        if not path.exists():
+        if info.number not in runtime_s:
             continue
-        minutes = read_results(path)["runtime_s"] / 60
+        minutes = runtime_s[info.number] / 60
         total += minutes
         budget = CPU_BUDGET_MIN[info.number]
         rows.append(f"| {info.number} · {info.title} | {minutes:.1f} | ≤ {budget:.0f} | "

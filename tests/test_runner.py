@@ -47,24 +47,32 @@ def test_summary_from_results(tmp_path, monkeypatch):
     assert "warning" not in runner.summary_markdown("cpu")  # the published profile
 
 
-def test_runtime_table_against_the_budgets(tmp_path):
+def test_runtime_table_against_the_budgets():
     """The published summary ends with each study's runtime against its budget and the report's total."""
-    rdir = tmp_path / "results"
-    rdir.mkdir()
-    assert runner.runtime_markdown(rdir) == []
+    assert runner.runtime_markdown({}) == []
     minutes = {"01": 20.0, "02": 26.0, "03": 10.0, "04": 10.0, "05": 39.0}  # 02 over its 25; total 105 > 100
-    for number, m in minutes.items():
-        info = STUDIES[number]
-        (rdir / f"{info.name}.json").write_text(json.dumps(
-            {"study": info.name, "profile": "cpu", "device": "CPU", "git_commit": "abc", "created": "now",
-             "runtime_s": 60 * m, "metrics": {}}))
-    rows = {line.split(" | ")[0].strip("| *").split(" · ")[0]: line for line in runner.runtime_markdown(rdir)
+    runtime_s = {number: 60 * m for number, m in minutes.items()}
+    rows = {line.split(" | ")[0].strip("| *").split(" · ")[0]: line for line in runner.runtime_markdown(runtime_s)
             if line.startswith("| ") and not line.startswith("| study")}
     assert rows["01"].endswith("| 20.0 | ≤ 25 | yes |") and rows["02"].endswith("| 26.0 | ≤ 25 | no |")
     assert rows["05"].endswith("| 39.0 | ≤ 40 | yes |")
     assert rows["the report"].endswith("| **105.0** | ≤ 100 | no |")
-    (rdir / f"{STUDIES['03'].name}.json").unlink()
-    assert "not every study has run" in runner.runtime_markdown(rdir)[-2]
+    del runtime_s["03"]
+    assert "not every study has run" in runner.runtime_markdown(runtime_s)[-2]
+
+
+def test_summary_ends_with_the_runtimes_of_its_results(tmp_path, monkeypatch):
+    """summary_markdown feeds runtime_markdown the runtimes of the results it read (published profile only)."""
+    monkeypatch.setenv("ROTBOOK_ROOT", str(tmp_path))
+    rdir = paths.results_dir("cpu")
+    rdir.mkdir(parents=True)
+    info = STUDIES["02"]
+    (rdir / f"{info.name}.json").write_text(json.dumps(
+        {"study": info.name, "profile": "cpu", "device": "CPU", "git_commit": "abc", "created": "now",
+         "runtime_s": 60 * 26.0, "metrics": {}}))
+    assert runner.summary_markdown("cpu").rstrip().endswith(
+        "\n".join(runner.runtime_markdown({"02": 60 * 26.0})).rstrip())
+    assert "Runtime of the published run" not in runner.summary_markdown("smoke")
 
 
 def test_paired_notebooks_are_in_sync_and_output_free():
