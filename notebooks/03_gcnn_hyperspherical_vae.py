@@ -98,8 +98,9 @@ judge_df.drop(columns="angle_deg").rename(index={0: "judge on real upright test 
 # the posterior's direction $\mu$ and concentration $\kappa$). No step is strided, so the escnn encoder's code
 # is *exactly* invariant to quarter turns of a 28×28 image without padding it to 29×29 (a one-pixel pad would
 # move the rotation centre by half a pixel and break exactness for rotations applied to the 28×28 digit).
-# The decoder is the same design for all three (the augmented S-VAE is the S-VAE's architecture). $\kappa = \min(\mathrm{softplus}(\cdot) + 1, 10^5)$ guards against
-# concentration collapse and overflow; the distribution is always evaluated in float32.
+# The decoder is the same design for all three (the augmented S-VAE is the S-VAE's architecture).
+# $\kappa = \min(\mathrm{softplus}(\cdot) + 1, 10^5)$ guards against concentration collapse and overflow;
+# the distribution is always evaluated in float32.
 #
 # All train on MNIST, **dynamically binarised** (a fresh Bernoulli draw of every pixel each batch),
 # with a Bernoulli likelihood, through `rotcore.train.fit` (best validation ELBO on upright digits kept); the
@@ -189,6 +190,15 @@ labels_df = study.judge_label_table(evals, data.test, {k: t.label for k, t in tr
 labels_df.drop(columns="label").round(1)
 
 # %% [markdown]
+# And over **all** decoded test digits and angles: the label the judge gives most often to each model's
+# outputs, and its share. Decodes spread over the ten digits give each label about 10 %; a share far above that
+# means the decoder draws nearly the same digit whatever the code.
+
+# %%
+modes_df = study.mode_label_table(evals, {k: t.label for k, t in trained.items()})
+modes_df.round(1)
+
+# %% [markdown]
 # ## 6 or 9?
 #
 # The headline: how often the judge reads a decoded 6 as a 9, and a decoded 9 as a 6, by input angle.
@@ -204,9 +214,9 @@ fig.tight_layout()
 
 # %% [markdown]
 # The S-GVAE's code is the same for a digit at every quarter turn (and nearly so in between), so whatever 6↔9
-# confusion it has, it largely already has on *upright* digits: its encoder must tell an upright 6 from an upright 9 by style alone, because an upright
-# 9 and a 6 turned by 180° are the same kind of shape to it. The upright 6s and 9s it gets wrong (input, then
-# decoded output):
+# confusion it has, it largely already has on *upright* digits: its encoder must tell an upright 6 from an
+# upright 9 by style alone, because an upright 9 and a 6 turned by 180° are the same kind of shape to it. The
+# upright 6s and 9s it gets wrong (input, then decoded output):
 
 # %%
 sg = trained["sgvae"]
@@ -287,7 +297,7 @@ fig.tight_layout()
 # %%
 cis = study.headline_cis(evals, data.test)  # 95 % bootstrap intervals, clustered by test digit
 metrics = study.headline_metrics(rot_df, inv_df, elbo_df, main_elbo, models, judge_df, six_nine, cis,
-                                 probe_df=probe_df, labels_df=labels_df, binarised_df=bin_df)
+                                 probe_df=probe_df, labels_df=labels_df, binarised_df=bin_df, modes_df=modes_df)
 path = run.publish(metrics)
 
 # %% [markdown]
@@ -311,6 +321,7 @@ path = run.publish(metrics)
 # {glue:md}`sv_code_change_sentence` Averaged over angles, the code's 5-NN digit accuracy is
 # {glue:md}`sgvae_latent_knn_acc_mean_pct_with_ci` (worst angle
 # {glue:text}`sgvae_latent_knn_acc_min_pct:.1f` %), which {glue:md}`sgvae_latent_knn_acc_mean_pct_verdict`.
+# {glue:md}`sv_gap_sentence`
 #
 # **The plain encoder.** The S-VAE's decoded upright digits are judged correct
 # {glue:text}`svae_upright_acc_pct:.1f` % of the time (all digits); averaged over angles,
@@ -321,7 +332,7 @@ path = run.publish(metrics)
 # averages {glue:text}`svae_latent_knn_acc_mean_pct:.1f` % over angles.
 #
 # **Against augmentation.** Like with like, the S-GVAE against the same plain S-VAE trained on rotated inputs:
-# {glue:md}`sv_aug_sentence`
+# {glue:md}`sv_aug_sentence` {glue:md}`sv_collapse_sentence`
 #
 # **Matched inputs.** {glue:md}`sv_binarised_sentence`
 #

@@ -519,3 +519,28 @@ def test_binarised_control_feeds_binary_rotated_sixes_and_nines(monkeypatch):
     m = {f"sgvae_{d}_acc_{s}{b}_pct": 50.0 for d in ("six", "nine") for s in ("mean", "min") for b in ("", "_bin")}
     assert "do not explain" in study.binarised_sentence(m)
     assert "matters (up to 20.0 points)" in study.binarised_sentence({**m, "sgvae_nine_acc_min_bin_pct": 30.0})
+
+
+def test_mode_label_table_and_the_collapse_sentence():
+    healthy = study.RotatedEval(None, torch.arange(10).repeat(2, 3), None)  # every label equally often
+    collapsed = study.RotatedEval(None, torch.tensor([[1, 1, 1, 7], [1, 1, 2, 1]]), None)
+    t = study.mode_label_table({"sgvae": healthy, "svae_aug": collapsed})
+    assert t.loc["sgvae", "mode_pct"] == pytest.approx(10.0)
+    assert t.loc["svae_aug", "mode_label"] == 1 and t.loc["svae_aug", "mode_pct"] == pytest.approx(75.0)
+    m = {"sgvae_mode_label": 0, "sgvae_mode_label_pct": 10.0, "svae_aug_mode_label": 1,
+         "svae_aug_mode_label_pct": 75.0, "kl_sgvae": 8.3, "kl_svae_aug": 4.1}
+    s = study.collapse_sentence(m)
+    assert "The S-VAE-aug has collapsed.**" in s and "75.0 %" in s and "as a 1" in s
+    assert "4.1 nats" in s and "S-GVAE: 8.3 nats" in s and "S-GVAE has" not in s
+    fine = {**m, "svae_aug_mode_label_pct": 30.0}
+    assert study.collapse_sentence(fine).startswith("No VAE has collapsed") and "30.0 %" in study.collapse_sentence(fine)
+    assert study.collapse_sentence({}) == ""
+
+
+def test_gap_sentence_names_the_limit():
+    low = {"sgvae_six_acc_upright_pct": 95.0, "sgvae_nine_acc_upright_pct": 71.3}
+    assert "even **upright**" in study.gap_sentence(low) and "only 71.3 % of its decoded 9s" in study.gap_sentence(low)
+    assert "6s" not in study.gap_sentence(low)
+    high = {"sgvae_six_acc_upright_pct": 99.0, "sgvae_nine_acc_upright_pct": 98.0}
+    assert "lost to rotation, not to reconstruction" in study.gap_sentence(high)
+    assert study.gap_sentence({}) == ""
