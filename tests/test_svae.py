@@ -539,7 +539,7 @@ def test_mode_label_table_and_the_collapse_sentence():
 
 def test_gap_sentence_names_the_limit():
     low = {"sgvae_six_acc_upright_pct": 95.0, "sgvae_nine_acc_upright_pct": 71.3}
-    assert "even **upright**" in study.gap_sentence(low) and "only 71.3 % of its decoded 9s" in study.gap_sentence(low)
+    assert "even **upright**" in study.gap_sentence(low) and "only 71.3 % of the S-GVAE's decoded 9s" in study.gap_sentence(low)
     assert "6s" not in study.gap_sentence(low)
     high = {"sgvae_six_acc_upright_pct": 99.0, "sgvae_nine_acc_upright_pct": 98.0}
     assert "lost to rotation, not to reconstruction" in study.gap_sentence(high)

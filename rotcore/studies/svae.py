@@ -871,8 +871,8 @@ def collapse_sentence(m: Mapping[str, Any]) -> str:
     for k in collapsed:
         others = "; ".join(f"{_short(h)}: {kl(h)}" for h in healthy)
         out.append(f"**The {_short(k)} has collapsed.** The judge reads {m[f'{k}_mode_label_pct']:.1f} % of "
-                   f"all its decoded test digits, at every angle, as a {m[f'{k}_mode_label']}, and its code carries "
-                   f"{kl(k)} of KL from the prior on the test digits" + (f" ({others})" if others else "") +
+                   f"all its decoded test digits (pooled over every test angle) as a {m[f'{k}_mode_label']}, "
+                   f"and its code carries {kl(k)} of KL from the prior on the test digits" + (f" ({others})" if others else "") +
                    ": its decoder draws nearly the same digit whatever the code. So its scores on rotated 6s and "
                    "9s reflect a training failure of this model at this budget, not what rotation does to it; a "
                    "comparison with augmentation needs this baseline trained until it does not collapse (a KL "
@@ -886,7 +886,7 @@ def gap_sentence(m: Mapping[str, Any]) -> str:
     target = next((a.threshold for a in ANCHORS if a.metric == "sgvae_six_acc_min_pct"), None)
     if six_up is None or nine_up is None or target is None:
         return ""
-    below = [f"{acc:.1f} % of its decoded {name}" for acc, name in ((six_up, "6s"), (nine_up, "9s")) if acc < target]
+    below = [f"{acc:.1f} % of the S-GVAE's decoded {name}" for acc, name in ((six_up, "6s"), (nine_up, "9s")) if acc < target]
     if below:
         return (f"Part of the gap is not rotation: even **upright**, the judge reads only {' and '.join(below)} "
                 f"correctly, below the {target:.0f} % target before any rotation, so the VAE's reconstructions are "
