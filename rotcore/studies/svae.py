@@ -874,9 +874,9 @@ def collapse_sentence(m: Mapping[str, Any]) -> str:
                    f"all its decoded test digits (pooled over every test angle) as a {m[f'{k}_mode_label']}, "
                    f"and its code carries {kl(k)} of KL from the prior on the test digits" + (f" ({others})" if others else "") +
                    ": its decoder draws nearly the same digit whatever the code. So its scores on rotated 6s and "
-                   "9s reflect a training failure of this model at this budget, not what rotation does to it; a "
-                   "comparison with augmentation needs this baseline trained until it does not collapse (a KL "
-                   "warm-up or a free-bits floor, or more epochs), which this run did not do.")
+                   "9s say that it has not learned its task in this budget, not what rotation does to a trained "
+                   "model; a fair comparison with augmentation needs this baseline trained longer, which this "
+                   "run's budget did not allow.")
     return " ".join(out)
 
 
