@@ -883,9 +883,9 @@ def collapse_sentence(m: Mapping[str, Any]) -> str:
 def gap_sentence(m: Mapping[str, Any]) -> str:
     """What limits the S-GVAE's rotated scores: the decoder (upright decodes already misread) or rotation."""
     six_up, nine_up = m.get("sgvae_six_acc_upright_pct"), m.get("sgvae_nine_acc_upright_pct")
-    target = next((a.threshold for a in ANCHORS if a.metric == "sgvae_six_acc_min_pct"), None)
-    if six_up is None or nine_up is None or target is None:
+    if six_up is None or nine_up is None:
         return ""
+    target = _anchor("sgvae_six_acc_min_pct").threshold
     below = [f"{acc:.1f} % of the S-GVAE's decoded {name}" for acc, name in ((six_up, "6s"), (nine_up, "9s")) if acc < target]
     if below:
         return (f"Part of the gap is not rotation: even **upright**, the judge reads only {' and '.join(below)} "
@@ -949,8 +949,12 @@ def confusion_sentence(m: Mapping[str, Any]) -> str:
             f"**{n9}** ({p9:.1f} % of the readings), {seed}; of its decoded 6s, **{n6}** ({p6:.1f} %).")
 
 
+def _anchor(metric: str) -> Anchor:
+    return next(a for a in ANCHORS if a.metric == metric)
+
+
 def _anchor_value(metric: str) -> float | None:
-    return next(a.anchor for a in ANCHORS if a.metric == metric)
+    return _anchor(metric).anchor
 
 
 def _pct(x: float) -> str:
