@@ -51,8 +51,11 @@ class NonFiniteLossError(FloatingPointError):
 class FitConfig:
     """How to train (not what): optimiser, schedule, precision, stopping.
 
-    ``lr_schedule``: ``constant``; ``step`` (× ``lr_gamma`` every ``lr_step_epochs``); ``exponential``
-    (× ``lr_gamma`` per epoch after the first ``lr_step_epochs``); ``cosine`` (to 0 over ``epochs``).
+    The schedule is one function of the optimiser step (:func:`lr_at`), stepped after every optimiser step:
+    a linear warm-up over the first ``warmup_steps`` steps (or ``warmup_fraction`` of all steps), then
+    ``lr_schedule``: ``constant``; ``step`` (× ``lr_gamma`` every ``lr_step_epochs`` epochs, counted in
+    steps); ``exponential`` (× ``lr_gamma`` per epoch after the first ``lr_step_epochs``, continuous in the
+    step); ``cosine`` (from ``lr`` to ``lr_final``, reached at the last step).
     ``precision="auto"`` means bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16 / AMX; about
     1.7x faster training there, see ``benchmarks/``), fp32 elsewhere. ``memory_format="auto"`` puts models
     that contain ``nn.Conv2d`` in channels_last (another ~1.3x on CPU for plain conv nets; escnn's R2Conv
@@ -69,6 +72,9 @@ class FitConfig:
     lr_schedule: str = "constant"
     lr_step_epochs: int = 10
     lr_gamma: float = 0.1
+    lr_final: float = 0.0
+    warmup_steps: int = 0
+    warmup_fraction: float = 0.0
     grad_clip: float | None = None
     precision: str = "auto"
     memory_format: str = "auto"
@@ -87,6 +93,18 @@ class FitConfig:
         check_positive("weight_decay", self.weight_decay, allow_zero=True)
         check_positive("lr_step_epochs", self.lr_step_epochs, allow_zero=True)
         check_positive("lr_gamma", self.lr_gamma)
+        check_positive("lr_final", self.lr_final, allow_zero=True)
+        check_positive("warmup_steps", self.warmup_steps, allow_zero=True)
+        check_positive("warmup_fraction", self.warmup_fraction, allow_zero=True)
+        if self.warmup_fraction >= 1:
+            raise ConfigError(f"warmup_fraction must be < 1 (a share of all steps), got {self.warmup_fraction!r}")
+        if self.warmup_steps and self.warmup_fraction:
+            raise ConfigError("give the warm-up as warmup_steps or as warmup_fraction, not both")
+        if self.lr_final > self.lr:
+            raise ConfigError(f"lr_final={self.lr_final!r} is above lr={self.lr!r}; the schedule only decays")
+        if self.lr_final and self.lr_schedule != "cosine":
+            raise ConfigError(f"lr_final is the end point of the cosine schedule; lr_schedule={self.lr_schedule!r} "
+                              "does not use it")
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("lr_schedule", self.lr_schedule, SCHEDULES)
         check_choice("precision", self.precision, PRECISIONS)
@@ -306,15 +324,37 @@ def build_optimizer(params, cfg: FitConfig) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
-def lr_factor(cfg: FitConfig, epoch: int) -> float:
-    """Multiplier of ``cfg.lr`` during epoch ``epoch`` (0-based)."""
+def warmup_steps(cfg: FitConfig, total_steps: int) -> int:
+    """Number of warm-up steps of ``cfg`` in a run of ``total_steps`` optimiser steps."""
+    if cfg.warmup_fraction:
+        return int(round(cfg.warmup_fraction * total_steps))
+    return min(int(cfg.warmup_steps), max(total_steps - 1, 0))
+
+
+def lr_at(cfg: FitConfig, step: int, steps_per_epoch: int) -> float:
+    """The learning rate of optimiser step ``step`` (0-based) of a run of ``cfg.epochs`` epochs of
+    ``steps_per_epoch`` steps: linear warm-up to ``cfg.lr`` (step ``i`` of ``W`` uses ``lr·(i+1)/W``), then the
+    schedule over the remaining steps. The cosine reaches ``cfg.lr_final`` exactly at the last step."""
+    total = max(cfg.epochs * steps_per_epoch, 1)
+    warm = warmup_steps(cfg, total)
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    epoch = step / max(steps_per_epoch, 1)  # fractional epoch: the schedules below move every step
     if cfg.lr_schedule == "step":
-        return cfg.lr_gamma ** (epoch // max(cfg.lr_step_epochs, 1))
+        return cfg.lr * cfg.lr_gamma ** (int(epoch) // max(cfg.lr_step_epochs, 1))
     if cfg.lr_schedule == "exponential":
-        return cfg.lr_gamma ** max(0, epoch - cfg.lr_step_epochs)
+        return cfg.lr * cfg.lr_gamma ** max(0.0, epoch - cfg.lr_step_epochs)
     if cfg.lr_schedule == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * epoch / max(cfg.epochs, 1)))
-    return 1.0
+        span = total - 1 - warm
+        progress = min(1.0, (step - warm) / span) if span > 0 else 1.0
+        return cfg.lr_final + (cfg.lr - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * progress))
+    return cfg.lr
+
+
+def lr_schedule(cfg: FitConfig, steps_per_epoch: int, n: int | None = None) -> list[float]:
+    """The learning rate of each of the first ``n`` optimiser steps (default: all of them)."""
+    n = cfg.epochs * steps_per_epoch if n is None else n
+    return [lr_at(cfg, i, steps_per_epoch) for i in range(n)]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -347,11 +387,30 @@ def _save_atomic(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def code_fingerprint() -> str:
+    """A hash of the ``rotcore`` package's source files (``*.py``, by path and content).
+
+    Part of every :func:`run_dir`: a checkpoint is reused (resumed, or returned as a finished cache) only by the
+    code that wrote it. Without it, a run after a code change could silently resume or reuse weights trained by
+    older code under an unchanged config, and two runs "of the same commit" would differ.
+    """
+    import hashlib
+
+    pkg = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for f in sorted(pkg.rglob("*.py")):
+        h.update(str(f.relative_to(pkg)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:12]
+
+
 def run_dir(study: str, name: str, run_config: Any, *, root: Path | None = None) -> Path:
-    """``runs/<study>/<name>-<config hash>``: a folder per distinct config, so changed configs never collide."""
+    """``runs/<study>/<name>-<hash>``: a folder per distinct config and ``rotcore`` source
+    (:func:`code_fingerprint`), so changed configs never collide and changed code never reuses old weights."""
     from rotcore import paths
 
-    return (root or paths.runs_root()) / study / f"{name}-{_config.config_hash(run_config)}"
+    key = _config.config_hash({"run": _config.to_dict(run_config), "code": code_fingerprint()})
+    return (root or paths.runs_root()) / study / f"{name}-{key}"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -404,13 +463,22 @@ def fit(
     """
     device = torch.device(device) if device is not None else default_device()
     cfg = config
+    if device.type == "cpu":
+        # deterministic kernels where torch has a choice (a warning, not an error, where it has none); with the
+        # seeded RNG, loader and schedule, two runs of one config in fresh processes give identical weights
+        torch.use_deterministic_algorithms(True, warn_only=True)
     model.to(device)
     if use_channels_last(model, cfg.memory_format):
         # parameters only: convolutions then compute in channels_last whatever the input's layout
         model.to(memory_format=torch.channels_last)
     params = list(parameters) if parameters is not None else [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(params, cfg)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: lr_factor(cfg, e))
+    if not hasattr(train_loader, "__len__"):
+        raise TypeError(f"{desc}: the training loader has no len(); fit's schedule is a function of the step "
+                        "and needs the number of batches per epoch")
+    steps_per_epoch = len(train_loader)
+    # stepped after every optimiser step; its position (last_epoch = steps taken) is part of the checkpoint
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: lr_at(cfg, i, steps_per_epoch) / cfg.lr)
     expect = expected_config(cfg, run_config)
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
 
@@ -458,6 +526,7 @@ def fit(
         log_sums: dict[str, Tensor] = {}
         nonfinite = torch.zeros((), device=device, dtype=torch.bool)
         n_batches = n_images = 0
+        lr_first = optimizer.param_groups[0]["lr"]
         batches = tqdm(train_loader, desc=f"epoch {epoch + 1}", leave=False, disable=not show,
                        total=len(train_loader) if hasattr(train_loader, "__len__") else None)
         for batch in batches:
@@ -468,6 +537,7 @@ def fit(
             if cfg.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             optimizer.step()
+            scheduler.step()
             detached = loss.detach()
             nonfinite |= ~torch.isfinite(detached)
             loss_sum += detached.double()
@@ -488,8 +558,7 @@ def fit(
             raise NonFiniteLossError(
                 f"{desc}: non-finite loss in epoch {epoch + 1}; lower the learning rate, enable grad_clip, "
                 "or check the loss for log(0) / division by 0")
-        lr_now = optimizer.param_groups[0]["lr"]
-        scheduler.step()
+        lr_now = optimizer.param_groups[0]["lr"]  # the rate the next step will use
         train_time = time.perf_counter() - t0
         row: dict[str, float] = {"epoch": epoch + 1, "train_loss": float(loss_sum) / n_batches}
         row.update({f"train_{k}": float(v) / n_batches for k, v in log_sums.items()})
@@ -498,7 +567,7 @@ def fit(
             with torch.no_grad():
                 row.update({k: float(v) for k, v in validate(model).items()})
             model.train()
-        row.update({"lr": lr_now, "epoch_time_s": train_time,
+        row.update({"lr": lr_first, "lr_end": lr_now, "epoch_time_s": train_time,
                     "images_per_s": n_images / train_time if train_time > 0 else float("nan")})
         history.append(row)
         epochs_bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k in ("train_loss", cfg.monitor)})

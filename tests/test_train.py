@@ -5,13 +5,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rotcore.config import ConfigError
 from rotcore.train import (
     CheckpointMismatchError,
     FitConfig,
     NonFiniteLossError,
     TensorLoader,
     fit,
-    lr_factor,
+    lr_at,
+    lr_schedule,
     predict,
     run_dir,
 )
@@ -138,17 +140,108 @@ def test_nan_loss_raises_a_clear_error():
 
 
 def test_history_and_schedule():
+    # 256 samples / 32 = 8 steps per epoch; "step" halves the rate at each epoch boundary, counted in steps
     _, res = run(cfg=dataclasses.replace(CFG, epochs=3))
     assert [h["epoch"] for h in res.history] == [1, 2, 3]
     assert [h["lr"] for h in res.history] == pytest.approx([1e-2, 5e-3, 2.5e-3])
-    assert {"train_loss", "train_acc", "epoch_time_s", "images_per_s"} <= set(res.history[0])
+    assert {"train_loss", "train_acc", "epoch_time_s", "images_per_s", "lr_end"} <= set(res.history[0])
 
 
-def test_lr_factor_schedules():
-    cos = FitConfig(epochs=4, lr_schedule="cosine")
-    assert [lr_factor(cos, e) for e in range(4)] == pytest.approx([1, 0.8535534, 0.5, 0.1464466])
-    exp = FitConfig(lr_schedule="exponential", lr_step_epochs=2, lr_gamma=0.5)
-    assert [lr_factor(exp, e) for e in range(5)] == [1, 1, 1, 0.5, 0.25]
+def test_schedule_is_per_step_with_warmup_and_reaches_lr_final_at_the_last_step():
+    cfg = FitConfig(epochs=2, lr=1e-3, lr_schedule="cosine", warmup_steps=10, lr_final=1e-5)
+    lrs = lr_schedule(cfg, steps_per_epoch=50)  # 100 steps
+    assert len(lrs) == 100
+    assert lrs[0] == pytest.approx(1e-4)  # step 0 of a 10-step warm-up: lr / 10, never a full step at once
+    assert lrs[9] == pytest.approx(1e-3)  # end of warm-up: the peak
+    assert lrs[-1] == pytest.approx(1e-5)  # the last step: lr_final
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))  # decays every step after the warm-up
+    assert lrs[49] > lrs[50] > lrs[51]  # no plateau across the epoch boundary
+    frac = FitConfig(epochs=1, lr=1.0, lr_schedule="cosine", warmup_fraction=0.25)
+    assert lr_at(frac, 0, 8) == pytest.approx(0.5) and lr_at(frac, 1, 8) == pytest.approx(1.0)
+    exp = FitConfig(epochs=5, lr=1.0, lr_schedule="exponential", lr_step_epochs=2, lr_gamma=0.5)
+    assert [lr_at(exp, i * 4, 4) for i in range(5)] == pytest.approx([1, 1, 1, 0.5, 0.25])
+    assert lr_at(exp, 13, 4) == pytest.approx(0.5 ** 1.25)  # continuous in the step
+
+
+def test_the_optimizer_uses_the_schedule_step_by_step():
+    cfg = dataclasses.replace(CFG, epochs=2, lr=0.1, lr_schedule="cosine", warmup_steps=3)
+    x, y = toy_data()
+    model = toy_model()
+    loader = TensorLoader(x, y, batch_size=cfg.batch_size, seed=cfg.seed)
+    opt_lrs = []
+    real_step = torch.optim.Adam.step
+
+    def spy(self, *a, **k):
+        opt_lrs.append(self.param_groups[0]["lr"])
+        return real_step(self, *a, **k)
+
+    torch.optim.Adam.step = spy
+    try:
+        fit(model, loss_fn, loader, config=cfg, device="cpu", progress=False)
+    finally:
+        torch.optim.Adam.step = real_step
+    assert opt_lrs == pytest.approx(lr_schedule(cfg, len(loader)))
+
+
+def test_resume_restores_the_schedule_position(tmp_path):
+    cfg = dataclasses.replace(CFG, epochs=3, lr_schedule="cosine", warmup_steps=4, lr_final=1e-4)
+    _, full = run(cfg=cfg, ckpt=tmp_path / "full.pt")
+    calls = {"n": 0}
+
+    def crash_in_epoch_2(model):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("simulated interruption")
+        return {}
+
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg=cfg, ckpt=tmp_path / "resumed.pt", validate=crash_in_epoch_2)
+    ckpt = torch.load(tmp_path / "resumed.pt", weights_only=False)
+    assert ckpt["scheduler"]["last_epoch"] == 8  # one epoch of 8 optimiser steps taken
+    _, resumed = run(cfg=cfg, ckpt=tmp_path / "resumed.pt", validate=lambda m: {})
+    assert resumed.resumed_from_epoch == 1
+    assert [h["lr"] for h in resumed.history] == pytest.approx([h["lr"] for h in full.history])
+    assert resumed.history[-1]["lr_end"] == pytest.approx(1e-4)
+
+
+def test_schedule_config_errors_are_clear():
+    with pytest.raises(ConfigError, match="not both"):
+        FitConfig(warmup_steps=5, warmup_fraction=0.1)
+    with pytest.raises(ConfigError, match="above lr"):
+        FitConfig(lr=1e-3, lr_final=1e-2, lr_schedule="cosine")
+    with pytest.raises(ConfigError, match="does not use it"):
+        FitConfig(lr_final=1e-5, lr_schedule="step")
+    with pytest.raises(ConfigError, match="< 1"):
+        FitConfig(warmup_fraction=1.0)
+
+
+_TWICE = """
+import sys, torch
+sys.path.insert(0, {root!r})
+from tests.test_train import CFG, run
+import dataclasses
+model, _ = run(cfg=dataclasses.replace(CFG, epochs=2, lr_schedule="cosine", warmup_steps=3, precision={prec!r}))
+torch.save(model.state_dict(), {out!r})
+"""
+
+
+@pytest.mark.parametrize("precision", ["fp32", "auto"])
+def test_two_fresh_processes_train_identical_weights(tmp_path, precision):
+    """The same config trained in two fresh Python processes gives bit-identical weights (seeded model, loader,
+    global RNG and schedule; deterministic CPU kernels), in fp32 and in fit's default precision."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parent.parent)
+    outs = []
+    for i in range(2):
+        out = str(tmp_path / f"w{i}.pt")
+        subprocess.run([sys.executable, "-c", _TWICE.format(root=root, prec=precision, out=out)], check=True,
+                       cwd=root, timeout=120)
+        outs.append(torch.load(out))
+    assert outs[0].keys() == outs[1].keys()
+    assert all(torch.equal(outs[0][k], outs[1][k]) for k in outs[0])
 
 
 def test_loader_visits_every_sample_once_per_epoch():
