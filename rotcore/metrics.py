@@ -6,10 +6,12 @@ Units are in the names: ``*_pct`` are percentages, ``*_deg`` degrees, ``*_db`` d
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
+from rotcore.results import value_range
 from rotcore.rotate import rotate_batch, signed_diff_deg
 from rotcore.train import predict
 
@@ -382,11 +384,22 @@ def _as_array(values):
     return np.asarray(values, dtype=float).ravel()
 
 
-def mean_ci95(values) -> tuple[float, tuple[float, float] | None, int]:
-    """Mean of independent repeats (seeds) and its Student-t 95 % interval: ``(mean, (lo, hi), n)``.
+class Estimate(NamedTuple):
+    """A headline number with its 95 % interval: unpacks as ``(estimate, (lo, hi) | None, n, method)``."""
+
+    estimate: float
+    ci: tuple[float, float] | None
+    n: int
+    method: str
+
+
+def mean_ci95(values) -> Estimate:
+    """Mean of independent repeats (seeds) and its Student-t 95 % interval.
 
     One value has no interval (``None``). Use it for numbers repeated over seeds; for numbers computed over
-    many test items use :func:`bootstrap_ci95`, clustered by the unit that was sampled.
+    many test items use :func:`bootstrap_ci95`, clustered by the unit that was sampled, and for a proportion of
+    pooled samples :func:`wilson_ci95`. A t interval can leave a bounded quantity's range (a percentage near
+    100 over 3 seeds); :func:`with_ci` clips it to the range of the metric and says so in its method.
     """
     from scipy import stats
 
@@ -395,19 +408,47 @@ def mean_ci95(values) -> tuple[float, tuple[float, float] | None, int]:
         raise ValueError("mean_ci95 needs at least one value")
     m = float(v.mean())
     if v.size < 2:
-        return m, None, 1
+        return Estimate(m, None, 1, "single run: no interval")
     half = float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / v.size ** 0.5)
-    return m, (m - half, m + half), int(v.size)
+    return Estimate(m, (m - half, m + half), int(v.size), f"Student t over {v.size} seeds")
+
+
+def wilson_ci95(successes, n: int | None = None) -> Estimate:
+    """A proportion in percent with its Wilson score 95 % interval, which never leaves [0, 100].
+
+    ``successes``: a count (then give ``n``) or an array of 0/1 outcomes (pooled over seeds and items). The
+    interval treats the outcomes as independent; when they cluster (several samples per digit or per seed) use
+    :func:`bootstrap_ci95` with ``clusters`` instead.
+    """
+    import numpy as np
+
+    if n is None:
+        v = _as_array(successes)
+        k, n = float(v.sum()), int(v.size)
+    else:
+        k = float(successes)
+    if n <= 0:
+        raise ValueError("wilson_ci95 needs at least one outcome")
+    if not 0 <= k <= n:
+        raise ValueError(f"wilson_ci95: {k} successes out of {n}")
+    z = 1.959963984540054
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    lo, hi = max(0.0, centre - half), min(1.0, centre + half)
+    return Estimate(100 * p, (100 * lo, 100 * hi), int(n), f"Wilson score over {n} pooled outcomes")
 
 
 def bootstrap_ci95(values, *, clusters=None, statistic: Callable | None = None, n_boot: int = 2000,
-                   seed: int = 0) -> tuple[float, tuple[float, float], int]:
+                   seed: int = 0, unit: str | None = None) -> Estimate:
     """A statistic of ``values`` with a percentile-bootstrap 95 % interval: ``(estimate, (lo, hi), n_units)``.
 
     ``clusters`` (one id per value) resamples whole clusters with replacement, e.g. all rotated copies of a
     photo together, since 8 angles of one photo are not 8 independent tests. Without it every value is its own
     unit. ``statistic`` maps a 1-D array to a number (default: the mean). ``n_units`` is the number of clusters
-    (or values). Deterministic for a given ``seed``. Not guaranteed: good coverage with very few clusters.
+    (or values); ``unit`` names it in the method ("digit", "photo"). A percentile interval stays inside the range
+    of a bounded statistic. Deterministic for a given ``seed``. Not guaranteed: good coverage with very few
+    clusters.
     """
     import numpy as np
 
@@ -432,10 +473,26 @@ def bootstrap_ci95(values, *, clusters=None, statistic: Callable | None = None, 
     for b in range(n_boot):
         boot[b] = stat(v[np.concatenate([groups[j] for j in draws[b]])])
     lo, hi = np.percentile(boot, [2.5, 97.5])
-    return float(stat(v)), (float(lo), float(hi)), k
+    what = unit or ("cluster" if clusters is not None else "item")
+    return Estimate(float(stat(v)), (float(lo), float(hi)), k,
+                    f"percentile bootstrap over {k} {what}s ({n_boot} resamples)")
 
 
-def with_ci(name: str, estimate: float, ci: tuple[float, float] | None, n: int) -> dict[str, object]:
-    """The results-JSON form of a headline number: ``{name, name_ci95: [lo, hi] | None, name_n}``."""
-    return {name: float(estimate), f"{name}_ci95": None if ci is None else [float(ci[0]), float(ci[1])],
-            f"{name}_n": int(n)}
+def with_ci(name: str, estimate: float, ci: tuple[float, float] | None, n: int,
+            method: str | None = None) -> dict[str, object]:
+    """The results-JSON form of a headline number: ``{name, name_ci95: [lo, hi] | None, name_n,
+    name_ci_method}``; takes an :class:`Estimate` unpacked (``with_ci(name, *mean_ci95(v))``).
+
+    The one place an interval meets its quantity's range (:func:`value_range`): an interval that leaves it (a
+    Student t over 3 seeds of a percentage near 100) is clipped, and the method says so.
+    """
+    out: dict[str, object] = {name: float(estimate), f"{name}_ci95": None, f"{name}_n": int(n),
+                              f"{name}_ci_method": method}
+    if ci is not None:
+        lo, hi = float(ci[0]), float(ci[1])
+        low, high = value_range(name)
+        if lo < low or hi > high:
+            lo, hi = max(lo, low), min(hi, high)
+            out[f"{name}_ci_method"] = (method or "interval") + f", clipped to the range [{low:g}, {high:g}]"
+        out[f"{name}_ci95"] = [lo, hi]
+    return out

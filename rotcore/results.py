@@ -56,6 +56,23 @@ def git_commit(root: Path | None = None) -> str:
         return "unknown"
 
 
+def value_range(name: str) -> tuple[float, float]:
+    """The range a metric's value can take, read from its name: ``*_pct*`` percentages [0, 100], ``*r2*`` at
+    most 1, ``*auc*`` [0, 1], ``*mse*`` / ``*mae*`` at least 0; anything else unbounded."""
+    inf = float("inf")
+    if name.endswith("_n"):
+        return 0.0, inf
+    if "_pct" in name:
+        return 0.0, 100.0
+    if "r2" in name.split("_"):
+        return -inf, 1.0
+    if "auc" in name.split("_"):
+        return 0.0, 1.0
+    if "mse" in name or "_mae" in name or name.startswith("mae"):
+        return 0.0, inf
+    return -inf, inf
+
+
 def _clean(name: str, value: Any) -> Any:
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value

@@ -454,7 +454,7 @@ def test_ratio_ci_is_paired_by_photo():
     g = torch.Generator().manual_seed(0)
     err = 90 * torch.rand(40, generator=g)
     a, b = _ev("a", "test", err.tolist()), _ev("b", "test", (2 * err).tolist())
-    est, (lo, hi), n = study.ratio_ci(a, b)
+    est, (lo, hi), n, _ = study.ratio_ci(a, b)
     assert est == pytest.approx(0.5) and lo == pytest.approx(0.5) and hi == pytest.approx(0.5) and n == 20
     with pytest.raises(ValueError, match="same images"):
         study.ratio_ci(a, _ev("c", "test", err.tolist()[:-2]))

@@ -283,7 +283,7 @@ def test_headline_cis_over_seeds_and_by_clustered_bootstrap():
     df3 = pd.concat(frames, ignore_index=True)
     m3 = study.headline_metrics(df3, study.seed_summary(df3, *_empty_recon_sweep()), {}, models)
     drops = [90.0 - (a45 * 100 + 30.0) / 2 for a45 in (0.7, 0.6, 0.8)]
-    est, ci, n = study.mean_ci95(drops)
+    est, ci, n, _ = study.mean_ci95(drops)
     assert m3["gen_digit_acc_drop_pts_scalar"] == pytest.approx(est) and n == 3
     assert np.allclose(m3["gen_digit_acc_drop_pts_scalar_ci95"], ci) and m3["gen_digit_acc_drop_pts_scalar_n"] == 3
     # discussion sentences are written from the metrics alone, whatever the outcome

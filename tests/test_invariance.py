@@ -114,7 +114,7 @@ def test_digit_clustered_bootstrap_equals_the_bootstrap_of_per_digit_means():
     gen = torch.Generator().manual_seed(0)
     y = torch.randint(0, 10, (300,), generator=gen)
     pred = torch.where(torch.rand(8, 300, generator=gen) < 0.9, y.expand(8, 300), (y + 1) % 10)
-    est, (lo, hi), n = study.mean_acc_over_angles_ci95(pred, y, n_boot=500, seed=1)
+    est, (lo, hi), n, _ = study.mean_acc_over_angles_ci95(pred, y, n_boot=500, seed=1)
     per_digit = 100.0 * (pred == y).double().mean(0).numpy()
     ref = bootstrap_ci95(per_digit, n_boot=500, seed=1)
     assert n == 300 and est == pytest.approx(ref[0]) and (lo, hi) == pytest.approx(ref[1])

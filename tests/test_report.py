@@ -38,10 +38,11 @@ def test_anchor_verdicts_come_from_the_anchor():
 
 
 def test_mean_ci95_is_the_student_t_interval():
-    m, (lo, hi), n = mean_ci95([1.0, 2.0, 3.0])
+    m, (lo, hi), n, method = mean_ci95([1.0, 2.0, 3.0])
     # t_{0.975, 2} = 4.302653; sd = 1; half = 4.302653 / sqrt(3)
     assert m == 2.0 and n == 3 and hi - m == pytest.approx(4.302653 / 3 ** 0.5, rel=1e-6) and m - lo == hi - m
-    assert mean_ci95([5.0]) == (5.0, None, 1)
+    assert method == "Student t over 3 seeds"
+    assert mean_ci95([5.0])[:3] == (5.0, None, 1)
     with pytest.raises(ValueError):
         mean_ci95([])
 
@@ -62,18 +63,19 @@ def test_clustered_bootstrap_on_a_toy_case_with_a_known_answer():
     rng = np.random.default_rng(0)
     per_photo = rng.normal(10.0, 2.0, size=400)
     values, photo = np.repeat(per_photo, 8), np.repeat(np.arange(400), 8)
-    est, (lo, hi), n = bootstrap_ci95(values, clusters=photo, n_boot=4000)
+    est, (lo, hi), n, _ = bootstrap_ci95(values, clusters=photo, n_boot=4000)
     expected_half = 1.96 * per_photo.std() / 400 ** 0.5
     assert n == 400 and est == pytest.approx(per_photo.mean())
     assert (hi - lo) / 2 == pytest.approx(expected_half, rel=0.12)
-    _, (nlo, nhi), _ = bootstrap_ci95(values, n_boot=4000)
+    _, (nlo, nhi), *_ = bootstrap_ci95(values, n_boot=4000)
     assert (hi - lo) / (nhi - nlo) == pytest.approx(8 ** 0.5, rel=0.15)
     with pytest.raises(ValueError, match="clusters"):
         bootstrap_ci95(values, clusters=photo[:-1])
 
 
 def test_with_ci_is_the_results_json_form():
-    assert with_ci("e_pct", 1, (0.5, 1.5), 3) == {"e_pct": 1.0, "e_pct_ci95": [0.5, 1.5], "e_pct_n": 3}
+    assert with_ci("e_pct", 1, (0.5, 1.5), 3, "t") == {"e_pct": 1.0, "e_pct_ci95": [0.5, 1.5], "e_pct_n": 3,
+                                                     "e_pct_ci_method": "t"}
     assert with_ci("e_pct", 1, None, 1)["e_pct_ci95"] is None
 
 

@@ -239,7 +239,7 @@ def test_angle_accuracy_ci_resamples_whole_digits():
 
     g = torch.Generator().manual_seed(0)
     correct = torch.rand(5, 40, generator=g) < torch.tensor([0.9, 0.8, 0.6, 0.85, 0.95])[:, None]  # (angles, N)
-    est, (lo, hi), n = study.angle_accuracy_ci(correct, "min", n_boot=300)
+    est, (lo, hi), n, _ = study.angle_accuracy_ci(correct, "min", n_boot=300)
     assert n == 40 and est == pytest.approx(100 * correct.double().mean(1).min().item()) and lo <= est <= hi
     # the same draws by hand: each resample takes whole digits (all their angles) and recomputes every angle
     c = correct.double().numpy()
@@ -247,7 +247,7 @@ def test_angle_accuracy_ci_resamples_whole_digits():
     manual = [100 * c[:, d].mean(1).min() for d in draws]
     assert (lo, hi) == pytest.approx(tuple(np.percentile(manual, [2.5, 97.5])))
     # mean over angles: the per-digit means' bootstrap is the clustered bootstrap of all readings
-    est_m, ci_m, _ = study.angle_accuracy_ci(correct, "mean", n_boot=300)
+    est_m, ci_m, *_ = study.angle_accuracy_ci(correct, "mean", n_boot=300)
     flat = bootstrap_ci95(c.T.ravel(), clusters=np.repeat(np.arange(40), 5), n_boot=300)
     assert est_m == pytest.approx(100 * flat[0]) and ci_m == pytest.approx((100 * flat[1][0], 100 * flat[1][1]))
     # an angle the model always gets wrong is the worst angle in every resample
@@ -420,7 +420,7 @@ def test_linear_probe_auc_on_separable_and_on_identical_classes():
     assert study.auc(s, lab) == pytest.approx(roc_auc_score(lab, s))
     assert study.auc(-s, lab) == pytest.approx(1 - roc_auc_score(lab, s))
     assert math.isnan(study.auc(s, np.zeros(6)))
-    est, (lo, hi), k = study.auc_ci95(s_same, y_same, n_boot=100)
+    est, (lo, hi), k, _ = study.auc_ci95(s_same, y_same, n_boot=100)
     assert k == 4000 and lo <= est <= hi and hi - lo < 0.1
 
 
