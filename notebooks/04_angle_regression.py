@@ -160,7 +160,7 @@ fig, ax = plots.plt.subplots(figsize=(10, 3.6))
 plots.plot_bars({k: v[0] for k, v in mae.items()}, ax=ax, ylabel="MAE (°)", colors=study.COLORS, fmt="{:.1f}",
                 title="MAE without TTA, 95 % CI by photo (leaky run: on its leaky test copies)")
 ax.errorbar(range(len(mae)), [v[0] for v in mae.values()], fmt="none", color="k", capsize=3,
-                     yerr=[[v[0] - v[1][0] for v in mae.values()], [v[1][1] - v[0] for v in mae.values()]])
+                     yerr=[[v[0] - v[1][0] for v in mae.values()], [v[1][1] - v[0] for v in mae.values()]]);
 
 # %% [markdown]
 # Error by the true angle (a model that learned "up" should be flat; one that reads the border or the

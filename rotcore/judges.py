@@ -9,8 +9,10 @@ on real test digits first, so a reader knows how far to trust them:
 * :func:`digit_judge` with ``rotated=False``: a plain CNN trained on upright digits (study 03's judge).
 * :func:`angle_judge`: the MNIST angle regressor (study 04), predicting (cos θ, sin θ).
 
-Judges train with **bicubic** rotations (the generators use bilinear) and binarise a share of their training
-digits, so a judge cannot score generations by reading one interpolation's artefacts. Each judge is
+The rotated-digit judge and the angle judge train with **bicubic** rotations (the generators use bilinear)
+and binarise a share (``binarize_prob``) of their training digits, so they cannot score generations by reading
+one interpolation's artefacts; the upright judge trains on the digits as they are (no rotation, no
+binarising). Each judge is
 cache-or-train: the first call trains it through :func:`rotcore.train.fit` and saves a checkpoint under
 ``$ROTBOOK_RUNS/judges/``; later calls (from any study) load it.
 """
@@ -79,7 +81,8 @@ class DigitJudgeConfig(_JudgeData):
 DIGIT_JUDGE_PROFILES = {
     "smoke": DigitJudgeConfig(model=ClassifierConfig(group="C8", width=0.1), train_size=1_024, val_size=256,
                               fit=FitConfig(epochs=1, batch_size=256, lr=2e-3, monitor="val_acc_pct", monitor_mode="max")),
-    # cpu: a C8 G-CNN at width 0.25 (about 550 img/s training on 2 cores in bf16): 30k digits x 5 epochs, ~5 min
+    # cpu: a C8 G-CNN at width 0.25 (about 550 img/s training on 2 cores in bf16); the studies may set the digit
+    # count (study 01's judge_train_size)
     "cpu": DigitJudgeConfig(model=ClassifierConfig(group="C8", width=0.25), train_size=30_000,
                             fit=FitConfig(epochs=5, batch_size=128, lr=2e-3, weight_decay=1e-5, lr_schedule="cosine",
                                           monitor="val_acc_pct", monitor_mode="max")),

@@ -67,17 +67,33 @@ def anchor(study: ModuleType, metric: str) -> Anchor:
 
 
 def with_ci_text(a: Anchor, metrics: Mapping[str, Any]) -> str:
-    """``"1.23 % (95 % CI 1.10–1.36 %, n = 3)"`` for an anchor's metric, or just the value."""
+    """``"1.23 % (95 % CI 1.10–1.36 %, n = 3)"`` for an anchor's metric, or just the value.
+
+    An interval outside the range its quantity can take (:func:`rotcore.metrics.value_range`; a results file
+    written before intervals were bounded) is not shown: the text says so instead."""
+    from rotcore.results import value_range
+
     value = metrics.get(a.metric)
     text = a.format(value)
     ci, n = metrics.get(f"{a.metric}_ci95"), metrics.get(f"{a.metric}_n")
     if value is not None and ci is not None:
+        low, high = value_range(a.metric)
+        if ci[0] < low or ci[1] > high:
+            return text + " (its recorded interval leaves the quantity's range and is not shown: rerun the study)"
         text += f" (95 % CI {a.format(ci[0])}–{a.format(ci[1])}" + (f", n = {n})" if n is not None else ")")
     return text
 
 
+def ci_method(a: Anchor, metrics: Mapping[str, Any]) -> str:
+    """How the anchor's interval was computed (``<metric>_ci_method`` in the results), or ``—``."""
+    if metrics.get(f"{a.metric}_ci95") is None:
+        return "—"
+    return metrics.get(f"{a.metric}_ci_method") or "not recorded (run before methods were recorded)"
+
+
 def tables(study: ModuleType, metrics: Mapping[str, Any]):
-    """The run's results (beside their anchors and targets) and its checks, as two DataFrames."""
+    """The run's results (beside their anchors and targets, with how each interval was computed) and its
+    checks, as two DataFrames. A relative target whose run is below its floor reads "not measurable"."""
     import pandas as pd
 
     res, chk = [], []
@@ -88,11 +104,10 @@ def tables(study: ModuleType, metrics: Mapping[str, Any]):
             chk.append({"check": a.label, "measured": a.format(value) if a.fmt else value, "bound": a.target,
                         "holds": "—" if met is None else ("yes" if met else "NO"), "guaranteed by": a.test})
         else:
-            met = a.met(value)
-            res.append({"metric": a.label, "this run": with_ci_text(a, metrics),
+            res.append({"metric": a.label, "this run": with_ci_text(a, metrics), "interval": ci_method(a, metrics),
                         "anchor": a.format(a.anchor) if a.anchor is not None else "—",
                         "source": a.source + (f" ({a.caveat})" if a.caveat else ""), "target": a.target,
-                        "met": "—" if met is None else ("yes" if met else "no")})
+                        "met": a.assess(metrics)})
     return pd.DataFrame(res), pd.DataFrame(chk)
 
 
@@ -125,7 +140,7 @@ class Run:
                              config=self.cfg, device=self.device)
         glue_metrics(metrics)
         for a in self.study.ANCHORS:
-            glue_text(f"{a.metric}_verdict", a.verdict(metrics.get(a.metric)))
+            glue_text(f"{a.metric}_verdict", a.verdict_for(metrics))
             glue_text(f"{a.metric}_with_ci", with_ci_text(a, metrics))
         glue_text("profile_note", profile_note(self.profile))
         glue_text("runtime_min", f"{self.runtime_s / 60:.1f}")

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+from collections.abc import Mapping
 from types import ModuleType
+from typing import Any
 
 KINDS = ("result", "check")
 
@@ -26,6 +28,12 @@ class Anchor:
     not judged); every verdict on a page or in the summary is computed from it, so a threshold is typed once.
     ``source`` says who measured ``anchor`` and how; ``caveat`` says when that number is not comparable
     one to one (another protocol, unverified, an aggregate of something else).
+
+    A relative target (a drop, a gap, a ratio) can be met by failing: a generator that ignores its label has
+    no accuracy drop at unseen angles. Such an anchor names its absolute ``floor``: another metric of the run
+    that must reach ``floor_threshold`` (``floor_better`` says in which direction) for the target to be
+    judged at all. Below it, :meth:`assess` says "not measurable: floor missed" with the floor's number, and
+    the target is never "met".
     """
 
     metric: str
@@ -40,6 +48,11 @@ class Anchor:
     kind: str = "result"
     test: str | None = None  # checks: the test that guarantees the property
     caveat: str = ""
+    floor: str | None = None  # the metric an absolute floor is read from
+    floor_threshold: float | None = None
+    floor_better: str = "higher"
+    floor_label: str = ""  # what the floor is, in words ("samples read as the intended digit")
+    floor_unit: str = ""
 
     def __post_init__(self):
         if self.better not in ("lower", "higher"):
@@ -48,11 +61,43 @@ class Anchor:
             raise ValueError(f"Anchor {self.metric}: kind={self.kind!r}; use one of {KINDS}")
         if self.kind == "check" and not self.test:
             raise ValueError(f"Anchor {self.metric}: a check names the test that guarantees it (test=...)")
+        if (self.floor is None) != (self.floor_threshold is None):
+            raise ValueError(f"Anchor {self.metric}: a floor needs both `floor` (a metric) and `floor_threshold`")
+        if self.floor_better not in ("lower", "higher"):
+            raise ValueError(f"Anchor {self.metric}: floor_better={self.floor_better!r}; use 'lower' or 'higher'")
 
     def met(self, value: float | None) -> bool | None:
         if value is None or self.threshold is None:
             return None
         return value <= self.threshold if self.better == "lower" else value >= self.threshold
+
+    def floor_holds(self, metrics: Mapping[str, Any]) -> bool | None:
+        """Whether the run reached this anchor's absolute floor (``True`` without a floor, ``None`` when the
+        floor's metric was not measured)."""
+        if self.floor is None:
+            return True
+        value = metrics.get(self.floor)
+        if value is None:
+            return None
+        return value >= self.floor_threshold if self.floor_better == "higher" else value <= self.floor_threshold
+
+    def floor_text(self, metrics: Mapping[str, Any]) -> str:
+        """``"samples read as the intended digit 31.0 % (floor ≥ 90 %)"``: the floor's value against its bound."""
+        value = metrics.get(self.floor)
+        shown = "not measured" if value is None else f"{value:.1f}{self.floor_unit}"
+        sign = "≥" if self.floor_better == "higher" else "≤"
+        return f"{self.floor_label or self.floor} {shown} (floor {sign} {self.floor_threshold:g}{self.floor_unit})"
+
+    def assess(self, metrics: Mapping[str, Any]) -> str:
+        """The summary's "met" cell: ``yes``, ``no``, ``—`` (not judged or not measured), or ``not measurable:
+        floor missed (…)`` when the run is below this anchor's floor, whatever the value."""
+        value = metrics.get(self.metric)
+        floor = self.floor_holds(metrics)
+        if self.threshold is not None and value is not None and floor is not True:
+            return "not measurable: floor " + ("not measured" if floor is None else "missed") + \
+                f" ({self.floor_text(metrics)})"
+        met = self.met(value)
+        return "—" if met is None else ("yes" if met else "no")
 
     def format(self, value: float | None) -> str:
         """``value`` in this anchor's format and unit (``"—"`` when missing)."""
@@ -67,6 +112,15 @@ class Anchor:
         from rotcore.results import verdict
 
         return verdict(value, self.threshold, better=self.better, unit=self.unit, fmt=self.fmt)
+
+    def verdict_for(self, metrics: Mapping[str, Any]) -> str:
+        """:meth:`verdict` of the run's value, unless the run is below this anchor's floor: then the sentence
+        says the target cannot be judged, with the floor's number."""
+        value = metrics.get(self.metric)
+        if self.threshold is not None and value is not None and self.floor_holds(metrics) is not True:
+            return (f"cannot be judged against its target ({self.format(value)}, but "
+                    f"{self.floor_text(metrics)} is below the floor this comparison needs)")
+        return self.verdict(value)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -204,11 +204,18 @@ _CEILING = ("decodes an upright digit, then rotates it, and the digit judge is r
 _SEED = "seed project ('MNIST with a twist'): generations 'degraded significantly beyond ±30° from trained angles'"
 _BY_EYE = "a qualitative claim judged by eye, with no number to compare"
 
+def check_data(cfg) -> None:
+    """What ``rotbook run`` checks before any notebook starts: MNIST on disk or downloadable (reads nothing)."""
+    from rotcore.data import check_mnist
+
+    check_mnist()
+
+
 ANCHORS = (
     Anchor("judge_digit_acc_pct", "Digit judge: accuracy on real rotated test digits, every 15° (%)", None,
-           "issue 12 target for a judge a reviewer would trust", "≥ 98", "higher", 98.0, unit=" %", fmt="{:.1f}"),
+           "our target: a judge a reviewer would trust", "≥ 98", "higher", 98.0, unit=" %", fmt="{:.1f}"),
     Anchor("judge_angle_mae_deg", "Angle judge: error on real rotated test digits (axial for 0/1/8) (°)", None,
-           "issue 12 target; RotNet-MNIST is quoted there at 6–7°", "≤ 5", "lower", 5.0, unit="°", fmt="{:.2f}",
+           "our target; RotNet reports 6–7° for its MNIST model", "≤ 5", "lower", 5.0, unit="°", fmt="{:.2f}",
            caveat="the 6–7° is quoted, not verified here, and is a circular error over all digits"),
     Anchor("gen_digit_acc_drop_pts_scalar", "Seed-style: digit accuracy, trained minus unseen angles (points)", None,
            _SEED, "informative", "lower", None, unit=" pts", fmt="{:.1f}", caveat=_BY_EYE),
@@ -219,10 +226,13 @@ ANCHORS = (
     Anchor("gen_angle_err_unseen_deg_film", "FiLM: generated-angle error at unseen angles (°)", None,
            "this study", "informative", "lower", None, unit="°", fmt="{:.1f}"),
     Anchor("gen_digit_acc_drop_pts_latent", "Learned rotation: digit accuracy, trained minus unseen angles (points)",
-           None, "issue 12 target (the same judge on both sides, so its floor cancels)", "≤ 2", "lower", 2.0,
-           unit=" pts", fmt="{:.1f}"),
+           None, "our target (the same judge on both sides); judged only when the samples at trained angles are "
+           "the intended digit", "≤ 2", "lower", 2.0, unit=" pts", fmt="{:.1f}", floor="gen_digit_acc_seen_pct_latent",
+           floor_threshold=90.0, floor_unit=" %", floor_label="samples at trained angles read as the intended digit"),
     Anchor("gen_angle_err_gap_deg_latent", "Learned rotation: angle error, unseen minus trained angles (°)", None,
-           "issue 12 target (axial for 0/1/8)", "≤ 1", "lower", 1.0, unit="°", fmt="{:.1f}"),
+           "our target (axial for 0/1/8); judged only when the samples at trained angles are the intended digit",
+           "≤ 1", "lower", 1.0, unit="°", fmt="{:.1f}", floor="gen_digit_acc_seen_pct_latent", floor_threshold=90.0,
+           floor_unit=" %", floor_label="samples at trained angles read as the intended digit"),
     Anchor("z_angle_probe_r2_scalar", "Seed-style: the angle read linearly from the code (R², test digits)", None,
            "this study", "informative", "lower", None, fmt="{:.2f}"),
     Anchor("z_angle_probe_r2_film", "FiLM: the angle read linearly from the code (R², test digits)", None,
@@ -953,9 +963,8 @@ def headline_metrics(gen_df, per_seed, judge_metrics: Mapping[str, Any], models_
             draws = _Draws.of(gen_df[gen_df.key == key])
             ids = np.arange(len(draws.correct))
             for s in GEN_STATS:
-                est, ci, n = bootstrap_ci95(ids, statistic=lambda r, s=s, d=draws: d.stat(s, r.astype(int)),
-                                            n_boot=n_boot)
-                m.update(with_ci(f"gen_{s}_{key}", est, ci, n))
+                m.update(with_ci(f"gen_{s}_{key}", *bootstrap_ci95(
+                    ids, statistic=lambda r, s=s, d=draws: d.stat(s, r.astype(int)), n_boot=n_boot, unit="sample")))
         for col in part.columns.drop(["model", "seed", *GEN_STATS]):
             m[f"{col}_{key}"] = float(part[col].mean())
     if "scalar" in set(per_seed.model):

@@ -29,7 +29,7 @@ from torch import nn
 
 from rotcore.config import ConfigError, check_angles, check_choice, check_positive
 from rotcore.data import Images, binarize, mnist_splits, subset
-from rotcore.metrics import accuracy_pct, bootstrap_ci95, knn_predict, with_ci
+from rotcore.metrics import Estimate, accuracy_pct, bootstrap_ci95, knn_predict, with_ci
 from rotcore.metrics import invariance_errors as _invariance_errors
 from rotcore.models.svae import (
     LATENTS,
@@ -207,12 +207,19 @@ _PAPER_CAVEAT = ("the paper used an MLP encoder and decoder, the vMF posterior a
                  "10k test digits; ours is convolutional, Power Spherical, with `iw_samples` samples on "
                  "`elbo_test_size` digits: only the sign of the vMF − Gaussian gap compares")
 
+def check_data(cfg) -> None:
+    """What ``rotbook run`` checks before any notebook starts: MNIST on disk or downloadable (reads nothing)."""
+    from rotcore.data import check_mnist
+
+    check_mnist()
+
+
 ANCHORS = (
     Anchor("sgvae_six_acc_min_pct", "S-GVAE: judge accuracy on decoded rotated 6s, worst angle", None,
-           "issue 10 target (no source measured the worst angle)", "≥ 95 %", "higher", 95.0, unit=" %",
+           "our target (no source measured the worst angle)", "≥ 95 %", "higher", 95.0, unit=" %",
            fmt="{:.1f}"),
     Anchor("sgvae_nine_acc_min_pct", "S-GVAE: judge accuracy on decoded rotated 9s, worst angle", None,
-           "issue 10 target (no source measured the worst angle)", "≥ 95 %", "higher", 95.0, unit=" %",
+           "our target (no source measured the worst angle)", "≥ 95 %", "higher", 95.0, unit=" %",
            fmt="{:.1f}"),
     Anchor("sgvae_six_acc_mean_pct", "S-GVAE: decoded rotated 6s, mean over angles", 95.0, _SEED,
            "informative", "higher", None, unit=" %", fmt="{:.1f}", caveat=_SEED_CAVEAT),
@@ -227,7 +234,7 @@ ANCHORS = (
     Anchor("svae_nine_acc_min_pct", "S-VAE (plain encoder): decoded rotated 9s, worst angle", None,
            "this study (no source)", "informative", "higher", None, unit=" %", fmt="{:.1f}"),
     Anchor("sgvae_latent_knn_acc_mean_pct", "S-GVAE: 5-NN digit accuracy from the code, mean over angles", None,
-           "issue 11 target (no source number)", "≥ 97 %", "higher", 97.0, unit=" %", fmt="{:.1f}"),
+           "our target (no source number)", "≥ 97 %", "higher", 97.0, unit=" %", fmt="{:.1f}"),
     Anchor("iwll_ps_d2", "Hyperspherical VAE, d = 2: test log-likelihood bound", -132.50,
            "S-VAE paper (Davidson et al. 2018, Table 1: vMF S-VAE, d = 2)", "informative", "higher", None,
            unit=" nats", fmt="{:.2f}", caveat=_PAPER_CAVEAT),
@@ -531,7 +538,7 @@ def evaluate_binarised_six_nine(trained: Trained, judge: nn.Module, data: StudyD
 
 
 def angle_accuracy_ci(correct: Tensor, statistic: str = "mean", *, n_boot: int = 2000,
-                      seed: int = 0) -> tuple[float, tuple[float, float], int]:
+                      seed: int = 0) -> Estimate:
     """Accuracy (%) over test angles with a 95 % bootstrap interval clustered by **digit image**.
 
     ``correct``: ``(angles, N)`` booleans, digit ``j`` read right at angle ``i``. Each test digit is decoded at
@@ -559,15 +566,15 @@ def angle_accuracy_ci(correct: Tensor, statistic: str = "mean", *, n_boot: int =
         raise ValueError(f"correct must be a non-empty (angles, N) array, got shape {tuple(c.shape)}")
     n_angles, n = c.shape
     if statistic == "mean":
-        est, ci, k = bootstrap_ci95(c.mean(0).numpy(), n_boot=n_boot, seed=seed)
+        est, ci, k, method = bootstrap_ci95(c.mean(0).numpy(), n_boot=n_boot, seed=seed, unit="digit")
     elif statistic == "min":
         values = c.T.reshape(-1).numpy()  # digit-major
         clusters = np.repeat(np.arange(n), n_angles)
-        est, ci, k = bootstrap_ci95(values, clusters=clusters, n_boot=n_boot, seed=seed,
+        est, ci, k, method = bootstrap_ci95(values, clusters=clusters, n_boot=n_boot, seed=seed, unit="digit",
                                     statistic=lambda v: v.reshape(-1, n_angles).mean(0).min())
     else:
         raise ValueError(f"statistic={statistic!r}; choose 'mean' or 'min'")
-    return 100 * est, (100 * ci[0], 100 * ci[1]), k
+    return Estimate(100 * est, (100 * ci[0], 100 * ci[1]), k, method)
 
 
 def headline_cis(evals: Mapping[str, RotatedEval], test: Images, *, n_boot: int = 2000) -> dict[str, Any]:
@@ -699,12 +706,12 @@ def auc(scores, labels) -> float:
     return float((r[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def auc_ci95(scores, labels, *, n_boot: int = 1000, seed: int = 0) -> tuple[float, tuple[float, float], int]:
+def auc_ci95(scores, labels, *, n_boot: int = 1000, seed: int = 0) -> Estimate:
     """:func:`auc` with a 95 % percentile-bootstrap interval over the test digits (each digit one unit)."""
     import numpy as np
 
     s, y = np.asarray(scores, dtype=float).ravel(), np.asarray(labels).ravel()
-    return bootstrap_ci95(np.arange(len(s), dtype=float), n_boot=n_boot, seed=seed,
+    return bootstrap_ci95(np.arange(len(s), dtype=float), n_boot=n_boot, seed=seed, unit="digit",
                           statistic=lambda i: auc(s[i.astype(int)], y[i.astype(int)]))
 
 
@@ -737,7 +744,7 @@ def probe_table(trained: Mapping[str, Trained], data: StudyData, cfg: SVAEConfig
         r = probe_six_nine(t, data, cfg)
         row = {"model": key, "label": t.label, "n": r[0.0][2]}
         for a, name in ((0.0, "upright"), (180.0, "rot180")):
-            est, (lo, hi), _ = r[a]
+            est, (lo, hi), *_ = r[a]
             row.update({f"auc_{name}": est, f"auc_{name}_lo": lo, f"auc_{name}_hi": hi})
         rows.append(row)
     return pd.DataFrame(rows).set_index("model")
