@@ -7,9 +7,8 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PROFILE ?= smoke
-# Raw data: ROTBOOK_DATA if set, else ../shared/data when it exists (offline machines), else ./data
-# (torchvision downloads MNIST there on a networked machine).
-export ROTBOOK_DATA ?= $(if $(wildcard ../shared/data/MNIST),$(abspath ../shared/data),$(CURDIR)/data)
+# Raw data: ROTBOOK_DATA if set, else rotcore.paths decides (../shared/data beside the checkout when it
+# exists, else ./data), for make and the rotbook CLI alike.
 export HF_HUB_OFFLINE ?= 1
 export FIFTYONE_DO_NOT_TRACK ?= true
 

@@ -129,6 +129,48 @@ def mnist_root(*, download: bool = True) -> Path:
     return cache
 
 
+MNIST_HOSTS = (("ossci-datasets.s3.amazonaws.com", 443),)
+
+
+def _reachable(hosts, timeout_s: float = 1.0) -> bool:
+    import os
+
+    if os.environ.get("ROTBOOK_OFFLINE"):
+        return False
+    for host, port in hosts:
+        try:
+            socket.create_connection((host, port), timeout=timeout_s).close()
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def check_mnist() -> None:
+    """Raise :class:`rotcore.paths.MissingDataError` at once when MNIST is neither on disk (``ROTBOOK_DATA``,
+    ``ROTBOOK_CACHE``) nor downloadable (torchvision's mirror unreachable within a second, or
+    ``ROTBOOK_OFFLINE`` set). Reads no file: what ``rotbook run`` checks before any notebook starts."""
+    data, cache = paths.data_root(), paths.cache_root()
+    if any(_has(d / "MNIST" / "raw", ext) for d in (data, cache) for ext in ("", ".gz")):
+        return
+    if _reachable(MNIST_HOSTS):
+        return
+    raise paths.MissingDataError(
+        f"MNIST not found in {data / 'MNIST' / 'raw'} (ROTBOOK_DATA) or {cache / 'MNIST' / 'raw'} "
+        "(ROTBOOK_CACHE), and torchvision's download server cannot be reached. Set ROTBOOK_DATA to a folder "
+        "holding MNIST/raw/ with the four IDX files (plain or .gz, torchvision's names), e.g. "
+        "ROTBOOK_DATA=../shared/data.")
+
+
+def check_folder(folder: Path, what: str, *, needs: str = "", hint: str = "") -> None:
+    """Raise :class:`rotcore.paths.MissingDataError` naming ``what`` when ``folder`` (or ``folder/needs``) is
+    missing; ``hint`` says what to set."""
+    target = folder / needs if needs else folder
+    if not target.exists():
+        raise paths.MissingDataError(f"{what} not found: {target} does not exist. " + (hint or (
+            "Set ROTBOOK_DATA to the folder that holds it (e.g. ROTBOOK_DATA=../shared/data).")))
+
+
 @functools.lru_cache(maxsize=4)
 def _load_mnist_cached(root: str, train: bool) -> tuple[Tensor, Tensor]:
     from torchvision.datasets import MNIST

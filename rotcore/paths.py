@@ -8,8 +8,8 @@ variable               default                                     holds
 =====================  ==========================================  =======================================
 ``ROTBOOK_ROOT``       the checkout that holds ``rotcore/``, else  base for the defaults below
                        the current directory
-``ROTBOOK_DATA``       ``$ROTBOOK_ROOT/data``                      raw data (may be read-only): ``MNIST/raw``,
-                                                                   ``photos/``
+``ROTBOOK_DATA``       ``../shared/data`` beside the checkout      raw data (may be read-only): ``MNIST/raw``,
+                       when it exists, else ``$ROTBOOK_ROOT/data``  ``photos/``, ``clothing/``, ``taesd/``
 ``ROTBOOK_CACHE``      ``$ROTBOOK_ROOT/.cache``                    derived data we may write (unpacked MNIST)
 ``ROTBOOK_RUNS``       ``$ROTBOOK_ROOT/runs``                      checkpoints, one folder per config
 =====================  ==========================================  =======================================
@@ -51,8 +51,17 @@ def _env_dir(var: str, default: Path) -> Path:
     return Path(value).expanduser().resolve() if value else default
 
 
+def default_data_root() -> Path:
+    """``../shared/data`` beside the checkout when it holds MNIST (the offline machines), else ``./data``
+    (where torchvision downloads MNIST on a networked machine). The one place this default is decided: the CLI,
+    ``make`` and the notebooks all use it."""
+    root = project_root()
+    shared = root.parent / "shared" / "data"
+    return shared.resolve() if (shared / "MNIST").is_dir() else root / "data"
+
+
 def data_root() -> Path:
-    return _env_dir("ROTBOOK_DATA", project_root() / "data")
+    return _env_dir("ROTBOOK_DATA", default_data_root())
 
 
 def cache_root() -> Path:
@@ -69,7 +78,13 @@ def profile_root(profile: str) -> Path:
 
 
 def results_dir(profile: str) -> Path:
-    """``results/`` for the published profile, a scratch folder for every other profile."""
+    """``results/`` for the published profile, a scratch folder for every other profile.
+
+    ``ROTBOOK_RESULTS_STAGING`` (set by ``rotbook run`` for the notebook's kernel) redirects the write to a
+    staging folder: the runner moves the file into place only when the whole notebook succeeded."""
+    staging = os.environ.get("ROTBOOK_RESULTS_STAGING")
+    if staging:
+        return Path(staging).expanduser().resolve()
     if profile == PUBLISHED_PROFILE:
         return project_root() / "results"
     return profile_root(profile) / "results"

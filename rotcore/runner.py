@@ -58,19 +58,62 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
 
 
 def validate(selected: Sequence[StudyInfo], profile: str, overrides: Mapping[str, Any]) -> None:
-    """Resolve every selected study's config; the first problem raises :class:`ConfigError`."""
+    """Resolve every selected study's config and check that its data is there (the study's ``check_data``,
+    which looks at folders and never loads them), before any notebook starts; the first problem raises
+    :class:`ConfigError` (a bad parameter) or :class:`rotcore.paths.MissingDataError` (what to set)."""
     for info in selected:
         module = info.load()
         try:
-            report.resolve_config(module, profile, overrides)
+            cfg = report.resolve_config(module, profile, overrides)
         except ConfigError as err:
             raise ConfigError(f"study {info.number} ({info.name}): {err}") from None
         if not notebook_source(info).exists():
             raise FileNotFoundError(f"study {info.number}: notebook {notebook_source(info)} is missing")
+        if hasattr(module, "check_data"):
+            try:
+                module.check_data(cfg)
+            except paths.MissingDataError as err:
+                raise paths.MissingDataError(f"study {info.number} ({info.name}): {err}") from None
+
+
+class StudyFailed(RuntimeError):
+    """A study's notebook raised. The published page and results are untouched; ``notebook`` is the executed
+    copy with the error (ignored by git and by the book), ``cell`` the failing cell's number."""
+
+    def __init__(self, info: StudyInfo, notebook: Path, cell: int | None, error: str):
+        self.info, self.notebook, self.cell, self.error = info, notebook, cell, error
+        where = f"cell {cell}" if cell is not None else "an unknown cell"
+        super().__init__(f"study {info.number} ({info.name}) failed in {where}: {error}\n"
+                         f"  the executed notebook with its error: {notebook}\n"
+                         "  the page and results of earlier runs are untouched")
+
+
+def failed_notebook(info: StudyInfo, profile: str) -> Path:
+    """Where a failed run's executed notebook is kept: ``.<name>.failed.ipynb`` beside the page."""
+    return paths.studies_dir(profile) / f".{info.name}.failed.ipynb"
+
+
+def _failing_cell(notebook: Path) -> int | None:
+    """The execution count (else the index) of the first code cell with an error output."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(notebook, as_version=4)
+    except Exception:  # noqa: BLE001 - a broken file only loses the cell number
+        return None
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+            return cell.get("execution_count") or i
+    return None
 
 
 def execute(info: StudyInfo, profile: str, overrides: Mapping[str, Any], *, log=print) -> Path:
-    """jupytext (py:percent) -> papermill, written to :func:`rotcore.paths.studies_dir` for ``profile``."""
+    """jupytext (py:percent) -> papermill, written to :func:`rotcore.paths.studies_dir` for ``profile``.
+
+    The notebook runs into a hidden file beside the page and writes its results JSON into a staging folder;
+    only when every cell succeeded are both moved over the page and the results. A failed run leaves them
+    untouched, keeps its executed notebook as ``.<name>.failed.ipynb`` and raises :class:`StudyFailed`.
+    """
     import jupytext
     import papermill
 
@@ -80,28 +123,50 @@ def execute(info: StudyInfo, profile: str, overrides: Mapping[str, Any], *, log=
     # Executed into a hidden file beside the page and moved over it at the end: the committed page is a tracked
     # file, and overwriting it while the study runs would stamp its results "+dirty" (results.git_commit).
     running = out_dir / f".{info.name}.running.ipynb"
+    failed = failed_notebook(info, profile)
+    staging = paths.profile_root(profile) / "staging" / info.name
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
     nb = jupytext.read(notebook_source(info))
     nb.metadata.setdefault("kernelspec", {"display_name": "Python 3", "language": "python", "name": "python3"})
     t0 = time.perf_counter()
     log(f"[rotbook] {info.number} {info.name}: executing on profile {profile!r} -> {out}")
     # The kernel inherits this process's environment: executed pages show results, not progress bars, and
     # figures need the inline backend even when the caller runs headless with MPLBACKEND=Agg.
-    kernel_env = {"ROTBOOK_PROGRESS": "0", "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    kernel_env = {"ROTBOOK_PROGRESS": "0", "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+                  "ROTBOOK_RESULTS_STAGING": str(staging)}
     saved = {k: os.environ.get(k) for k in kernel_env}
     os.environ.update(kernel_env)
     try:
         papermill.execute_notebook(nb, str(running), parameters={"profile": profile, "overrides": dict(overrides)},
                                    kernel_name="python3", cwd=str(paths.project_root()), progress_bar=False,
                                    log_output=False)
+    except BaseException as err:
+        cell = None
+        if running.exists():
+            os.replace(running, failed)
+            cell = _failing_cell(failed)
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(err, KeyboardInterrupt):
+            raise
+        message = getattr(err, "evalue", None) or str(err).strip().splitlines()[-1:] or [type(err).__name__]
+        message = message if isinstance(message, str) else message[0]
+        raise StudyFailed(info, failed, cell, f"{getattr(err, 'ename', type(err).__name__)}: {message}") from err
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        if running.exists():  # a failed run's notebook, with its error, still replaces the page
-            os.replace(running, out)
-    hide_injected_parameters(out)
+    hide_injected_parameters(running)
+    rdir = paths.results_dir(profile)
+    rdir.mkdir(parents=True, exist_ok=True)
+    for staged in sorted(staging.glob("*.json")):
+        os.replace(staged, rdir / staged.name)
+    shutil.rmtree(staging, ignore_errors=True)
+    os.replace(running, out)
+    failed.unlink(missing_ok=True)
     log(f"[rotbook] {info.number} done in {time.perf_counter() - t0:.0f} s")
     return out
 
@@ -184,9 +249,12 @@ def summary_markdown(profile: str) -> str:
     runtimes: dict[str, float] = {}
     lines += ["Every number on this page is read from the `results/<study>.json` file that the study's notebook",
               "wrote when it ran. **Results** are what a run found out, set beside the number a source measured",
-              "(with its caveats) and our target; intervals are 95 % CIs over seeds, or from a bootstrap clustered by",
-              "the sampled unit. **Checks** hold by construction; they are shown with the test that guarantees them,",
-              "not counted as targets met.", ""]
+              "(with its caveats) and our target. Intervals are 95 % CIs; the *interval* column says how each was",
+              "computed (Student t over seeds, a percentile bootstrap clustered by the sampled unit, or a Wilson",
+              "interval), and an interval that would leave its quantity's range is clipped to it, which that column",
+              "says too. A relative target (a drop, a gap, a ratio) is judged only when the run reaches the absolute",
+              "floor it names; below it the *met* column reads \"not measurable\". **Checks** hold by construction;",
+              "they are shown with the test that guarantees them, not counted as targets met.", ""]
     for info in STUDIES.values():
         anchors = SimpleNamespace(ANCHORS=study_anchors(info))
         path = rdir / f"{info.name}.json"
@@ -202,8 +270,10 @@ def summary_markdown(profile: str) -> str:
                   f"commit `{rec['git_commit']}` · {rec['created']}", ""]
         results, checks = report.tables(anchors, m)
         if len(results):
-            lines += ["| result | this run | anchor | source | target | met |", "|---|---|---|---|---|---|"]
-            lines += ["| " + " | ".join(_cell(r[c]) for c in ("metric", "this run", "anchor", "source", "target", "met"))
+            cols = ("metric", "this run", "interval", "anchor", "source", "target", "met")
+            lines += ["| result | this run | interval | anchor | source | target | met |",
+                      "|---|---|---|---|---|---|---|"]
+            lines += ["| " + " | ".join(_cell(r[c]) for c in cols)
                       + " |" for r in results.to_dict("records")]
             lines.append("")
         if len(checks):
@@ -456,9 +526,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.no_book:
             build_book(args.profile)
         return 0
-    except ConfigError as err:
+    except (ConfigError, paths.MissingDataError) as err:
         print(f"rotbook: error: {err}", file=sys.stderr)
         return 2
+    except StudyFailed as err:
+        print(f"rotbook: error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

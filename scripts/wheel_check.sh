@@ -35,6 +35,8 @@ deps_site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()
 echo "$deps_site" > "$fresh_site/zz_rotbook_project_deps.pth"  # after the fresh venv's own packages
 "$VENV/bin/python" -m pip --python "$tmp/venv/bin/python" install -q --no-deps "$wheel" 2>&1 | grep -v "is ignored" || true
 
+# the checkout's data folder, as rotcore.paths resolves it there (the working folder below has none beside it)
+export ROTBOOK_DATA=${ROTBOOK_DATA:-$("$VENV/bin/python" -c 'from rotcore import paths; print(paths.data_root())')}
 work="$tmp/content"
 mkdir -p "$work"
 cd "$work"

@@ -124,17 +124,22 @@ def _fake_papermill(monkeypatch, page, *, fail=False):
 
 @pytest.mark.parametrize("fail", [False, True])
 def test_a_rerun_leaves_the_tracked_page_alone_until_it_ends(tmp_path, monkeypatch, fail):
-    # overwriting the committed page during the run would make results.git_commit stamp the run "+dirty"
+    # overwriting the committed page during the run would make results.git_commit stamp the run "+dirty"; a
+    # failed run never replaces it: its notebook is kept beside it as a hidden .failed file
     info = get("05")
     monkeypatch.setattr(paths, "studies_dir", lambda profile: tmp_path)
+    monkeypatch.setattr(paths, "profile_root", lambda profile: tmp_path / "_build")
     page = tmp_path / f"{info.name}.ipynb"
     page.write_text("the committed page")
     seen = _fake_papermill(monkeypatch, page, fail=fail)
     if fail:
-        with pytest.raises(RuntimeError, match="cell failed"):
+        with pytest.raises(runner.StudyFailed, match="cell failed") as err:
             runner.execute(info, "cpu", {}, log=lambda *a: None)
+        assert err.value.notebook == tmp_path / f".{info.name}.failed.ipynb" and err.value.notebook.exists()
+        assert page.read_text() == "the committed page"
+        assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == sorted([page.name, err.value.notebook.name])
     else:
         assert runner.execute(info, "cpu", {}, log=lambda *a: None) == page
+        assert "injected-parameters" in page.read_text()  # replaced at the end
+        assert [p.name for p in tmp_path.iterdir() if p.is_file()] == [page.name]
     assert seen["page_during_run"] == "the committed page" and seen["out"] != str(page)
-    assert "injected-parameters" in page.read_text()  # replaced at the end (a failed run shows its error)
-    assert [p.name for p in tmp_path.iterdir()] == [page.name]
