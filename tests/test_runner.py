@@ -1,5 +1,7 @@
 
 import json
+import os
+import shutil
 
 import pytest
 
@@ -143,3 +145,74 @@ def test_a_rerun_leaves_the_tracked_page_alone_until_it_ends(tmp_path, monkeypat
         assert "injected-parameters" in page.read_text()  # replaced at the end
         assert [p.name for p in tmp_path.iterdir() if p.is_file()] == [page.name]
     assert seen["page_during_run"] == "the committed page" and seen["out"] != str(page)
+
+
+def test_a_failed_published_run_leaves_the_checkout_clean(tmp_path, monkeypatch):
+    """`rotbook run --profile cpu` of a study whose notebook fails: the committed page and results JSON stay as
+    they are (git status clean, the failed notebook ignored), and the CLI names the kept notebook and cell."""
+    import subprocess
+
+    import nbformat
+    import papermill
+
+    repo = tmp_path / "repo"
+    info = get("05")
+    (repo / "book" / "studies").mkdir(parents=True)
+    (repo / "results").mkdir()
+    (repo / "notebooks").mkdir()
+    shutil.copy(paths.project_root() / ".gitignore", repo / ".gitignore")
+    shutil.copy(runner.notebook_source(info), repo / "notebooks" / f"{info.name}.py")
+    page = repo / "book" / "studies" / f"{info.name}.ipynb"
+    page.write_text("the committed page")
+    (repo / "results" / f"{info.name}.json").write_text("{}")
+    git = lambda *a: subprocess.run(["git", *a], cwd=repo, capture_output=True, text=True, check=True).stdout  # noqa: E731
+    git("init", "-q")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "published")
+    monkeypatch.setenv("ROTBOOK_ROOT", str(repo))
+
+    def execute_notebook(nb, out, **kw):
+        # a study that publishes its results and then fails in a later cell
+        from rotcore.results import write_results
+
+        write_results(info.name, {"x": 1.0}, profile="cpu", runtime_s=1.0)
+        cell = nbformat.v4.new_code_cell("1/0", execution_count=7,
+                                         outputs=[nbformat.v4.new_output("error", ename="ZeroDivisionError",
+                                                                         evalue="division by zero", traceback=[])])
+        nbformat.write(nbformat.v4.new_notebook(cells=[cell]), out)
+        raise papermill.PapermillExecutionError(0, 7, "ZeroDivisionError", "division by zero", [])
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute_notebook)
+    code = runner.main(["run", "--profile", "cpu", "--only", "05", "--no-book"])
+    assert code == 1
+    assert git("status", "--porcelain") == ""
+    assert page.read_text() == "the committed page"
+    assert (repo / "results" / f"{info.name}.json").read_text() == "{}"
+    assert (repo / "book" / "studies" / f".{info.name}.failed.ipynb").exists()
+
+
+def test_a_run_without_data_fails_before_any_notebook_starts(tmp_path, capsys):
+    """No MNIST on disk and no network: the CLI stops in validate() with a message saying what to set."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ROTBOOK_DATA": str(tmp_path / "nothing"), "ROTBOOK_CACHE": str(tmp_path / "cache"),
+           "ROTBOOK_OFFLINE": "1", "ROTBOOK_RUNS": str(tmp_path / "runs")}
+    out = subprocess.run([sys.executable, "-m", "rotcore.runner", "run", "--profile", "cpu", "--only", "05",
+                          "--no-book"], capture_output=True, text=True, env=env, timeout=120,
+                         cwd=paths.project_root())
+    assert out.returncode == 2, out.stderr
+    assert "MNIST not found" in out.stderr and "ROTBOOK_DATA" in out.stderr
+    assert "executing" not in out.stdout  # no notebook started
+
+
+def test_data_root_defaults_to_shared_data_beside_the_checkout(tmp_path, monkeypatch):
+    root = tmp_path / "checkout"
+    (root / "rotcore").mkdir(parents=True)
+    monkeypatch.setenv("ROTBOOK_ROOT", str(root))
+    monkeypatch.delenv("ROTBOOK_DATA", raising=False)
+    assert paths.data_root() == root / "data"
+    (tmp_path / "shared" / "data" / "MNIST").mkdir(parents=True)
+    assert paths.data_root() == (tmp_path / "shared" / "data").resolve()
+    monkeypatch.setenv("ROTBOOK_DATA", str(tmp_path / "elsewhere"))
+    assert paths.data_root() == (tmp_path / "elsewhere").resolve()
