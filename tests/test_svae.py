@@ -1,5 +1,6 @@
 """Study 03: hyperspherical VAEs, the escnn encoder's invariance, the guards, and the study's config."""
 
+import dataclasses
 import math
 
 import pytest
@@ -98,6 +99,23 @@ def test_latent_invariance_error_is_the_worst_euclidean_change(x):
     assert vae.training is False
 
 
+@pytest.mark.parametrize("group", ["C1", "C8"])
+def test_the_posterior_starts_concentrated(group):
+    """At initialisation, samples of the d = 16 posterior (S^15) lie close to its direction: mean cos(z, μ) >= 0.9
+    over a batch of real-looking inputs, for the study's profile settings. (The former softplus(raw) + 1 started
+    at κ ≈ 1.7, mean cos ≈ 0.1: samples nearly uniform, a decoder that learns to ignore the code.)"""
+    cfg = study.PROFILES["cpu"]
+    torch.manual_seed(0)
+    vae = build_vae(study.vae_config("sgvae" if group == "C8" else "svae", cfg)).eval()
+    xb = binarize(torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 0.6, seed=0)
+    with torch.no_grad():
+        loc, kappa = vae.posterior_params(xb)
+        z = vae.distribution("power_spherical", loc, kappa).sample((8,))
+    assert loc.shape[1] == 16
+    assert (z * loc).sum(-1).mean() >= 0.9
+    assert kappa.min() > 10
+
+
 def test_nan_loss_raises_the_promised_error(tmp_path):
     vae = small_vae()
     with torch.no_grad():
@@ -108,10 +126,10 @@ def test_nan_loss_raises_the_promised_error(tmp_path):
 
 
 def test_concentration_guard_keeps_the_loss_finite(x):
-    vae = small_vae(d=5, kappa_min=1.0, kappa_max=1e4)
+    vae = small_vae(d=5, kappa_min=1.0, kappa_init=100.0, kappa_max=1e4)
     head = vae.encoder.head[-1]
     xb = binarize(x, seed=0)
-    for bias, expect in ((1e8, 1e4), (-1e8, 1.0)):
+    for bias, expect in ((1e8, 1e4 + 1.0), (-1e8, 1.0)):
         with torch.no_grad():
             head.weight.zero_()
             head.bias.fill_(0.1)
@@ -163,6 +181,8 @@ def test_bad_configs_raise_clear_errors():
         VAEConfig(latent="power_spherical", latent_dim=1)
     with pytest.raises(ConfigError, match="kappa_max"):
         VAEConfig(kappa_min=10.0, kappa_max=5.0)
+    with pytest.raises(ConfigError, match="kappa_init"):
+        VAEConfig(kappa_init=1e6)
     with pytest.raises(ConfigError, match="dihedral"):
         EncoderConfig(group="D8")
     with pytest.raises(ConfigError, match="group"):
@@ -192,7 +212,8 @@ def test_models_share_the_decoder_design_and_report_parameters():
     a, b = study.vae_config("svae", cfg), study.vae_config("sgvae", cfg)
     assert a.decoder == b.decoder and a.latent == b.latent == "power_spherical"
     table = study.model_table(cfg)
-    assert list(table.index) == ["svae", "sgvae", "svae_aug"]
+    assert list(table.index) == ["svae", "sgvae", "svae_aug", "sgvae_aug"]
+    assert table.loc["sgvae_aug", "parameters"] == table.loc["sgvae", "parameters"]
     assert table.loc["svae", "decoder_params"] == table.loc["sgvae", "decoder_params"]
     assert study.vae_config("svae_aug", cfg) == a  # the baseline is the S-VAE's architecture, only trained otherwise
     assert study.loss_for("svae_aug") is study.vae_aug_loss and study.loss_for("svae") is study.vae_loss
@@ -313,14 +334,29 @@ def test_train_flops_counts_every_trained_model():
     assert ours.get_total_flops() == ref.get_total_flops() > 0
 
 
-def test_discussion_sentences_follow_the_metrics():
-    good = {"sgvae_six_acc_min_pct": 96.0, "sgvae_nine_acc_min_pct": 90.0, "sgvae_latent_knn_acc_mean_pct": 97.5,
+def _discussion_metrics():
+    return {"sgvae_six_acc_min_pct": 96.0, "sgvae_nine_acc_min_pct": 90.0, "sgvae_latent_knn_acc_mean_pct": 97.5,
             "latent_invariance_err_rot90": 2e-7, "sgvae_six_as_nine_max_pct": 3.0, "sgvae_nine_as_six_max_pct": 12.0,
             "sgvae_six_acc_upright_pct": 98.0, "sgvae_nine_acc_upright_pct": 97.0, "sgvae_six_acc_drop_pct": 2.0,
             "sgvae_nine_acc_drop_pct": 7.0, "svae_upright_acc_pct": 95.0, "svae_all_acc_mean_pct": 40.0,
             "sgvae_six_acc_mean_pct": 97.0, "sgvae_nine_acc_mean_pct": 60.0, "svae_six_acc_mean_pct": 24.0,
             "svae_nine_acc_mean_pct": 30.0, "sgvae_latent_invariance_err_rot45": 1.8,
             "sgvae_latent_invariance_err_rot45_mean": 0.1, "iwll_ps_d2": -130.0, "iwll_gauss_d2": -133.0}
+
+
+def _empty_frames():
+    import pandas as pd
+
+    rot = pd.DataFrame(columns=["model", "label", "angle_deg", "judge_acc_pct", "knn_acc_pct"])
+    inv = pd.DataFrame(columns=["label", "rot90_max"])
+    elbo = pd.DataFrame(columns=["elbo", "iwll", "recon", "kl"])
+    judge = pd.DataFrame({"acc_pct": [99.0], "acc_pct_6": [98.0], "acc_pct_9": [97.0]})
+    six_nine = pd.DataFrame(columns=["model", "six_as_nine_pct", "nine_as_six_pct"])
+    return rot, inv, elbo, elbo, pd.DataFrame(columns=["parameters"]), judge, six_nine
+
+
+def test_discussion_sentences_follow_the_metrics():
+    good = _discussion_metrics()
     s = study.discussion(good)
     assert "style is not always enough" in s["sv_six_nine_answer"] and "12.0 %" in s["sv_six_nine_answer"]
     assert "7.0 points" in s["sv_drop_sentence"] and s["sv_collapse_verdict"].startswith("collapses")
@@ -482,14 +518,19 @@ def test_short_names_and_new_discussion_sentences():
     assert short["sgvae_acc6_min_pct"] == 55.0 and short["sgvae_acc6_min_pct_ci95"] == [50.0, 60.0]
     assert short["sgvae_acc9_mean_pct"] == 40.0 and short["svae_aug_acc9_min_pct"] == 30.0
     assert short["knn5_acc_mean_pct"] == 90.0 and "svae_acc6_mean_pct" not in short
-    assert "neither is ahead" in study.aug_sentence(m)
-    ahead = {**m, "svae_aug_six_acc_mean_pct": 10.0, "svae_aug_nine_acc_mean_pct": 10.0,
+    # like with like: the augmented escnn model against the augmented plain one, and against its upright twin
+    rename = {k.replace("sgvae_", "sgvae_aug_", 1): v for k, v in m.items() if k.startswith("sgvae_")}
+    m_aug = {**m, **rename}
+    assert "neither is ahead" in study.aug_sentence(m_aug)
+    ahead = {**m_aug, "svae_aug_six_acc_mean_pct": 10.0, "svae_aug_nine_acc_mean_pct": 10.0,
              "svae_aug_six_acc_min_pct": 5.0, "svae_aug_nine_acc_min_pct": 5.0}
-    assert "invariant encoder is ahead" in study.aug_sentence(ahead)
+    assert "the S-GVAE-aug is ahead" in study.aug_sentence(ahead)
     assert "no rotation-augmented" in study.aug_sentence({})
-    tie = {**m, **{f"svae_aug_{d}_acc_{s}_pct": m[f"sgvae_{d}_acc_{s}_pct"] for d in ("six", "nine")
-                   for s in ("mean", "min")}}
+    tie = {**m_aug, **{f"svae_aug_{d}_acc_{s}_pct": m_aug[f"sgvae_aug_{d}_acc_{s}_pct"] for d in ("six", "nine")
+                       for s in ("mean", "min")}}
     assert "tie" in study.aug_sentence(tie)
+    collapsed = {**ahead, "svae_aug_collapsed": True}
+    assert "not compared, because the S-VAE-aug has collapsed" in study.aug_sentence(collapsed)
     p = {"probe_auc_69_upright": 0.97, "probe_auc_69_rot180": 0.97, "svae_probe_auc_69_upright": 0.99,
          "svae_probe_auc_69_rot180": 0.02}
     s = study.probe_sentence(p)
@@ -544,3 +585,75 @@ def test_gap_sentence_names_the_limit():
     high = {"sgvae_six_acc_upright_pct": 99.0, "sgvae_nine_acc_upright_pct": 98.0}
     assert "lost to rotation, not to reconstruction" in study.gap_sentence(high)
     assert study.gap_sentence({}) == ""
+
+
+class _StubVAE(torch.nn.Module):
+    """Decodes to ``out(x)``; a fixed KL per image (what collapse_table reads from evaluate_elbo)."""
+
+    def __init__(self, out, kl, d=4):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.out, self.kl_value, self.config = out, kl, VAEConfig(latent_dim=d)
+
+    def forward(self, x):
+        return x.flatten(1)[:, :4]
+
+    def reconstruct(self, x):
+        return self.out(x)
+
+    def elbo_terms(self, x):
+        return torch.zeros(len(x)), torch.full((len(x),), self.kl_value)
+
+
+class _PixelJudge(torch.nn.Module):
+    """Reads the label a test image encodes in its first pixel (label / 10)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return torch.nn.functional.one_hot((x[:, 0, 0, 0] * 10).round().long().clamp(0, 9), 10).float()
+
+
+def test_collapse_table_flags_a_decoder_that_draws_one_digit():
+    y = torch.arange(40) % 10
+    x = torch.zeros(40, 1, 28, 28)
+    x[:, 0, 0, 0] = y / 10
+    data = study.StudyData(None, None, study.Images(x, y), (x > 0.5).float())
+    cfg = dataclasses.replace(study.PROFILES["smoke"], collapse_test_size=40)
+    ones = torch.zeros(1, 1, 28, 28)
+    ones[0, 0, 0, 0] = 0.1
+    good, bad = _StubVAE(lambda b: b, 8.0), _StubVAE(lambda b: ones.expand(len(b), -1, -1, -1), 0.2)
+    trained = [study.Trained("good", "good", good.config, good, None),
+               study.Trained("bad", "bad", bad.config, bad, None)]
+    t = study.collapse_table(trained, _PixelJudge(), data, cfg)
+    assert not t.loc["good", "collapsed"] and t.loc["good", "upright_decode_acc_pct"] == 100.0
+    assert t.loc["good", "mode_pct"] == pytest.approx(10.0) and t.loc["good", "kl_per_dim"] == pytest.approx(2.0)
+    assert t.loc["bad", "collapsed"] and t.loc["bad", "mode_label"] == 1 and t.loc["bad", "mode_pct"] == 100.0
+    m = study.headline_metrics(*_empty_frames(), collapse_df=t)
+    assert m["bad_collapsed"] is True and m["good_collapsed"] is False
+    # a collapsed model is not compared: the ELBO sentence and the like-with-like comparison say so
+    elbo = {"ps_d2_collapsed": True, "gauss_d2_collapsed": False, "iwll_ps_d2": -140.0, "iwll_gauss_d2": -139.0}
+    assert "not compared" in study.discussion({**_discussion_metrics(), **elbo})["sv_elbo_sentence"]
+
+
+def test_angle_class_table_groups_angles_modulo_a_quarter_turn():
+    import pandas as pd
+
+    rows = []
+    for a in range(0, 360, 45):
+        for label, acc in (("6", 90.0 if a % 90 == 0 else 60.0 + a / 45), ("9", 80.0), ("all", 85.0)):
+            rows.append({"model": "S-GVAE", "angle_deg": float(a), "label": label, "judge_acc_pct": acc})
+    t = study.angle_class_table(pd.DataFrame(rows))
+    assert t.loc[("S-GVAE", 0.0), ("mean", "6")] == 90.0 and t.loc[("S-GVAE", 0.0), ("spread", "6")] == 0.0
+    assert t.loc[("S-GVAE", 45.0), ("mean", "6")] == pytest.approx(60.0 + 4.0)  # 45, 135, 225, 315 -> 1, 3, 5, 7
+    assert t.loc[("S-GVAE", 45.0), ("spread", "6")] == pytest.approx(6.0)
+
+
+def test_the_cpu_profile_tests_every_15_degrees_with_45_and_trains_four_models():
+    cfg = study.PROFILES["cpu"]
+    assert 45.0 in cfg.test_angles_deg and all(a % 15 == 0 for a in cfg.test_angles_deg) and len(cfg.test_angles_deg) == 24
+    assert set(study.MODEL_LABELS) == {"svae", "sgvae", "svae_aug", "sgvae_aug"}
+    assert study.vae_config("sgvae_aug", cfg).encoder == cfg.equivariant_encoder
+    assert study.loss_for("sgvae_aug") is study.vae_aug_loss and study.loss_for("sgvae") is study.vae_loss

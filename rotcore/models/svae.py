@@ -15,10 +15,13 @@ One model class, :class:`VAE`, built from a frozen :class:`VAEConfig`:
 * **decoder** (:class:`Decoder`, one design for every encoder): ``z`` → linear → ``(C, 7, 7)`` → 3×3 convs
   with two nearest-neighbour upsamplings → Bernoulli logits ``(B, 1, 28, 28)``.
 
-Guards against the hyperspherical latent's known failure modes: ``κ = clamp(softplus(raw) + κ_min, max=κ_max)``
-keeps the concentration away from 0 (where the posterior collapses onto the uniform prior and gradients
-vanish) and away from overflow; the distribution and KL are always computed in float32 or float64, never
-under bf16 autocast. A non-finite loss still stops :func:`rotcore.train.fit` with ``NonFiniteLossError``.
+The concentration starts **concentrated**: ``κ = κ_min + exp(min(raw + log κ₀, log κ_max))`` with ``κ₀ =
+kappa_init``, so at initialisation (``raw ≈ 0``) the posterior is tight around ``μ`` and the decoder learns to
+use the code, and ``κ`` can still move over orders of magnitude. A posterior that starts near the uniform prior
+(the former ``softplus(raw) + 1``, κ ≈ 1.7: mean cos(z, μ) ≈ 0.11 on S^15) gives the decoder nearly uniform
+samples, it learns to ignore the code, and the model stays collapsed; a KL warm-up did not prevent that. The
+distribution and KL are always computed in float32 or float64, never under bf16 autocast. A non-finite loss
+still stops :func:`rotcore.train.fit` with ``NonFiniteLossError``.
 
 ``VAE.forward(x)`` returns the **code** (the posterior's location ``μ``: a unit vector for the hyperspherical
 latent), so generic tools (:func:`rotcore.train.predict`, :func:`rotcore.metrics.invariance_error`) work on it.
@@ -88,7 +91,8 @@ class VAEConfig:
     latent_dim: int = 16
     encoder: EncoderConfig = EncoderConfig()
     decoder: DecoderConfig = DecoderConfig()
-    kappa_min: float = 1.0
+    kappa_init: float = 100.0
+    kappa_min: float = 1e-3
     kappa_max: float = 1e5
     min_std: float = 1e-4
 
@@ -101,9 +105,11 @@ class VAEConfig:
             raise ConfigError(f"latent_dim={self.latent_dim}: a {self.latent} latent needs latent_dim >= {low} "
                               "(the code lives on the sphere S^(d-1) in R^d)")
         check_positive("kappa_min", self.kappa_min)
+        check_positive("kappa_init", self.kappa_init)
         check_positive("min_std", self.min_std)
-        if not self.kappa_max > self.kappa_min:
-            raise ConfigError(f"kappa_max={self.kappa_max} must be larger than kappa_min={self.kappa_min}")
+        if not self.kappa_max > self.kappa_init > self.kappa_min:
+            raise ConfigError(f"need kappa_min < kappa_init < kappa_max, got {self.kappa_min}, {self.kappa_init}, "
+                              f"{self.kappa_max}")
 
     @property
     def encoder_outputs(self) -> int:
@@ -173,7 +179,8 @@ class VAE(nn.Module):
             if self.config.latent == "gaussian":
                 return h[:, :d], F.softplus(h[:, d:]) + self.config.min_std
             loc = F.normalize(h[:, :d], dim=-1, eps=1e-12)
-            kappa = (F.softplus(h[:, d]) + self.config.kappa_min).clamp(max=self.config.kappa_max)
+            c = self.config
+            kappa = c.kappa_min + torch.exp((h[:, d] + math.log(c.kappa_init)).clamp(max=math.log(c.kappa_max)))
             return loc, kappa
 
     @staticmethod
