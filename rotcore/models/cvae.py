@@ -1,6 +1,6 @@
 """Conditional VAEs for rotated digits: one class, four ways to condition the decoder on the angle.
 
-All three share the encoder (a conv stack to ``(μ, log σ²)``), the latent size and the decoder trunk (two
+All four share the encoder (a conv stack to ``(μ, log σ²)``), the latent size and the decoder trunk (two
 fully connected layers to a 7×7 map, then transposed convolutions up to 28×28); the digit enters the decoder
 as a one-hot vector concatenated to ``z``. They differ only in how the angle enters:
 
