@@ -657,3 +657,18 @@ def test_the_judges_upright_floor_and_ratio():
     assert 0 <= lo <= m["judge_digit_acc_pct"] <= hi <= 100
     text = study.discussion({**m, "judge_angle_mae_circular_deg": 1.0, "judge_angle_median_deg": 1.0})
     assert "upright test digits" in text["cvae_judge_sentence"]
+
+
+def test_angle_response_is_one_for_a_decoder_that_rotates(tiny_run):
+    """The explicit decoder turns its drawing: between 0° and a quarter turn (rotate_batch's exact path) a change of
+    angle is exactly the rotation, so its response ratio is 1 and its MSE to the turned copy 0."""
+    cfg, _, trained = tiny_run
+    df = study.angle_response([trained], cfg, n=20)
+    row = df.iloc[0]
+    assert row.from_deg == 0.0 and row.to_deg in (90.0, 270.0)  # a quarter turn: the farthest trained angle
+    assert row.follow_mse == 0.0 and row.response_ratio == pytest.approx(1.0)
+    m = study.headline_metrics(_fake_generations({0.0: 1.0, 45.0: 0.5}), study.seed_summary(
+        _fake_generations({0.0: 1.0, 45.0: 0.5}), *_empty_recon_sweep()), {},
+        __import__("pandas").DataFrame({"parameters": [1]}, index=["scalar"]), None, None, df, n_boot=50)
+    assert m["angle_response_ratio_rotation"] == pytest.approx(1.0)
+    assert "Does each decoder follow" in study.discussion(m)["cvae_angle_use_sentence"]

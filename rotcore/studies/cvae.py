@@ -901,6 +901,38 @@ def angle_sweep(trained: Sequence[Trained], angle_judge: AngleJudge, cfg: CVAESt
 
 
 @torch.no_grad()
+def angle_response(trained: Sequence[Trained], cfg: CVAEStudyConfig, *, n: int = 200):
+    """Does the decoder follow the angle it is given? For ``n`` prior draws (digits in turn), decode at two
+    trained angles a and b (the first trained evaluation angle and the trained evaluation angle farthest from
+    it) and compare with what a real rotation does to the decoding at a:
+
+    ``response_ratio`` = MSE(decode(b), decode(a)) / MSE(rotate(decode(a), b − a), decode(a)): 1 when a change
+    of angle changes the picture as much as turning it does, 0 when the decoder ignores its angle.
+    ``follow_mse`` = MSE(decode(b), rotate(decode(a), b − a)): 0 when the change *is* the rotation.
+    A DataFrame (``key``, ``model``, ``seed``, ``from_deg``, ``to_deg``, ``response_ratio``, ``follow_mse``).
+    """
+    import pandas as pd
+
+    seen = [a for a, s in zip(cfg.eval_angles_deg, _seen_mask(cfg, cfg.eval_angles_deg).tolist()) if s]
+    a = seen[0]
+    b = max(seen, key=lambda v: abs(float(signed_diff_deg(torch.tensor(v), torch.tensor(a)))))
+    rows = []
+    for t in trained:
+        device = next(t.model.parameters()).device
+        g = torch.Generator().manual_seed(t.seed + 4)
+        z = (SAMPLE_TEMPERATURE * torch.randn(n, cfg.latent_dim, generator=g)).to(device)
+        y = (torch.arange(n) % 10).to(device)
+        x_a = generate(t.model, y, torch.full((n,), a, device=device), z, batch_size=cfg.eval_batch_size)
+        x_b = generate(t.model, y, torch.full((n,), b, device=device), z, batch_size=cfg.eval_batch_size)
+        turned = rotate_batch(x_a, float(b - a))
+        real = mse_per_image(turned, x_a).mean().item()
+        rows.append({"key": t.key, "model": t.label, "seed": t.seed, "from_deg": a, "to_deg": b,
+                     "response_ratio": mse_per_image(x_b, x_a).mean().item() / real if real > 0 else float("nan"),
+                     "follow_mse": mse_per_image(x_b, turned).mean().item()})
+    return pd.DataFrame(rows)
+
+
+@torch.no_grad()
 def explicit_equivariance_err(trained: Sequence[Trained], cfg: CVAEStudyConfig, *, n: int = 64) -> float | None:
     """Max ``|decode(z, y, θ) − rotate_batch(decode(z, y, 0°), θ)|`` over ``n`` prior draws and every
     evaluation angle, for each trained explicit-rotation model (``None`` if there is none). By
@@ -1161,7 +1193,8 @@ def summarize(per_seed):
 
 
 def headline_metrics(gen_df, per_seed, judge_metrics: Mapping[str, Any], models_df,
-                     equivariance_err: float | None = None, probe_df=None, *, n_boot: int = 2_000) -> dict[str, Any]:
+                     equivariance_err: float | None = None, probe_df=None, response_df=None, *,
+                     n_boot: int = 2_000) -> dict[str, Any]:
     """The flat ``metrics`` of ``results/01_cvae_rotation.json``.
 
     ``gen_<stat>_<model>`` for every ``GEN_STATS`` with ``_ci95``, ``_n`` and ``_ci_method``: with two or more
@@ -1170,7 +1203,8 @@ def headline_metrics(gen_df, per_seed, judge_metrics: Mapping[str, Any], models_
     and angle errors (``n`` = seeds); with one seed the value and a percentile bootstrap over the prior draws,
     clustered by draw (a draw is decoded at every angle; ``n`` = draws).
     Then the per-model means of the other :func:`seed_summary` columns, the 1/7-vs-8/0 claim, the judges'
-    own scores, parameter counts, the explicit decoder's equivariance check and ``n_seeds``. Anchored
+    own scores, parameter counts, the explicit decoder's equivariance check, the decoders' response to their
+    angle (:func:`angle_response`, mean over seeds) and ``n_seeds``. Anchored
     metrics of models not in this run are ``None``.
     """
     m: dict[str, Any] = dict(judge_metrics)
@@ -1206,6 +1240,12 @@ def headline_metrics(gen_df, per_seed, judge_metrics: Mapping[str, Any], models_
                 m.update(with_ci(f"z_angle_probe_r2_{key}", *mean_ci95(r2)))
             else:
                 m[f"z_angle_probe_r2_{key}"] = float(r2[0])
+    if response_df is not None:
+        for key, part in response_df.groupby("key", sort=False):
+            m[f"angle_response_ratio_{key}"] = float(part.response_ratio.mean())
+            m[f"angle_follow_mse_{key}"] = float(part.follow_mse.mean())
+        m["angle_response_from_deg"], m["angle_response_to_deg"] = (float(response_df.from_deg.iloc[0]),
+                                                                    float(response_df.to_deg.iloc[0]))
     for a in ANCHORS:
         m.setdefault(a.metric, None)
     return m
@@ -1273,6 +1313,18 @@ def discussion(m: Mapping[str, Any]) -> dict[str, str]:
         f"Every sample is decoded from a code drawn from the prior N(0, I) at temperature {SAMPLE_TEMPERATURE:g} "
         "(no truncation, no rescaling of the code): what a reader who samples the model gets, not its best-looking "
         "codes.")
+    responses = {k: _num(m, f"angle_response_ratio_{k}") for k in MODELS}
+    if any(v is not None for v in responses.values()):
+        a, b = m["angle_response_from_deg"], m["angle_response_to_deg"]
+        parts = [f"{MODELS[k]} {v:.2f} (MSE to the turned copy {m[f'angle_follow_mse_{k}']:.4f})"
+                 for k, v in responses.items() if v is not None]
+        out["cvae_angle_use_sentence"] = (
+            f"Does each decoder follow the angle it is given? Decoding the same prior codes at {b:g}° instead of "
+            f"{a:g}° (both trained angles) changes the image by this share of what turning the {a:g}° image by "
+            f"{b - a:g}° changes it (1: as much as a real rotation, 0: the angle is ignored): " + "; ".join(parts)
+            + ".")
+    else:
+        out["cvae_angle_use_sentence"] = "This run did not measure how the decoders respond to their angle."
     if m.get("judge_digit_acc_pct") is not None:
         upright, ratio = _num(m, "judge_angle_upright_mae_deg"), _num(m, "judge_angle_mae_over_upright_ratio")
         floor_part = "" if upright is None or ratio is None else (
