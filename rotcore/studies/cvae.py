@@ -103,6 +103,11 @@ SEED_RECIPE = "scalar_self"
 SAMPLE_FLOOR_PCT = 90.0
 # how samples are drawn: z ~ N(0, T² I); T = 1 is the prior itself (no truncation)
 SAMPLE_TEMPERATURE = 1.0
+# the angle judge's fallback target when ≤ 5° is out of reach: its error at uniform angles within this
+# factor of its error on upright digits (MNIST's own slant), judged only when that upright error is at most
+# UPRIGHT_FLOOR_MAX_DEG (a plausible slant, not a broken judge)
+JUDGE_SLANT_RATIO = 1.5
+UPRIGHT_FLOOR_MAX_DEG = 15.0
 
 # 6 and 9 swap under a half turn and the digit judge is rotation-invariant: near 180° they are reported
 # separately and left out of the headline digit accuracy (the issue's rule).
@@ -290,9 +295,9 @@ ANCHORS = (
            caveat="the 6–7° is quoted, not verified here, and is a circular error over all digits"),
     Anchor("judge_angle_mae_over_upright_ratio",
            "Angle judge: error at uniform angles over its error on upright test digits (the slant floor)", None,
-           "our target when ≤ 5° is out of reach: within 1.5× of what MNIST's own slant allows; judged only when "
-           "the upright error is a plausible slant", "≤ 1.5", "lower", 1.5, fmt="{:.2f}",
-           floor="judge_angle_upright_mae_deg", floor_threshold=15.0, floor_better="lower", floor_unit="°",
+           "our target when ≤ 5° is out of reach: close to what MNIST's own slant allows; judged only when "
+           "the upright error is a plausible slant", f"≤ {JUDGE_SLANT_RATIO:g}", "lower", JUDGE_SLANT_RATIO, fmt="{:.2f}",
+           floor="judge_angle_upright_mae_deg", floor_threshold=UPRIGHT_FLOOR_MAX_DEG, floor_better="lower", floor_unit="°",
            floor_label="the judge's error on upright test digits"),
     _seen_anchor("scalar", "Scalar angle, pairs"),
     _seen_anchor("film", "FiLM"),
@@ -634,8 +639,8 @@ def validation_scores(t: Trained, val: Images, digit_judge: DigitJudge, cfg: CVA
                        for i in range(0, len(val), cfg.eval_batch_size)])
     bce = torch.nn.functional.binary_cross_entropy(x_hat.float(), target.float(), reduction="sum").item() / len(val)
     pair_acc = 100 * (digit_judge.predict(x_hat, batch_size=cfg.eval_batch_size) == val.y).double().mean().item()
-    seen = [a for a, s in zip(cfg.eval_angles_deg, _seen_mask(cfg, cfg.eval_angles_deg).tolist()) if s]
-    digits, angles, z = generation_grid(cfg, device, seed=t.seed, angles_deg=seen, draw_seed_offset=draw_seed_offset)
+    digits, angles, z = generation_grid(cfg, device, seed=t.seed, angles_deg=trained_eval_angles(cfg),
+                                        draw_seed_offset=draw_seed_offset)
     x = generate(t.model, digits, angles, z, batch_size=cfg.eval_batch_size)
     sample_acc = 100 * (digit_judge.predict(x, batch_size=cfg.eval_batch_size) == digits).double().mean().item()
     return {"sample_acc_seen_pct": sample_acc, "val_pair_acc_pct": pair_acc, "val_pair_bce": bce}
@@ -685,6 +690,12 @@ def choose_settings(cfg: CVAEStudyConfig, data: StudyData, digit_judge: DigitJud
 
 def _seen_mask(cfg: CVAEStudyConfig, angles_deg) -> torch.Tensor:
     return in_intervals(torch.tensor([float(a) for a in angles_deg], dtype=torch.float64), cfg.train_angles_deg)
+
+
+def trained_eval_angles(cfg: CVAEStudyConfig) -> list[float]:
+    """The evaluation angles inside the training intervals (the intervals' midpoints if none is)."""
+    seen = [float(a) for a, s in zip(cfg.eval_angles_deg, _seen_mask(cfg, cfg.eval_angles_deg).tolist()) if s]
+    return seen or [(lo + hi) / 2 for lo, hi in cfg.train_angles_deg]
 
 
 @torch.no_grad()
@@ -913,7 +924,7 @@ def angle_response(trained: Sequence[Trained], cfg: CVAEStudyConfig, *, n: int =
     """
     import pandas as pd
 
-    seen = [a for a, s in zip(cfg.eval_angles_deg, _seen_mask(cfg, cfg.eval_angles_deg).tolist()) if s]
+    seen = trained_eval_angles(cfg)
     a = seen[0]
     b = max(seen, key=lambda v: abs(float(signed_diff_deg(torch.tensor(v), torch.tensor(a)))))
     rows = []
@@ -1330,9 +1341,9 @@ def discussion(m: Mapping[str, Any]) -> dict[str, str]:
         floor_part = "" if upright is None or ratio is None else (
             f" On upright test digits, whose true angle is 0°, it reads {upright:.2f}°"
             f"{_ci_text(m, 'judge_angle_upright_mae_deg', '°', '{:.2f}')}: MNIST's own slant plus the judge's error "
-            f"at 0°, a floor that no judge trained on these digits need beat. Its error at uniform angles is "
+            f"at 0°, a floor no angle judge trained on MNIST can be expected to beat. Its error at uniform angles is "
             f"{ratio:.2f}×{_ci_text(m, 'judge_angle_mae_over_upright_ratio', '×', '{:.2f}')} that floor"
-            + (", so most of what it misses is slant, not rotation." if ratio <= 1.5 else
+            + (", so most of what it misses is slant, not rotation." if ratio <= JUDGE_SLANT_RATIO else
                ", so more than slant is missed: the judge itself is still coarse at other angles."))
         out["cvae_judge_sentence"] = (
             f"On 6 and 9 the rotation-invariant digit judge scores {m['judge_digit_acc_69_pct']:.1f} %. "
