@@ -148,7 +148,14 @@ pd.Series({k: v for k, v in judge_metrics.items() if not k.endswith(("_ci95", "_
 models = study.model_table(cfg)
 models
 
+# %% [markdown]
+# {glue:md}`cvae_settings_sentence` On the `cpu` profile these settings were chosen on validation digits by
+# `scripts/choose_cvae_settings.py` (a small grid of batch sizes, β and epochs within the page's time budget,
+# ranked by how often prior samples at trained angles are read as the intended digit, with validation digits
+# drawn at a second angle beside it); no test digit is read before the evaluation below.
+
 # %%
+glue_text("cvae_settings_sentence", study.settings_sentence(cfg, data))
 trained = study.train_all(cfg, data, device=device)  # every model, once per seed
 shown_models = study.first_seed(trained)  # figures of single generations show the first seed's models
 fig = plots.plot_histories({t.label: t.result.history for t in shown_models}, "val_loss", colors=study.COLORS,

@@ -672,3 +672,10 @@ def test_angle_response_is_one_for_a_decoder_that_rotates(tiny_run):
         __import__("pandas").DataFrame({"parameters": [1]}, index=["scalar"]), None, None, df, n_boot=50)
     assert m["angle_response_ratio_rotation"] == pytest.approx(1.0)
     assert "Does each decoder follow" in study.discussion(m)["cvae_angle_use_sentence"]
+
+
+def test_settings_sentence_counts_the_steps(tiny_run):
+    cfg, data, _ = tiny_run
+    text = study.settings_sentence(cfg, data)
+    steps = cfg.fit.epochs * (len(data.train) // cfg.fit.batch_size)
+    assert f"batch size {cfg.fit.batch_size} ({steps:,} optimiser steps)" in text

@@ -28,6 +28,9 @@ as a one-hot vector concatenated to ``z``. They differ only in how the angle ent
     (:func:`rotcore.studies.cvae.cvae_loss`): the encoder sees the digit at one training angle, the decoder
     must draw it at another, so a turn of the code has to mean a turn of the picture.
 
+Study 01 trains every variant on such pairs (``forward(x, y, a1, target_angle_deg=a2)``), and the scalar one
+also on the seed's self-reconstruction, to show what that recipe does.
+
 Outputs are pixel probabilities in float32 (the rotation variant rotates probabilities, so that corners
 turned in from outside the image are 0, as in the rotated targets). The loss is :func:`elbo_loss`: binary
 cross-entropy summed over pixels plus ``β`` × KL, both averaged over the batch.

@@ -477,6 +477,14 @@ def load_data(cfg: CVAEStudyConfig, device: torch.device | str = "cpu") -> Study
     return StudyData(train.to(device), val.to(device), test.to(device))
 
 
+def settings_sentence(cfg: CVAEStudyConfig, data: StudyData) -> str:
+    """The training settings of this run, in words (glued in the notebook)."""
+    steps = cfg.fit.epochs * (len(data.train) // cfg.fit.batch_size)
+    return (f"Every model trains for {cfg.fit.epochs} epochs of {len(data.train):,} digits at batch size "
+            f"{cfg.fit.batch_size} ({steps:,} optimiser steps) with β = {cfg.beta:g} and a learning rate of "
+            f"{cfg.fit.lr:g} ({cfg.fit.lr_schedule} schedule), and keeps the epoch with the lowest validation loss.")
+
+
 def disjoint_sentence(cfg: CVAEStudyConfig, data: StudyData) -> str:
     """Who trains on which digits, in words (glued in the notebook)."""
     jc = cfg.judge_configs()[0]
