@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", nargs="+", type=int, default=list(study.SettingsGrid().epochs))
     parser.add_argument("--max-images", type=int, default=None,
                         help="training images per model and seed the budget affords (cpu: CPU_MAX_IMAGES)")
+    parser.add_argument("--rank-by", nargs="+", default=["sample_acc_seen_pct", "val_pair_acc_pct"],
+                        choices=["sample_acc_seen_pct", "val_pair_acc_pct"],
+                        help="columns to rank by, higher first (later ones break ties)")
     args = parser.parse_args(argv)
 
     cfg = report.resolve_config(study, args.profile)
@@ -43,13 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     data = study.load_data(cfg)
     digit_judge, _ = study.load_judges(cfg)
     table, chosen = study.choose_settings(cfg, data, digit_judge, grid=grid, models=args.models, seeds=args.seeds,
-                                          max_images=max_images)
+                                          max_images=max_images, rank_by=args.rank_by)
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(table.round(2).to_string(index=False))
     if chosen is None:
         print(f"no grid point fits the budget of {max_images:,} training images per model and seed")
         return 1
-    print(f"\nchosen on validation (models {', '.join(args.models)}; seeds {', '.join(map(str, args.seeds))}):")
+    print(f"\nchosen on validation (models {', '.join(args.models)}; seeds {', '.join(map(str, args.seeds))}; "
+          f"ranked by {', '.join(args.rank_by)}):")
     print(f"CPU_BATCH_SIZE = {int(chosen['batch_size'])}\nCPU_BETA = {chosen['beta']:g}\nCPU_EPOCHS = {int(chosen['epochs'])}")
     return 0
 

@@ -641,6 +641,8 @@ def test_choose_settings_ranks_grid_points_on_validation_only(tiny_run, tmp_path
     assert np.allclose(table.val_pair_acc_pct, share) and np.isfinite(table.val_pair_bce).all()
     with pytest.raises(ConfigError, match="empty"):
         study.SettingsGrid(beta=())
+    with pytest.raises(ConfigError, match="rank_by"):
+        study.choose_settings(cfg, poisoned, _ConstJudge(), grid=grid, rank_by=("test_acc_pct",))
 
 
 def test_the_judges_upright_floor_and_ratio():

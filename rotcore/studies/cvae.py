@@ -656,7 +656,8 @@ def validation_scores(t: Trained, val: Images, digit_judge: DigitJudge, cfg: CVA
 
 def choose_settings(cfg: CVAEStudyConfig, data: StudyData, digit_judge: DigitJudge, *,
                     grid: SettingsGrid = SettingsGrid(), models: Sequence[str] = ("latent",),
-                    seeds: Sequence[int] = (100,), max_images: int | None = None, device=None,
+                    seeds: Sequence[int] = (100,), max_images: int | None = None,
+                    rank_by: Sequence[str] = ("sample_acc_seen_pct", "val_pair_acc_pct"), device=None,
                     progress: bool | None = None):
     """Train ``models`` at every point of ``grid`` (batch size × β × epochs; the rest of ``cfg`` as it is) and
     score each on validation (:func:`validation_scores`). Never reads a test digit.
@@ -664,14 +665,18 @@ def choose_settings(cfg: CVAEStudyConfig, data: StudyData, digit_judge: DigitJud
     ``seeds`` default to seeds the published run does not use, so the chosen setting's published models are
     not the ones it was chosen on. A point whose training images per model and seed (epochs × training
     digits) exceed ``max_images`` (the profile's budget) is scored but cannot be chosen. The choice is the
-    affordable point with the highest ``sample_acc_seen_pct`` (the sample-quality floor's quantity, on draws of
-    its own), ties broken by ``val_pair_acc_pct``.
+    affordable point ranked highest by ``rank_by`` (higher is better; later columns break ties): by default
+    ``sample_acc_seen_pct`` (the sample-quality floor's quantity, on draws of its own: what the settings are
+    meant to raise, and a β that helps samples can cost reconstruction), then ``val_pair_acc_pct``.
 
     Returns ``(table, chosen)``: a DataFrame with one row per grid point (means over ``models`` and
     ``seeds``, plus ``steps_per_run``, ``images_per_run`` and ``affordable``) and the chosen row as a dict.
     """
     import pandas as pd
 
+    unknown = [c for c in rank_by if c not in ("sample_acc_seen_pct", "val_pair_acc_pct")]
+    if not rank_by or unknown:
+        raise ConfigError(f"rank_by={tuple(rank_by)!r}: rank by sample_acc_seen_pct and/or val_pair_acc_pct")
     rows = []
     for batch_size, beta, epochs in grid.points():
         point = dataclasses.replace(cfg, models=tuple(models), seeds=tuple(seeds), beta=beta,
@@ -687,7 +692,7 @@ def choose_settings(cfg: CVAEStudyConfig, data: StudyData, digit_judge: DigitJud
     table["images_per_run"] = table.epochs * len(data.train)
     table["steps_per_run"] = table.epochs * (len(data.train) // table.batch_size)
     table["affordable"] = True if max_images is None else table.images_per_run <= max_images
-    ranked = table[table.affordable].sort_values(["sample_acc_seen_pct", "val_pair_acc_pct"], ascending=False)
+    ranked = table[table.affordable].sort_values(list(rank_by), ascending=False)
     chosen = ranked.iloc[0].to_dict() if len(ranked) else None
     return table, chosen
 
