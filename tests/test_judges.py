@@ -37,3 +37,20 @@ def test_judge_config_errors():
         judges.DigitJudgeConfig(binarize_prob=2.0)
     with pytest.raises(ConfigError, match="binarize_prob"):
         judges.AngleJudgeConfig(binarize_prob=-0.1)
+
+
+def test_angle_judge_trains_on_bilinear_rotations_as_at_test():
+    from rotcore.rotate import rotate_batch
+
+    x = torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(1)
+    out, angle = judges._augment(x, interpolation="bicubic", binarize_prob=0.0, bilinear_prob=1.0)
+    assert torch.equal(out, rotate_batch(x, angle, interpolation="bilinear").clamp(0, 1))
+    torch.manual_seed(1)
+    out, angle = judges._augment(x, interpolation="bicubic", binarize_prob=0.0, bilinear_prob=0.0)
+    assert torch.equal(out, rotate_batch(x, angle, interpolation="bicubic").clamp(0, 1))
+    with pytest.raises(ConfigError, match="bilinear_prob"):
+        judges.AngleJudgeConfig(bilinear_prob=1.5)
+    # the published angle judge takes more optimiser steps than the former 10 epochs at batch 256
+    cpu = judges.ANGLE_JUDGE_PROFILES["cpu"]
+    assert cpu.bilinear_prob > 0 and cpu.fit.epochs / cpu.fit.batch_size > 10 / 256

@@ -1,6 +1,6 @@
 """Conditional VAEs for rotated digits: one class, four ways to condition the decoder on the angle.
 
-All three share the encoder (a conv stack to ``(μ, log σ²)``), the latent size and the decoder trunk (two
+All four share the encoder (a conv stack to ``(μ, log σ²)``), the latent size and the decoder trunk (two
 fully connected layers to a 7×7 map, then transposed convolutions up to 28×28); the digit enters the decoder
 as a one-hot vector concatenated to ``z``. They differ only in how the angle enters:
 
@@ -27,6 +27,9 @@ as a one-hot vector concatenated to ``z``. They differ only in how the angle ent
     offset (the prior's mean in that frame, ``pose``) marks what "upright" looks like. Trained on pairs
     (:func:`rotcore.studies.cvae.cvae_loss`): the encoder sees the digit at one training angle, the decoder
     must draw it at another, so a turn of the code has to mean a turn of the picture.
+
+Study 01 trains every variant on such pairs (``forward(x, y, a1, target_angle_deg=a2)``), and the scalar one
+also on the seed's self-reconstruction, to show what that recipe does.
 
 Outputs are pixel probabilities in float32 (the rotation variant rotates probabilities, so that corners
 turned in from outside the image are 0, as in the rotated targets). The loss is :func:`elbo_loss`: binary
