@@ -641,6 +641,10 @@ def test_frozen_lite_blocks_get_no_gradients_and_keep_their_statistics():
     assert not torch.equal(head_before, net._blocks[12]._bn1.running_mean)
     with pytest.raises(ConfigError, match="frozen_blocks"):
         AngleResNetConfig(frozen_blocks=2)  # resnet18 trains every block
+    # Grad-CAM explains a trained block (block 10 is frozen here, so the first trained one)
+    assert frozen.feature_layer is net._blocks[11]
+    cams = grad_cam(frozen, frozen.feature_layer, x, angle_confidence_score(frozen.to_vec))
+    assert cams.shape == (4, 32, 32) and torch.isfinite(cams).all()
 
 
 def test_grid_arms_train_for_equal_steps_and_only_imagenet_arms_freeze():
@@ -718,3 +722,20 @@ def test_clothing_split_is_by_contributor_and_a_mixed_arm_trains(photo_data, run
     ev = study.evaluate_run(t, cfg, data, sets)
     assert ev["clothing-test"].unit == "contributor" and len(ev["clothing-test"].err_deg) == len(es.photo)
     assert {"test", "val", "seen", "clothing-test"} <= set(ev)
+    table = study.grid_table({"lite_imagenet_mixed": ev})
+    assert list(table.index) == [("ImageNet", "COCO+clothing")] and table.clothing_lo.iloc[0] <= table.clothing_mae_deg.iloc[0]
+    x, titles = study.straighten_examples(ev["clothing-test"], data, es, size=16, n_best=1, n_worst=1)
+    assert x.shape == (4, 3, 16, 16) and len(titles) == 4
+    # a perfect prediction straightens to the upright photo
+    perfect = dataclasses.replace(ev["test"], pred_deg=ev["test"].true_deg, err_deg=torch.zeros_like(ev["test"].err_deg))
+    x, _ = study.straighten_examples(perfect, data, sets["test"], size=16, n_best=1, n_worst=1)
+    upright = study.render(data.squares, study.EvalSet("u", sets["test"].photo[:1], torch.zeros(1)), size=16, border="crop")
+    assert torch.allclose(x[2:3], upright, atol=1e-5)
+    # `rotbook predict-angle` loads a Lite0 checkpoint (its ImageNet weights come from the file, not the package)
+    from rotcore.predict_angle import load_model
+
+    am = load_model(t.result.checkpoint)
+    assert am.model.config.arch == "efficientnet_lite0" and am.input_size == cfg.grid_input_size
+    xs = study.render(data.squares, sets["test"], size=cfg.grid_input_size, border="crop")
+    with torch.no_grad():
+        assert torch.allclose(am.model(xs), t.model.eval()(xs), atol=1e-4)

@@ -252,7 +252,7 @@ PROFILES: dict[str, AngleRegressionConfig] = {
     "smoke": AngleRegressionConfig(
         max_train_photos=20, max_test_photos=6, val_photos_fraction=0.2, store_size=32, seed_input_size=32,
         input_size=32, photo_repeats_per_epoch=1, eval_angles_per_photo=2, seen_eval_photos=4, leaky_copies=1,
-        curve_scenes=(4, 8), runs=("seed", "seed_leaky", "ours_vec", *GRID.values(), "lite_imagenet_leaky"),
+        curve_scenes=(4, 8),
         seed_fit=dataclasses.replace(SEED_FIT, **_SMOKE_FIT),
         ours_fit=FitConfig(optimizer="adamw", weight_decay=0.05, lr_schedule="cosine", grad_clip=1.0, **_SMOKE_FIT),
         grid_input_size=32, grid_frozen_blocks=11, grid_images_per_epoch=16, max_clothing_train=16,
@@ -460,31 +460,32 @@ def needs_clothing(cfg: AngleRegressionConfig) -> bool:
 
 
 def prepare_clothing(cfg: AngleRegressionConfig, device, *, use_fiftyone: bool) -> tuple[ClothingData, str]:
-    """Register the clothing photos (a second FiftyOne data set, ``<fiftyone_dataset>-clothing``, where FiftyOne
-    is used; else a manifest written from the folder), read them back from the manifest and keep the train
-    split (when a run trains on it) and the test split. Returns the data and a sentence for the page."""
+    """Take the clothing photos a run uses (the train split, when a run trains on it, and the test split, each
+    capped by ``max_clothing_*``), register them (a second FiftyOne data set, ``<fiftyone_dataset>-clothing``,
+    where FiftyOne is used; else a manifest written from the folder) and read them back from the manifest.
+    Returns the data and a sentence for the page."""
     root = clothing_folder(cfg)
     records, senders = clothing_records(root)
+    train = [r for r in records if r.split == "train"][: cfg.max_clothing_train]
+    if not any(RUNS[k].clothing for k in cfg.runs):
+        train = []
+    test = [r for r in records if r.split == "test"][: cfg.max_clothing_test]
     manifest = paths.cache_root() / "manifests" / f"{cfg.fiftyone_dataset}-clothing.json"
     if use_fiftyone:
-        ds, report = fiftyone_io.sync_photo_dataset(records, name=f"{cfg.fiftyone_dataset}-clothing")
+        ds, report = fiftyone_io.sync_photo_dataset(train + test, name=f"{cfg.fiftyone_dataset}-clothing")
         fiftyone_io.export_manifest(ds, manifest)
         note = (f"Clothing (second source): FiftyOne data set `{report.name}` ({report.samples} photos, "
                 f"{report.status}).")
     else:
-        fiftyone_io.write_manifest(records, manifest)
+        fiftyone_io.write_manifest(train + test, manifest)
         note = "Clothing (second source): a manifest written from the folder (FiftyOne not used)."
-    records = fiftyone_io.read_manifest(manifest, root=root / "images")
-    train = [i for i, r in enumerate(records) if r.split == "train"][: cfg.max_clothing_train]
-    if not any(RUNS[k].clothing for k in cfg.runs):
-        train = []
-    test = [i for i, r in enumerate(records) if r.split == "test"][: cfg.max_clothing_test]
-    used = train + test
-    squares = load_photo_squares([records[i] for i in used], cfg.store_size).to(device)
-    sender = torch.tensor([senders[records[i].path.name] for i in used])
-    n = len(train)
-    return ClothingData([records[i] for i in used], squares, sender, torch.arange(n).to(device),
-                        torch.arange(n, len(used)).to(device), manifest), note
+    back = fiftyone_io.read_manifest(manifest, root=root / "images")
+    used = [r for r in back if r.split == "train"] + [r for r in back if r.split == "test"]
+    squares = load_photo_squares(used, cfg.store_size).to(device)
+    sender = torch.tensor([senders[r.path.name] for r in used])
+    n = sum(r.split == "train" for r in used)
+    return ClothingData(used, squares, sender, torch.arange(n).to(device), torch.arange(n, len(used)).to(device),
+                        manifest), note
 
 
 def manifest_path(cfg: AngleRegressionConfig) -> Path:
@@ -992,6 +993,44 @@ def mae_by_run(evals: Mapping[str, Mapping[str, Evaluation]], baseline: Evaluati
     if baseline is not None:
         rows["brightness centroid"] = baseline
     return {name: bootstrap_ci95(ev.err_deg, clusters=ev.photo, unit="photo")[:2] for name, ev in rows.items()}
+
+
+def grid_table(evals: Mapping[str, Mapping[str, Evaluation]]):
+    """The 2x2 as a DataFrame: one row per cell (init, data) with the MAE and its 95 % interval on the held-out
+    COCO photos (by photo) and on the clothing test split (by contributor), and the validation MAE."""
+    import pandas as pd
+
+    rows = []
+    for (pre, cloth), k in GRID.items():
+        if k not in evals or "test" not in evals[k]:
+            continue
+        row = {"init": "ImageNet" if pre else "scratch", "data": "COCO+clothing" if cloth else "COCO",
+               "val_mae_deg": evals[k]["val"].err_deg.double().mean().item()}
+        for set_name, col in (("test", "coco"), ("clothing-test", "clothing")):
+            ev = evals[k].get(set_name)
+            if ev is not None:
+                est, (lo, hi), *_ = bootstrap_ci95(ev.err_deg, clusters=ev.clusters, unit=ev.unit)
+                row.update({f"{col}_mae_deg": est, f"{col}_lo": lo, f"{col}_hi": hi,
+                            f"{col}_within10_pct": 100 * (ev.err_deg <= 10).double().mean().item()})
+        rows.append(row)
+    return pd.DataFrame(rows).set_index(["init", "data"]) if rows else pd.DataFrame()
+
+
+def straighten_examples(ev: Evaluation, data: PhotoData, es: EvalSet, *, size: int, n_best: int = 4,
+                        n_worst: int = 4) -> tuple[torch.Tensor, list[str]]:
+    """The ``n_best`` and ``n_worst`` images of an evaluation (sorted by error), each as the rotated input and
+    the same photo turned back by the *predicted* angle (a perfect prediction gives the upright photo):
+    ``(images (2 * n, 3, size, size), titles)``, inputs first. ``es`` is the set ``ev`` scored."""
+    order = torch.argsort(ev.err_deg)
+    pick = torch.cat([order[:n_best], order[-n_worst:]]) if len(order) > n_best + n_worst else order
+    sub = EvalSet(es.name, es.photo.cpu()[pick].to(es.photo.device), es.angle_deg.cpu()[pick].to(es.photo.device),
+                  es.pool)
+    residual = EvalSet(es.name, sub.photo, (ev.true_deg[pick] - ev.pred_deg[pick]).to(es.photo.device), es.pool)
+    squares = squares_of(data, es)
+    x = torch.cat([render(squares, sub, size=size, border="crop"), render(squares, residual, size=size, border="crop")])
+    titles = [f"true {t:.0f}°, pred {p:.0f}°\nerror {e:.0f}°" for t, p, e in
+              zip(ev.true_deg[pick].tolist(), ev.pred_deg[pick].tolist(), ev.err_deg[pick].tolist())]
+    return x.cpu(), titles + [""] * len(titles)
 
 
 def per_source(ev: Evaluation, data: PhotoData):
@@ -1538,7 +1577,7 @@ __all__ = [
     "ANCHORS", "BORDERS", "COLORS", "PROFILES", "RUNS", "STUDY", "TITLE", "AngleRegressionConfig", "EvalSet",
     "Evaluation", "PhotoData", "RunSpec", "Trained", "abstention", "augment_batch", "best_run", "best_trained_run",
     "by_angle", "candidates", "ClothingData", "GRID", "clothing_records", "evaluate_baseline_clothing", "gain_ci",
-    "grid_discussion", "grid_metrics", "images_per_epoch", "prepare_clothing", "squares_of", "mae_by_run", "discussion", "ensemble", "eval_sets", "evaluate_baseline", "evaluate_run",
+    "grid_discussion", "grid_metrics", "grid_table", "straighten_examples", "images_per_epoch", "prepare_clothing", "squares_of", "mae_by_run", "discussion", "ensemble", "eval_sets", "evaluate_baseline", "evaluate_run",
     "gradcam_maps", "headline_eval", "headline_metrics", "label", "leaky_split", "mnist_judge", "per_source",
     "photo_table", "prepare_photos", "ratio_ci", "register_evaluation", "render", "run_table", "save_predictions",
     "summary_table", "train", "train_flops", "tta_equivariance_error", "val_mae",
