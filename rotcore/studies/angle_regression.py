@@ -1391,8 +1391,11 @@ def discussion(m: Mapping[str, Any]) -> dict[str, str]:
                 "won on validation, so it is the published result." if m.get("photos_ensemble_published")
                 else "lost on validation, so it is not the published result."))
     else:
-        out["ar_ensemble_sentence"] = ("The ensemble is not part of this run's result: it needs both heads, and "
-                                       "this profile trains one.")
+        heads = sum(k in cands for k in ENSEMBLE)
+        out["ar_ensemble_sentence"] = (
+            "The ensemble of the two ResNet18 heads is not part of this run's result: " + (
+                f"it needs both, and this profile trains {('none', 'one')[heads]} of them." if heads < 2
+                else "it was not evaluated."))
     base = m.get("photos_centroid_baseline_mae_deg")
     if base is not None:
         d = m["photos_mae_deg"] - base
@@ -1460,8 +1463,9 @@ def _effect(m: Mapping[str, Any], name: str) -> str:
     return "makes no difference this run can tell from zero"
 
 
-def _moves(gain_deg: float) -> str:
-    return f"lowers the MAE by {gain_deg:.1f}°" if gain_deg >= 0 else f"raises the MAE by {-gain_deg:.1f}°"
+def _moves(gain_deg: float, *, plural: bool = False) -> str:
+    verb = ("lower", "raise") if plural else ("lowers", "raises")
+    return f"{verb[0]} the MAE by {gain_deg:.1f}°" if gain_deg >= 0 else f"{verb[1]} the MAE by {-gain_deg:.1f}°"
 
 
 def grid_discussion(m: Mapping[str, Any]) -> dict[str, str]:
@@ -1489,9 +1493,9 @@ def grid_discussion(m: Mapping[str, Any]) -> dict[str, str]:
         cp, cd = m.get("clothing_pretrained_gain_deg"), m.get("clothing_data_gain_deg")
         if cp is not None and cd is not None:
             out["ar_grid_sentence"] += (
-                f" On the clothing test split (intervals by contributor) the same two effects are {cp:+.1f}°"
-                f"{_ci(m, 'clothing_pretrained_gain_deg')} for pretraining and {cd:+.1f}°"
-                f"{_ci(m, 'clothing_data_gain_deg')} for the clothing photos.")
+                f" On the clothing test split (intervals by contributor) pretraining {_moves(cp)}"
+                f"{_ci(m, 'clothing_pretrained_gain_deg')} and the clothing photos {_moves(cd, plural=True)}"
+                f"{_ci(m, 'clothing_data_gain_deg')}.")
     c = m.get("clothing_mae_deg")
     if c is None:
         out["ar_clothing_sentence"] = "The best run was not scored on the clothing photos in this run."
