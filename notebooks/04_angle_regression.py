@@ -169,8 +169,8 @@ mae = study.mae_by_run(evals, baseline)  # {label: (MAE, 95 % CI clustered by ph
 fig, ax = plots.plt.subplots(figsize=(10, 3.6))
 plots.plot_bars({k: v[0] for k, v in mae.items()}, ax=ax, ylabel="MAE (°)", colors=study.COLORS, fmt="{:.1f}",
                 title="MAE without TTA, 95 % CI by photo (leaky run: on its leaky test copies)")
-ax.errorbar(range(len(mae)), [v[0] for v in mae.values()], fmt="none", color="k", capsize=3,
-                     yerr=[[v[0] - v[1][0] for v in mae.values()], [v[1][1] - v[0] for v in mae.values()]]);
+_ = ax.errorbar(range(len(mae)), [v[0] for v in mae.values()], fmt="none", color="k", capsize=3,
+                     yerr=[[v[0] - v[1][0] for v in mae.values()], [v[1][1] - v[0] for v in mae.values()]])
 
 # %% [markdown]
 # ## Data or pretraining? The 2×2

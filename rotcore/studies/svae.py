@@ -164,21 +164,21 @@ PROFILES: dict[str, SVAEConfig] = {
         invariance_angles_deg=(90.0, 180.0, 45.0), eval_batch_size=500, judge_profile="smoke",
     ),
     # cpu: the published profile, sized for <= 25 min on 2 cores. Measured per cell in the last published run
-    # (three VAEs, 3 epochs x 30k digits, 12 angles x 2k test digits, bounds for five VAEs): 19.5 min in all,
-    # of which judge + data ~2.5 min, training ~7.8 (the S-GVAE ~60 % of it), rotated evaluation ~2.4, ELBO
-    # table (two VAEs trained + 500-sample bounds on 100 digits for five) ~5, the rest ~1.8. This profile adds
-    # the S-GVAE-aug (+~4.7 min: the S-GVAE's training again; the rotation per batch is cheap), evaluates four
-    # VAEs at 24 angles (every 15°, 45° included) on 1.5k test digits (4 x 24 x 1.5k = 144k decodes and
-    # judgements against 72k: +~2.4 min), bounds only the two ELBO-table VAEs with 500 samples (the four main
-    # VAEs get the one-sample ELBO: -~3 min), and adds the collapse check (2k upright decodes per VAE, ~0.2
-    # min): about 19.5 + 4.7 + 2.4 - 3 + 0.2 = ~24 min estimated.
+    # (three VAEs, 3 epochs x 30k digits, 12 angles x 2k test digits, bounds for five VAEs; 1,169 s in all):
+    # judge + data 168 s, training 427 s, rotated evaluation 156 s (72k decodes and judgements), binarised
+    # control 25 s, probes 14 s, invariance 27 s, ELBO table 344 s (two VAEs trained + 500-sample bounds on 100
+    # digits for five VAEs, ~56 s each), the rest ~8 s. This profile adds the S-GVAE-aug (its training again,
+    # ~+290 s), evaluates four VAEs at 24 angles (every 15°, 45° included) on 1k test digits (96k: ~+50 s, the
+    # binarised control ~+15 s), bounds only the two ELBO-table VAEs with 500 samples (the four main VAEs get the
+    # one-sample ELBO: ~-170 s), and adds the collapse check (1k upright decodes per VAE, six VAEs, ~+15 s):
+    # about 1,169 + 290 + 65 - 170 + 15 + 20 (probes, invariance, figures of a fourth model) = ~1,390 s (~23 min).
     # kappa_init (the posterior's starting concentration) was chosen on validation -ELBO: see the comment at
     # KAPPA_INIT.
     # Training FLOPs (`train_flops`): see `rotbook list --flops`.
     "cpu": SVAEConfig(
         plain_encoder=EncoderConfig(group="C1", width=0.2),
         equivariant_encoder=EncoderConfig(group="C8", width=0.25),
-        kappa_init=KAPPA_INIT, train_size=30_000, val_size=2_000, test_size=1_500,
+        kappa_init=KAPPA_INIT, train_size=30_000, val_size=2_000, test_size=1_000, collapse_test_size=1_000,
         fit=FitConfig(epochs=3, batch_size=128, lr=2e-3, lr_schedule="cosine", grad_clip=50.0,
                       monitor="val_neg_elbo", monitor_mode="min"),
         knn_reference_size=10_000,
