@@ -131,7 +131,7 @@ plots.plot_bars({f"{d} ({e[0]})": v for d, e, v in zip(judge_angle_df.digit, jud
                 ylabel="angle error (°)", title="angle judge, per digit (a: axial, c: circular)", fmt="{:.1f}")
 axes[1].set_xlabel("digit")
 fig.tight_layout()
-pd.Series({k: v for k, v in judge_metrics.items() if not k.endswith(("_ci95", "_n"))}).round(2).to_frame(
+pd.Series({k: v for k, v in judge_metrics.items() if not k.endswith(("_ci95", "_n", "_ci_method"))}).round(2).to_frame(
     "judge's own score")
 
 # %% [markdown]
