@@ -351,39 +351,47 @@ def test_profiles_resolve_and_headline_keys_exist():
 
     rows = [{"model": k, "label": k, "element": g, "recon_mse": 0.01, "recon_psnr_db": 20.0, "roundtrip_mse": 0.011,
              "roundtrip_psnr_db": 19.6, "roundtrip_ratio": 1.1, "latent_equiv_err": 0.1}
-            for k in ("base", "twin", "ft180", "ft", "equi") for g in D4]
+            for k in ("base", "twin", "ft180", "ft_p0", "gavg", "equi") for g in D4]
     exact = pd.DataFrame([{"model": k, "element": g, "encoder": 0.0, "decoder": 0.0, "max": 0.0}
-                          for k in ("ft", "equi") for g in D4])
+                          for k in ("ft", "gavg", "equi") for g in D4])
     table = pd.DataFrame({"parameters": [1], "train_time_s": [0.0]}, index=["ft"])
     m = study.headline_metrics(pd.DataFrame(rows), exact, table, base_source="pretrain")
     for key in ("base_recon_psnr_db", "ft_recon_psnr_db", "twin_recon_psnr_db", "ft_roundtrip_mse_rot180",
-                *(f"ft_roundtrip_psnr_db_{g}" for g in D4), *(f"base_roundtrip_psnr_db_{g}" for g in D4),
+                "ft180_roundtrip_mse_rot180_pm1", "gavg_roundtrip_vs_twin_ratio_max",
+                *(f"ft_p0_roundtrip_psnr_db_{g}" for g in D4), *(f"base_roundtrip_psnr_db_{g}" for g in D4),
                 *(a.metric for a in study.ANCHORS)):
-        assert key in m, key
+        assert m.get(key) is not None, key
+    assert m["ft180_roundtrip_mse_rot180_pm1"] == pytest.approx(4 * m["ft180_roundtrip_mse_rot180"])
 
 
 def _metrics(ratios: dict[str, dict[str, float]], exact: dict[str, float]):
     import pandas as pd
 
-    rows = [{"model": k, "label": k, "element": g, "recon_mse": 0.01, "recon_psnr_db": 20.0,
+    names = {"ft": "ft_p0"}
+    rows = [{"model": names.get(k, k), "label": k, "element": g, "recon_mse": 0.01, "recon_psnr_db": 20.0,
              "roundtrip_mse": 0.01 * r.get(g, 1.0), "roundtrip_psnr_db": 20.0, "roundtrip_ratio": r.get(g, 1.0),
              "latent_equiv_err": 0.0 if g == "e" else lat}
             for (k, r), lat in zip(ratios.items(), (0.8, 0.5, 0.4, 0.3, 0.0)) for g in D4]
     ex = pd.DataFrame([{"model": k, "element": g, "encoder": v, "decoder": v, "max": v} for k, v in exact.items()
                        for g in D4])
     table = pd.DataFrame({"parameters": [1], "train_time_s": [0.0]}, index=["ft"])
-    return study.headline_metrics(pd.DataFrame(rows), ex, table, base_source="pretrain")
+    return study.headline_metrics(pd.DataFrame(rows), ex, table, base_source="pretrain", sweep=[(1.0, 0.5)])
 
 
 def test_discussion_sentences_follow_the_numbers():
     m = _metrics({"base": {"r90": 3.0, "r180": 2.5}, "twin": {"r90": 2.9}, "ft180": {"r90": 2.0, "r180": 1.05},
-                  "ft": {"r90": 1.2, "f": 1.15}, "equi": {}}, {"base": 0.8, "ft": 0.5, "equi": 1e-12})
+                  "ft": {"r90": 1.6, "f": 1.55}, "equi": {}}, {"base": 0.8, "ft": 0.5, "equi": 1e-12})
     d = study.discussion(m)
     assert "scrambles" in d["eqvae_base_sentence"] and "`r90`" in d["eqvae_base_sentence"]
     assert "does not teach" in d["eqvae_twin_sentence"]
-    assert "`r90` (1.200)" in d["eqvae_ratio_missed"] and "`f` (1.150)" in d["eqvae_ratio_missed"]
+    assert "`r90` (1.600)" in d["eqvae_ratio_missed"] and "`f` (1.550)" in d["eqvae_ratio_missed"]
+    assert "no point meets both targets" in d["eqvae_frontier_sentence"] and "rot 1 / enc 0.5" in \
+        d["eqvae_frontier_sentence"]
+    assert "validation photos" in d["eqvae_selection_sentence"]
+    assert "0.0105 on [0, 1] pixels, 0.0420 on SD's [-1, 1]" in d["eqvae_seed_sentence"]
+    assert "scale is not stated" in d["eqvae_seed_sentence"] or "without stating the scale" in d["eqvae_seed_sentence"]
     assert "does not teach the quarter turns" in d["eqvae_r90_sentence"]
-    assert d["eqvae_latent_sentence"].startswith("The D4 round-trip loss lowers")
+    assert "(relative encoder weight 0.5) lowers it" in d["eqvae_latent_sentence"]
     assert "far from exact" in d["eqvae_ft_exact_sentence"]
     assert d["eqvae_export"] == "was not checked in this run"
     # the opposite case: nothing to repair, every target met
@@ -391,6 +399,10 @@ def test_discussion_sentences_follow_the_numbers():
                  {"base": 0.1, "ft": 0.1, "equi": 1e-3})
     m["export_roundtrip_exact"] = True
     d = study.discussion(m)
+    assert "1 of 1 point(s) meet both targets" in d["eqvae_frontier_sentence"]
+    curve = study.tradeoff_table(m)
+    assert list(curve.kind) == ["sweep", "base", "twin", "ft180"] and curve.chosen.iloc[0]
+    study.plot_tradeoff(curve, target_ratio=1.5)
     assert "little scrambling" in d["eqvae_base_sentence"] and d["eqvae_ratio_missed"] == "every element meets it"
     assert "also handles" in d["eqvae_r90_sentence"] and d["eqvae_export"] == "with bit-identical weights"
 
@@ -500,7 +512,7 @@ def test_finetuned_taef2_round_trips_through_its_own_format(tmp_path):
     photos = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
     data = study.PhotoData(photos, torch.rand(4, 3, 16, 16), ["x"] * 4, 8, 1)
     ft = study.finetune("ft", base, cfg, data, device="cpu", progress=False)
-    assert ft.name == "ft" and ft.seed == 3 and not study.state_dicts_equal(ft.model, base.model)
+    assert ft.name == "ft_p0" and ft.point == 0 and ft.seed == 3 and not study.state_dicts_equal(ft.model, base.model)
     folder = study.export_pretrained(ft, tmp_path / "export", cfg)
     assert all((folder / f).is_file() for f in TAEF2_FILES)
     assert study.state_dicts_equal(study.load_exported(folder), ft.model)
@@ -509,26 +521,161 @@ def test_finetuned_taef2_round_trips_through_its_own_format(tmp_path):
 def test_seeds_name_runs_and_pair_twins_with_d4_finetunes():
     import pandas as pd
 
-    cfg = tiny_cfg(seeds=(0, 5, 7))
-    assert study.finetune_runs(cfg) == [("twin", 0), ("ft180", 0), ("ft", 0), ("twin", 5), ("ft", 5),
-                                        ("twin", 7), ("ft", 7)]
-    assert [study.run_name(k, s, cfg) for k, s in study.finetune_runs(cfg)][3:5] == ["twin_s5", "ft_s5"]
+    cfg = tiny_cfg(seeds=(0, 5, 7), sweep_rotation_weights=(0.1, 1.0), sweep_encoder_weights=(0.0, 1.0))
+    runs = study.finetune_runs(cfg)
+    assert runs[:5] == [("twin", 0, None), ("ft180", 0, None), ("ft", 0, 0), ("ft", 0, 1), ("twin", 5, None)]
+    assert len(runs) == 2 + 2 + 3 * 2
+    assert [study.run_name(k, s, cfg, j) for k, s, j in runs][4:7] == ["twin_s5", "ft_p0_s5", "ft_p1_s5"]
     assert study.variant_of("ft180") == "ft180" and study.variant_of("twin_s7") == "twin"
-    names = ["base", "twin", "ft", "twin_s5", "ft_s5", "twin_s7", "ft_s7"]
-    assert study.seed_pairs(names) == [("twin", "ft"), ("twin_s5", "ft_s5"), ("twin_s7", "ft_s7")]
-    psnr = {"base": 30.0, "twin": 29.0, "ft": 28.0, "twin_s5": 29.5, "ft_s5": 28.0, "twin_s7": 29.0, "ft_s7": 27.0}
+    assert study.variant_of("ft_p1_s7") == "ft" and study.point_of("ft_p1_s7") == 1 and study.point_of("ft180") is None
+    assert study.is_first_seed("ft_p1") and not study.is_first_seed("ft_p1_s7")
+    names = ["base", "twin", "ft_p0", "ft_p1", "twin_s5", "ft_p0_s5", "ft_p1_s5", "twin_s7", "ft_p0_s7", "ft_p1_s7"]
+    assert study.seed_pairs(names)[:3] == [("twin", "ft_p0"), ("twin", "ft_p1"), ("twin_s5", "ft_p0_s5")]
+    psnr = {"base": 30.0, "twin": 29.0, "twin_s5": 29.5, "twin_s7": 29.0, "ft_p0": 28.0, "ft_p0_s5": 28.0,
+            "ft_p0_s7": 27.0, "ft_p1": 25.0, "ft_p1_s5": 25.0, "ft_p1_s7": 25.0}
     rows = [{"model": n, "element": g, "recon_mse": 10 ** (-psnr[n] / 10), "recon_psnr_db": psnr[n], "ssim": 0.9,
-             "roundtrip_mse": 0.0, "roundtrip_psnr_db": 0.0, "roundtrip_ratio": 2.0 if g == "r90" else 1.0,
-             "latent_equiv_err": 0.0 if g == "e" else 0.7} for n in names for g in D4]
+             "roundtrip_mse": 10 ** (-psnr[n] / 10) * (2.0 if g == "r90" else 1.0), "roundtrip_psnr_db": 0.0,
+             "roundtrip_ratio": 2.0 if g == "r90" else 1.0, "latent_equiv_err": 0.0 if g == "e" else 0.7}
+            for n in names for g in D4]
     m = study.headline_metrics(pd.DataFrame(rows), pd.DataFrame(columns=["model", "max", "encoder", "decoder"]),
                                pd.DataFrame({"parameters": [1], "train_time_s": [0.0]}, index=["ft"]),
-                               base_source="taef2")
-    assert m["d4_psnr_cost_db"] == pytest.approx(1.5) and m["d4_psnr_cost_db_n"] == 3  # (1 + 1.5 + 2) / 3
-    lo, hi = m["d4_psnr_cost_db_ci95"]
+                               base_source="taef2", point=0, sweep=[(0.1, 0.0), (1.0, 1.0)])
+    assert m["ft_psnr_cost_db"] == pytest.approx(1.5) and m["ft_psnr_cost_db_n"] == 3  # (1 + 1.5 + 2) / 3
+    lo, hi = m["ft_psnr_cost_db_ci95"]
     assert lo < 1.5 < hi
-    assert m["d4_roundtrip_ratio_max"] == pytest.approx(2.0) and m["seeds"] == 3
-    assert m["d4_psnr_cost_vs_base_db"] == pytest.approx(30 - (28 + 28 + 27) / 3)
-    assert m["latent_equiv_err_ft"] == pytest.approx(0.7) and m["d4_latent_equiv_err"] == pytest.approx(0.7)
+    assert m["ft_roundtrip_ratio_max"] == pytest.approx(2.0) and m["seeds"] == 3 and m["tradeoff_points"] == 2
+    # against the twin: 2 × ft's MSE over the twin's, per seed
+    expect = sum(2 * 10 ** ((psnr["twin" + s] - psnr["ft_p0" + s]) / 10) for s in ("", "_s5", "_s7")) / 3
+    assert m["ft_roundtrip_vs_twin_ratio_max"] == pytest.approx(expect)
+    assert m["ft_psnr_cost_vs_base_db"] == pytest.approx(30 - (28 + 28 + 27) / 3)
+    assert m["latent_equiv_err_ft"] == pytest.approx(0.7) and m["ft_encoder_weight"] == 0.0
+    assert m["tradeoff_p1_psnr_cost_db"] == pytest.approx((4 + 4.5 + 4) / 3)
+    m1 = study.headline_metrics(pd.DataFrame(rows), pd.DataFrame(columns=["model", "max", "encoder", "decoder"]),
+                                pd.DataFrame({"parameters": [1], "train_time_s": [0.0]}, index=["ft"]),
+                                base_source="taef2", point=1)
+    assert m1["ft_point"] == 1 and m1["ft_psnr_cost_db"] == pytest.approx(m["tradeoff_p1_psnr_cost_db"])
+
+
+def _history_run(name, recon_mse, roundtrip_max):
+    import types
+
+    history = [{"epoch": 1, "val_recon_mse": recon_mse, "val_roundtrip_mse_max": roundtrip_max}]
+    return study.Trained(study.variant_of(name), torch.nn.Linear(1, 1), types.SimpleNamespace(history=history), {},
+                         name=name)
+
+
+def test_the_headline_point_is_chosen_on_validation_numbers():
+    """Point 1 has the lowest round trip but costs 3 dB (over the 1 dB target): the rule takes point 0, the best
+    round trip within the cost target; with no point within it, the cheapest."""
+    cfg = tiny_cfg(seeds=(0, 1), sweep_rotation_weights=(0.1, 1.0), sweep_encoder_weights=(0.1, 1.0))
+    tw = 0.001
+    runs = [_history_run(n, tw, 2 * tw) for n in ("twin", "twin_s1")]
+    runs += [_history_run(n, tw * 10 ** 0.05, 3 * tw) for n in ("ft_p0", "ft_p0_s1")]  # 0.5 dB, 3×
+    runs += [_history_run(n, tw * 10 ** 0.3, 1.5 * tw) for n in ("ft_p1", "ft_p1_s1")]  # 3 dB, 1.5×
+    point, table = study.select_point(runs, cfg)
+    assert point == 0 and table.loc[0, "seeds"] == 2 and table.loc[1, "val_psnr_cost_db"] == pytest.approx(3.0)
+    assert table.loc[1, "val_roundtrip_vs_twin_ratio_max"] == pytest.approx(1.5) and table.chosen.sum() == 1
+    runs[2:4] = [_history_run(n, tw * 10 ** 0.4, 3 * tw) for n in ("ft_p0", "ft_p0_s1")]  # 4 dB: none within
+    assert study.select_point(runs, cfg)[0] == 1
+    assert study.select_point([], cfg)[0] == 0
+
+
+def test_the_validation_photos_are_held_out_of_training():
+    from rotcore.data import photo_records
+
+    cfg = tiny_cfg(train_photos=None, val_photos=2, select_photos=3)
+    data = study.load_data(cfg)
+    train = [r for r in photo_records() if r.split == "train"]
+    assert data.n_select_photos == 3 and data.n_train_photos == len(train) - 3
+    assert data.select.shape[0] == 3 * (cfg.photo_size // cfg.crop_size) ** 2
+
+
+def test_finetunes_warm_up_and_decay_per_step():
+    from rotcore.train import lr_at
+
+    for name, cfg in study.PROFILES.items():
+        fit_cfg = cfg.finetune_fit
+        assert fit_cfg.warmup_steps > 0 and fit_cfg.lr_schedule == "cosine", name
+        assert lr_at(fit_cfg, 0, 68) < fit_cfg.lr and lr_at(fit_cfg, fit_cfg.epochs * 68 - 1, 68) == fit_cfg.lr_final
+
+
+def test_encoder_term_is_relative_to_the_reconstruction_at_the_start():
+    from rotcore.models.taesd import TinyAEConfig, TinyAutoencoder
+
+    torch.manual_seed(0)
+    model = TinyAutoencoder(TinyAEConfig(width=8, latent_channels=4)).eval()
+    x = torch.rand(3, 3, 16, 16)
+    cfg = tiny_cfg(d4_elements=("e", "r90", "r180", "r270"))
+    with torch.no_grad():
+        z = model.encode(x)
+        rec = torch.nn.functional.mse_loss(model.decode(z), x)
+        enc = torch.nn.functional.mse_loss(model.encode(apply_d4(x, "r90")), apply_d4(z, "r90"))
+        loss, logs = study.vae_loss(cfg, ("r90",), rotation_weight=0.0, encoder_weight=0.5, encoder_scale=2.0)(
+            model, (x,))
+    torch.testing.assert_close(loss, rec + 0.5 * 2.0 * enc)
+    assert "rot_mse" not in logs and torch.isclose(logs["enc_mse"], enc)
+    photos = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    data = study.PhotoData(photos, torch.rand(4, 3, 16, 16), ["x"] * 4, 6, 1)
+    scale = study.encoder_scale(model, data, cfg, images=6)
+    crops = study.random_crop_batch(photos, 16, generator=torch.Generator().manual_seed(0)).float() / 255
+    with torch.no_grad():  # scale · (the base's encoder MSE) = its reconstruction MSE
+        zc = model.encode(crops)
+        r = torch.nn.functional.mse_loss(model.decode(zc), crops).item()
+        e = sum(torch.nn.functional.mse_loss(model.encode(apply_d4(crops, g)), apply_d4(zc, g)).item()
+                for g in ("r90", "r180", "r270")) / 3
+    assert scale == pytest.approx(r / e, rel=1e-3)
+
+
+def test_decoder_only_finetune_keeps_the_encoder_and_refuses_the_encoder_term():
+    from rotcore.models.taesd import TinyAEConfig, TinyAutoencoder
+
+    with pytest.raises(ConfigError, match="encoder"):
+        tiny_cfg(finetune_params="decoder")  # the smoke sweep has encoder weights
+    cfg = tiny_cfg(finetune_params="decoder", sweep_encoder_weights=(0.0, 0.0),
+                   finetune_fit=FitConfig(epochs=1, batch_size=4, lr=1e-3))
+    torch.manual_seed(0)
+    base = study.Trained("base", TinyAutoencoder(TinyAEConfig(width=8, latent_channels=4)), None, {"base": "test"})
+    photos = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
+    data = study.PhotoData(photos, torch.rand(4, 3, 16, 16), ["x"] * 4, 8, 1)
+    ft = study.finetune("ft", base, cfg, data, device="cpu", progress=False)
+    assert study.state_dicts_equal(ft.model.encoder, base.model.encoder)
+    assert not study.state_dicts_equal(ft.model.decoder, base.model.decoder)
+    assert ft.run_config["params"] == "decoder"
+
+
+def test_group_averaged_decoder_is_exactly_equivariant():
+    """The group-averaged decoder commutes with D4 in float64; the evaluation's shortcut (8 base decodes reused
+    for every element) gives the same round trips as decoding each turned latent through it."""
+    from rotcore.models.taesd import TinyAEConfig, TinyAutoencoder
+
+    torch.manual_seed(0)
+    base = TinyAutoencoder(TinyAEConfig(width=8, latent_channels=4)).eval()
+    gavg = study.GroupAveragedDecoder(base)
+    x = torch.rand(2, 3, 16, 16, dtype=torch.float64)
+    df = study.exactness({"gavg": gavg, "base": base}, x).set_index(["model", "element"])
+    assert df.loc["gavg", "decoder"].max() <= 1e-12
+    assert df.loc["base", "decoder"].drop(index="e").min() > 1e-4  # the check can fail
+    with torch.no_grad():
+        z = study.encode_mean(gavg, x.float())
+        fast = study._decodes01(gavg, z, D4)
+        for g in D4:
+            torch.testing.assert_close(fast[g], study.decode01(gavg, apply_d4(z, g)), rtol=0, atol=1e-5)
+
+
+def test_autoencoder_tiny_cannot_hold_taef2():
+    """diffusers' AutoencoderTiny with 32 latent channels has every TAEF2 tensor except the FLUX.2 pooled
+    branches (the reason rotcore.models.taesd exists): a strict load of TAEF2 into it must fail on them alone."""
+    from diffusers import AutoencoderTiny
+
+    from rotcore.models.taesd import TinyAutoencoder, autoencoder_tiny_key
+
+    ours = TinyAutoencoder().state_dict()
+    theirs = AutoencoderTiny(latent_channels=32).state_dict()
+    mapped = {autoencoder_tiny_key(k): v for k, v in ours.items()}
+    unplaced = {k for k in mapped if k not in theirs}
+    assert unplaced and all(".pool." in k for k in unplaced)
+    assert set(theirs) <= set(mapped)  # nothing of AutoencoderTiny is left out
+    assert all(theirs[k].shape == mapped[k].shape for k in theirs)
 
 
 def test_latent_equivariance_error_is_the_norm_ratio_over_the_set():

@@ -12,6 +12,22 @@ The latent is deterministic (no posterior, no KL). :class:`TinyAutoencoder` expo
 ``$ROTBOOK_DATA/taesd`` (offline) or from the cache ``$ROTBOOK_CACHE/taesd`` (default ``./.cache``),
 downloading them there from the public repository madebyollin/taesd (MIT) at a pinned commit, checked by
 sha256, when neither has them and the network allows (Colab).
+
+**Why not diffusers' ``AutoencoderTiny``** (checked against diffusers 0.42.1, ``models/autoencoders/
+autoencoder_tiny.py`` and ``AutoencoderTinyBlock`` in ``models/unets/unet_2d_blocks.py``). Most of TAEF2 fits
+its config: ``latent_channels=32``, widths 64, ``num_encoder_blocks=(1, 3, 3, 3)``,
+``num_decoder_blocks=(3, 3, 3, 1)``, nearest-neighbour upsampling, the decoder's ``3·tanh(z/3)`` and the same
+``Sequential`` indices (the decoder shifted by one: diffusers applies the soft clamp in ``forward``, not as a
+layer; :func:`autoencoder_tiny_key` maps the names). The latent's layout is the same (B, 32, H/8, W/8), and
+the scaling differs only at the boundary: ``AutoencoderTiny`` takes and returns images in [-1, 1] (it maps
+them to TAESD's [0, 1] inside), and its ``latent_magnitude``/``latent_shift`` act only in
+``scale_latents``/``unscale_latents``, which encode/decode do not call. What it cannot express is the FLUX.2
+variant's residual branch in the six lowest-resolution blocks (``x + pool(x)``, pool = 1×1 conv → GroupNorm(4)
+→ ReLU → 1×1 conv, 24 of TAEF2's 158 tensors): ``AutoencoderTinyBlock`` is ``relu(conv(x) + skip(x))`` with no
+place for it and no config option adds one. Loading TAEF2 into it would drop those branches and change every
+output, so TAEF2 stays in this module (``tests/test_eqvae.py::test_autoencoder_tiny_cannot_hold_taef2`` checks
+that those branches are all that is missing); saving and reloading through diffusers stays tested for the
+``AutoencoderKL`` bases.
 """
 
 from __future__ import annotations
@@ -123,6 +139,14 @@ class TinyAutoencoder(nn.Module):
 
     def forward(self, x01: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x01))
+
+
+def autoencoder_tiny_key(key: str) -> str:
+    """The name of one of our state-dict tensors in diffusers' ``AutoencoderTiny`` (``encoder.3.conv.0.weight``
+    -> ``encoder.layers.3.conv.0.weight``; the decoder's indices shift by one, its soft clamp being no layer
+    there). The pooled branches (``.pool.``) map to names ``AutoencoderTiny`` does not have."""
+    part, index, rest = key.split(".", 2)
+    return f"{part}.layers.{int(index) - (part == 'decoder')}.{rest}"
 
 
 def taef2_folder() -> Path:
