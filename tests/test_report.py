@@ -146,14 +146,14 @@ def test_a_worse_reconstruction_cannot_lower_the_judged_round_trip_ratio():
     from rotcore.studies import eqvae
 
     anchors = {a.metric: a for a in eqvae.ANCHORS}
-    judged = anchors["d4_roundtrip_vs_twin_ratio_max"]
-    assert judged.threshold is not None and anchors["d4_roundtrip_ratio_max"].threshold is None
+    judged = anchors["ft_roundtrip_vs_twin_ratio_max"]
+    assert judged.threshold is not None and anchors["ft_roundtrip_ratio_max"].threshold is None
     twin_mse, roundtrip = 0.002, 0.0066
     for own_mse in (0.002, 0.006):  # the worse model's own ratio drops from 3.3 to 1.1
-        m = {"d4_roundtrip_ratio_max": roundtrip / own_mse, "d4_roundtrip_vs_twin_ratio_max": roundtrip / twin_mse,
+        m = {"ft_roundtrip_ratio_max": roundtrip / own_mse, "ft_roundtrip_vs_twin_ratio_max": roundtrip / twin_mse,
              "twin_recon_psnr_db": 27.0}
         assert judged.assess(m) == "no"
-    collapsed_twin = {"d4_roundtrip_vs_twin_ratio_max": 1.0, "twin_recon_psnr_db": 12.0}
+    collapsed_twin = {"ft_roundtrip_vs_twin_ratio_max": 1.0, "twin_recon_psnr_db": 12.0}
     assert judged.assess(collapsed_twin).startswith("not measurable")
 
 
