@@ -306,7 +306,8 @@ display(Markdown(msg))
 # ## Digits: the MNIST angle judge
 #
 # A small CNN with the same (cos, sin) head, trained on MNIST digits rotated uniformly over 360° with
-# **bicubic** rotations and a share of binarised digits (the generators it judges use bilinear rotations),
+# rotations that are **bicubic** for half of them and **bilinear** (the generators' interpolation) for the
+# other half, and a share of binarised digits,
 # evaluated on the MNIST test set rotated (bilinear) with several fixed seeds. It is study 01's angle judge,
 # the same checkpoint, cached through `rotcore.judges.angle_judge`: it trains on `cfg.judge_train_size`
 # MNIST training digits, the ones study 01's generators never see. 0, 1 and 8 are nearly symmetric under 180°; 6 and 9 turn into each other, so their
