@@ -356,8 +356,8 @@ path = run.publish(metrics)
 # **The plain encoder.** The S-VAE's decoded upright digits are judged correct
 # {glue:text}`svae_upright_acc_pct:.1f` % of the time (all digits); averaged over angles,
 # {glue:text}`svae_all_acc_mean_pct:.1f` %: it {glue:md}`sv_collapse_verdict`. On rotated 6s it averages
-# {glue:md}`svae_six_acc_mean_pct_with_ci` (worst angle {glue:md}`svae_six_acc_min_pct_with_ci`) and on rotated
-# 9s {glue:md}`svae_nine_acc_mean_pct_with_ci` (worst angle {glue:md}`svae_nine_acc_min_pct_with_ci`); its code
+# {glue:md}`svae_six_acc_mean_pct_with_ci` (worst angle {glue:text}`svae_six_acc_min_pct:.1f` %) and on rotated
+# 9s {glue:md}`svae_nine_acc_mean_pct_with_ci` (worst angle {glue:text}`svae_nine_acc_min_pct:.1f` %); its code
 # moves by up to {glue:text}`svae_latent_invariance_err_rot90:.2f` under a quarter turn, and its 5-NN accuracy
 # averages {glue:text}`svae_latent_knn_acc_mean_pct:.1f` % over angles.
 #
