@@ -488,10 +488,8 @@ def test_latent_model_is_not_equivariant_in_pixels_by_construction():
         assert not torch.allclose(rot90_batch(model.decode(z, y, 0.0), 1), model.decode(z, y, 90.0), atol=1e-3)
 
 
-def test_latent_model_trains_on_pairs_of_training_angles(monkeypatch):
-    import rotcore.studies.cvae as mod
-
-    model = _latent_model().train()
+def _record_forward_angles(monkeypatch) -> list:
+    """Patch ``CVAE.forward`` to record (input angles, target angles) of every call; returns the record."""
     seen = []
     real_forward = CVAE.forward
 
@@ -500,6 +498,14 @@ def test_latent_model_trains_on_pairs_of_training_angles(monkeypatch):
         return real_forward(self, x, y, angle_deg, **kw)
 
     monkeypatch.setattr(CVAE, "forward", spy)
+    return seen
+
+
+def test_latent_model_trains_on_pairs_of_training_angles(monkeypatch):
+    import rotcore.studies.cvae as mod
+
+    model = _latent_model().train()
+    seen = _record_forward_angles(monkeypatch)
     iv = ((0.0, 30.0), (60.0, 90.0))
     loss, parts = mod.cvae_loss(iv)(model, (torch.rand(8, 1, 28, 28), torch.arange(8)))
     assert torch.isfinite(loss)
@@ -561,14 +567,7 @@ def test_every_model_but_the_seed_recipe_trains_on_pairs(key, monkeypatch):
     cfg = report.resolve_config(study, "smoke", {"latent_dim": 8})
     model = study.build_model(key, cfg).train()
     assert model.config.conditioning == conditioning
-    seen = []
-    real_forward = CVAE.forward
-
-    def spy(self, x, y, angle_deg, **kw):
-        seen.append((angle_deg.clone(), kw.get("target_angle_deg")))
-        return real_forward(self, x, y, angle_deg, **kw)
-
-    monkeypatch.setattr(CVAE, "forward", spy)
+    seen = _record_forward_angles(monkeypatch)
     iv = cfg.train_angles_deg
     loss, _ = study.cvae_loss(iv, recipe=recipe)(model, (torch.rand(8, 1, 28, 28), torch.arange(8)))
     assert torch.isfinite(loss)
