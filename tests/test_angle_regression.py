@@ -691,6 +691,13 @@ def test_grid_main_effects_and_their_sentences():
     assert "Both help; pretraining by more" in d["ar_grid_sentence"]
     assert "lowers the MAE by 20.0°" in d["ar_grid_sentence"] and "clothing test split" in d["ar_grid_sentence"]
     assert "6.0°" in d["ar_clothing_sentence"]
+    # a negative gain raises the MAE, and its interval is printed in the same direction as the words
+    hurt = {**m, "data_gain_deg": -7.0, "data_gain_deg_ci95": [-10.6, -3.6]}
+    s = study.discussion(hurt)["ar_grid_sentence"]
+    assert "adding the clothing photos raises the MAE by 7.0° (95 % CI 3.6 to 10.6°): it hurts" in s
+    assert "-10.6" not in s and "−10.6" not in s
+    lo, hi = m["pretrained_gain_deg_ci95"]
+    assert f"lowers the MAE by 20.0° (95 % CI {lo:.1f} to {hi:.1f}°)" in d["ar_grid_sentence"]
     # no pretraining effect, a data effect: the sentence says the gain comes from the photos
     flat = {(False, False): 40.0, (False, True): 30.0, (True, False): 40.0, (True, True): 30.0}
     m2 = study.headline_metrics(_cell_evals(flat), None, {}, _mnist_summary(), _per_digit(), [],

@@ -1463,9 +1463,17 @@ def _effect(m: Mapping[str, Any], name: str) -> str:
     return "makes no difference this run can tell from zero"
 
 
-def _moves(gain_deg: float, *, plural: bool = False) -> str:
+def _moves(m: Mapping[str, Any], name: str, *, plural: bool = False) -> str:
+    """'lowers the MAE by 3.0° (95 % CI 1.0 to 5.0°)' from a gain (MAE without − MAE with) and its interval; a
+    negative gain 'raises' the MAE, and its interval is negated with it, so the words and the numbers agree."""
+    gain, ci = m[name], m.get(f"{name}_ci95")
     verb = ("lower", "raise") if plural else ("lowers", "raises")
-    return f"{verb[0]} the MAE by {gain_deg:.1f}°" if gain_deg >= 0 else f"{verb[1]} the MAE by {-gain_deg:.1f}°"
+    sign = 1.0 if gain >= 0 else -1.0
+    text = f"{verb[0] if gain >= 0 else verb[1]} the MAE by {sign * gain:.1f}°"
+    if ci:
+        lo, hi = sorted((sign * ci[0], sign * ci[1]))
+        text += f" (95 % CI {lo:.1f} to {hi:.1f}°)"
+    return text
 
 
 def grid_discussion(m: Mapping[str, Any]) -> dict[str, str]:
@@ -1488,14 +1496,14 @@ def grid_discussion(m: Mapping[str, Any]) -> dict[str, str]:
             verdict = "Neither factor lowers the error by an amount this run can tell from zero."
         out["ar_grid_sentence"] = (
             f"At equal steps, on the held-out COCO photos: {cells}. Averaged over the two data arms, ImageNet "
-            f"pretraining {_moves(pg)}{_ci(m, 'pretrained_gain_deg')}: it {pe}. Averaged over the two starting "
-            f"points, adding the clothing photos {_moves(dg)}{_ci(m, 'data_gain_deg')}: it {de}. {verdict}")
+            f"pretraining {_moves(m, 'pretrained_gain_deg')}: it {pe}. Averaged over the two starting "
+            f"points, adding the clothing photos {_moves(m, 'data_gain_deg')}: it {de}. {verdict}")
         cp, cd = m.get("clothing_pretrained_gain_deg"), m.get("clothing_data_gain_deg")
         if cp is not None and cd is not None:
             out["ar_grid_sentence"] += (
-                f" On the clothing test split (intervals by contributor) pretraining {_moves(cp)}"
-                f"{_ci(m, 'clothing_pretrained_gain_deg')} and the clothing photos {_moves(cd, plural=True)}"
-                f"{_ci(m, 'clothing_data_gain_deg')}.")
+                f" On the clothing test split (intervals by contributor) pretraining "
+                f"{_moves(m, 'clothing_pretrained_gain_deg')} and the clothing photos "
+                f"{_moves(m, 'clothing_data_gain_deg', plural=True)}.")
     c = m.get("clothing_mae_deg")
     if c is None:
         out["ar_clothing_sentence"] = "The best run was not scored on the clothing photos in this run."
