@@ -575,6 +575,14 @@ def test_mode_label_table_and_the_collapse_sentence():
     assert "4.1 nats" in s and "S-GVAE: 8.3 nats" in s and "S-GVAE has" not in s
     fine = {**m, "svae_aug_mode_label_pct": 30.0}
     assert study.collapse_sentence(fine).startswith("No VAE has collapsed") and "30.0 %" in study.collapse_sentence(fine)
+    # spread labels but one digit never drawn right: failed, said as such, not as "collapsed to one label"
+    digit = {**fine, "svae_aug_collapsed": True, "svae_aug_worst_digit": 6, "svae_aug_worst_digit_acc_pct": 0.0,
+             "sgvae_collapsed": False, "sgvae_worst_digit": 9, "sgvae_worst_digit_acc_pct": 93.0}
+    s = study.collapse_sentence(digit)
+    assert "The S-VAE-aug fails its task on one digit.**" in s and "0.0 % of its decoded upright 6s" in s
+    assert "has collapsed" not in s
+    ok = {**digit, "svae_aug_collapsed": False, "svae_aug_worst_digit_acc_pct": 80.0}
+    assert "lowest share of one digit's upright decodes read right is 80.0 %" in study.collapse_sentence(ok)
     assert study.collapse_sentence({}) == ""
 
 
@@ -631,8 +639,17 @@ def test_collapse_table_flags_a_decoder_that_draws_one_digit():
     assert not t.loc["good", "collapsed"] and t.loc["good", "upright_decode_acc_pct"] == 100.0
     assert t.loc["good", "mode_pct"] == pytest.approx(10.0) and t.loc["good", "kl_per_dim"] == pytest.approx(2.0)
     assert t.loc["bad", "collapsed"] and t.loc["bad", "mode_label"] == 1 and t.loc["bad", "mode_pct"] == 100.0
+    # never draws a 6 (draws a 0 instead): spread labels (mode 20 %) and 90 % right overall, but its worst digit
+    # is read right 0 % of the time, so it fails the per-digit floor
+    no_six = _StubVAE(lambda b: torch.where((b[:, :1, :1, :1] - 0.6).abs() < 1e-6, torch.zeros_like(b), b), 8.0)
+    trained.append(study.Trained("no_six", "no six", no_six.config, no_six, None))
+    t = study.collapse_table(trained, _PixelJudge(), data, cfg)
+    assert t.loc["no_six", "upright_decode_acc_pct"] == pytest.approx(90.0) and t.loc["no_six", "mode_pct"] == 20.0
+    assert t.loc["no_six", "worst_digit"] == 6 and t.loc["no_six", "worst_digit_acc_pct"] == 0.0
+    assert t.loc["no_six", "collapsed"] and t.loc["good", "worst_digit_acc_pct"] == 100.0
     m = study.headline_metrics(*_empty_frames(), collapse_df=t)
-    assert m["bad_collapsed"] is True and m["good_collapsed"] is False
+    assert m["bad_collapsed"] is True and m["good_collapsed"] is False and m["no_six_collapsed"] is True
+    assert m["no_six_worst_digit"] == 6 and m["no_six_worst_digit_acc_pct"] == 0.0
     # a collapsed model is not compared: the ELBO sentence and the like-with-like comparison say so
     elbo = {"ps_d2_collapsed": True, "gauss_d2_collapsed": False, "iwll_ps_d2": -140.0, "iwll_gauss_d2": -139.0}
     assert "not compared" in study.discussion({**_discussion_metrics(), **elbo})["sv_elbo_sentence"]
