@@ -89,7 +89,7 @@ cfg, device = run.cfg, run.device
 
 # %%
 data = study.load_data(cfg, device)
-judge = judges.digit_judge(cfg.judge_profile, rotated=False, device=device)
+judge = judges.digit_judge(cfg.judge_config(), rotated=False, device=device)
 judge_df = judges.evaluate_digit_judge(judge, data.test, [0.0])
 judge_df.drop(columns="angle_deg").rename(index={0: "judge on real upright test digits (%)"}).round(2)
 

@@ -98,9 +98,8 @@ DIGIT_JUDGE_PROFILES = {
 UPRIGHT_JUDGE_PROFILES = {
     "smoke": dataclasses.replace(DIGIT_JUDGE_PROFILES["smoke"], rotated=False,
                                  model=ClassifierConfig(group="C1", width=0.1)),
-    # cpu: 20k digits x 3 epochs (30k x 4 took 244 s on 2 cores for 99.5 % test accuracy, 2026-12-03)
-    "cpu": DigitJudgeConfig(rotated=False, model=ClassifierConfig(group="C1", width=0.5), train_size=20_000,
-                            fit=FitConfig(epochs=3, batch_size=128, lr=2e-3, lr_schedule="cosine",
+    "cpu": DigitJudgeConfig(rotated=False, model=ClassifierConfig(group="C1", width=0.5), train_size=30_000,
+                            fit=FitConfig(epochs=4, batch_size=128, lr=2e-3, lr_schedule="cosine",
                                           monitor="val_acc_pct", monitor_mode="max")),
     "gpu": DigitJudgeConfig(rotated=False, model=ClassifierConfig(group="C1", width=0.5),
                             fit=FitConfig(epochs=8, batch_size=128, lr=2e-3, lr_schedule="cosine",

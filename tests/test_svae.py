@@ -674,3 +674,15 @@ def test_the_cpu_profile_tests_every_15_degrees_with_45_and_trains_four_models()
     assert set(study.MODEL_LABELS) == {"svae", "sgvae", "svae_aug", "sgvae_aug"}
     assert study.vae_config("sgvae_aug", cfg).encoder == cfg.equivariant_encoder
     assert study.loss_for("sgvae_aug") is study.vae_aug_loss and study.loss_for("sgvae") is study.vae_loss
+
+
+def test_the_upright_judge_is_resized_per_study_without_changing_the_shared_profile():
+    from rotcore import judges
+
+    shared = judges.UPRIGHT_JUDGE_PROFILES["cpu"]
+    jc = study.PROFILES["cpu"].judge_config()
+    assert (jc.train_size, jc.fit.epochs) == (study.PROFILES["cpu"].judge_train_size, study.PROFILES["cpu"].judge_epochs)
+    assert jc.model == shared.model and jc.fit.lr == shared.fit.lr and not jc.rotated
+    assert study.PROFILES["smoke"].judge_config() == judges.UPRIGHT_JUDGE_PROFILES["smoke"]
+    with pytest.raises(ConfigError, match="judge_epochs"):
+        dataclasses.replace(study.PROFILES["smoke"], judge_epochs=0)
