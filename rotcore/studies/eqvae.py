@@ -251,22 +251,22 @@ PROFILES: dict[str, EqVAEStudyConfig] = {
         equivariant_fit=FitConfig(epochs=3, batch_size=8, lr=2e-3, optimizer="adamw", memory_format="contiguous"),
         monitor_images=8, eval_batch_size=16, exactness_images=1, figure_photos=2,
     ),
-    # cpu (published; 2 cores, bf16 autocast): TAEF2 fine-tuned on 64-px crops of 128-px photos. 24 training
-    # photos are held out as the validation set (the monitor, and the choice of the headline sweep point), so
-    # 366 photos x 3 crops per epoch: 1 epoch = 68 steps of 16 (drop_last) per fine-tune, a 10-step warm-up and
-    # a per-step cosine to 0. Fits: the twin for 3 seeds, rot180 once, 4 sweep points x 3 seeds (16 fits). The
-    # SD-style contrast (widths 16-64, 1.3 M parameters) is pretrained for 5 epochs, the equivariant VAE
-    # (fields 2-8) from scratch for 8 (about the steps of the previous 4 and 6 epochs of 4 passes).
+    # cpu (published; 2 cores, bf16 autocast): TAEF2 fine-tuned on 48-px crops (6 x 6 latents) of 128-px photos.
+    # 24 training photos are held out as the validation set (the monitor, and the choice of the headline sweep
+    # point), so 366 photos x 2 crops per epoch: 1 epoch = 45 steps of 16 (drop_last) per fine-tune, a 10-step
+    # warm-up and a per-step cosine to 0. Fits: the twin for 3 seeds, rot180 once, 4 sweep points x 3 seeds (16
+    # fits). The SD-style contrast (widths 16-64, 1.3 M parameters) is pretrained for 5 epochs, the equivariant
+    # VAE (fields 2-8) from scratch for 8. Evaluation: every 48-px tile of the 32 held-out photos (4 per photo).
     # FlopCounterMode, per 64-px image and step: TAEF2 12.4 GFLOP plain, 19.1 with the round-trip term's second
-    # decode, ~25 with the encoder term's second encode as well (+5.7: the plain step minus the decode); the
-    # smoke profile measured the same ratios (twin 0.55 s, rot180 0.88 s, sweep points 1.12-1.19 s: 1.30x rot180).
-    # Measured in the previous published run (2026-12-01, 20.0 min in all, 194 steps per fine-tune): twin
-    # 67-76 s (0.36 s/step), rot180 and D4 114-122 s (0.60 s/step), equivariant VAE 131 s, contrast 71 s,
-    # evaluation of 10 models on 192 tiles ~180 s, data, exactness and figures ~120 s. Estimate for this
-    # profile: fine-tunes 68 x (3 x 0.36 + 0.60 + 12 x 0.60 x 25/19.1) s = 68 x 11.1 s ~ 12.6 min; contrast
-    # and equivariant VAE ~3.2 min (x 366/390); evaluation of 18 models + the group-averaged base (8 decodes
-    # per tile, ~1 model) on 128 tiles (32 photos, 2/3 of 18 s per model) ~4 min; monitors (64 validation
-    # tiles x 8 decodes, once per fit) ~1 min; data, exactness, figures ~2 min: ~23 min in all.
+    # decode, ~25 with the encoder term's second encode as well (FLOPs scale with the pixels: x 0.56 at 48 px).
+    # Measured on 2 cores (2026-12-03, 64-px crops, 3 crops per photo = 68 steps, from the checkpoints' epoch
+    # times; that run was stopped over budget): twin 40-43 s, rot180 70 s, sweep points 82-97 s, plus ~8 s of
+    # monitor per fit: the fine-tune cell 1,484 s (~1,340 s without the last fit, slowed by another job); data and
+    # the contrast's pretraining 130 s; the equivariant VAE 172 s. The run before (2026-12-01, 1.5-1.7x faster
+    # per step) evaluated 10 models on 192 tiles of 64 px in 257 s. This profile, scaled by pixels and steps:
+    # fine-tunes 1,340 x 0.66 x 0.56 ~ 500 s; contrast + equivariant VAE (also on 48-px crops) ~190 s; evaluation
+    # of 19 models + the group-averaged base (8 decodes) on 128 tiles of 48 px, at the slower speed, ~380 s;
+    # import, data, exactness, figures ~100 s: ~1,170 s (~20 min).
     # lr 3e-4: in 291-step probes of the D4 fine-tune (seed 0, 8 held-out photos, before the warm-up), 3e-4
     # reached a worst round-trip ratio of 2.7 at 25.6 dB and 1e-4 a ratio of 4.5 at 26.6 dB: a lower ratio for
     # 1 dB less reconstruction (a trade-off, not the same reconstruction); 5e-4 and up wrecked reconstruction
@@ -274,7 +274,7 @@ PROFILES: dict[str, EqVAEStudyConfig] = {
     "cpu": EqVAEStudyConfig(
         vae=SDVAEConfig(block_out_channels=(16, 32, 64, 64), layers_per_block=2, norm_num_groups=8, sample_size=64),
         equivariant=EquivariantVAEConfig(block_fields=(2, 4, 8, 8), layers_per_block=2, norm_num_groups=2),
-        photo_size=128, crop_size=64, val_photos=32, select_photos=24, passes_per_epoch=3, seeds=(0, 1, 2),
+        photo_size=128, crop_size=48, val_photos=32, select_photos=24, passes_per_epoch=2, seeds=(0, 1, 2),
         sweep_rotation_weights=(0.03, 0.1, 0.3, 1.0), sweep_encoder_weights=(0.03, 0.1, 0.3, 1.0),
         pretrain_fit=FitConfig(epochs=5, batch_size=16, lr=1e-3, optimizer="adamw", weight_decay=1e-4,
                                lr_schedule="cosine", grad_clip=1.0, memory_format="contiguous"),
@@ -339,7 +339,7 @@ ANCHORS = (
     Anchor("base_roundtrip_ratio_max", "Untouched TAEF2: worst round-trip MSE / plain reconstruction MSE (g ≠ e)",
            TAEF2_README["roundtrip_ratio_r180"], "../shared/data/taesd/README.md: TAEF2 at r180 on 24 held-out "
            "photos", "informative", "lower", None, unit="×", fmt="{:.2f}",
-           caveat="measured there at 256 px on whole photos; here the worst of 7 elements on 64-px tiles"),
+           caveat="measured there at 256 px on whole photos; here the worst of 7 elements on small tiles (48 px on `cpu`)"),
     Anchor("latent_equiv_err_base_r180", "Untouched TAEF2: latent equivariance error at r180",
            TAEF2_README["latent_equiv_err_r180"], "../shared/data/taesd/README.md", "informative", "lower", None,
            fmt="{:.3f}", caveat="measured there at 256 px on whole photos"),
