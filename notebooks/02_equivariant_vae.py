@@ -59,7 +59,7 @@ if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "rotcore.runner", "fetch-photos", "--dest", "data/photos"], check=False)
 
 # %% tags=["parameters"]
-profile = "smoke"  # "smoke": CI, about a minute; "cpu": the published numbers, ~23 min on 2 cores; "gpu": one GPU
+profile = "smoke"  # "smoke": CI, about a minute; "cpu": the published numbers, ≤ 25 min on 2 cores; "gpu": one GPU
 overrides = {}  # e.g. {"finetune_fit.epochs": 6}, or {"base": "stable-diffusion-v1-5/stable-diffusion-v1-5", "base_subfolder": "vae"}
 
 # %%
