@@ -253,7 +253,7 @@ PROFILES: dict[str, EqVAEStudyConfig] = {
     ),
     # cpu (published; 2 cores, bf16 autocast): TAEF2 fine-tuned on 48-px crops (6 x 6 latents) of 128-px photos.
     # 24 training photos are held out as the validation set (the monitor, and the choice of the headline sweep
-    # point), so 366 photos x 2 crops per epoch: 1 epoch = 45 steps of 16 (drop_last) per fine-tune, a 10-step
+    # point), so 366 photos x 3 crops per epoch: 1 epoch = 68 steps of 16 (drop_last) per fine-tune, a 10-step
     # warm-up and a per-step cosine to 0. Fits: the twin for 3 seeds, rot180 once, 4 sweep points x 3 seeds (16
     # fits). The SD-style contrast (widths 16-64, 1.3 M parameters) is pretrained for 5 epochs, the equivariant
     # VAE (fields 2-8) from scratch for 8. Evaluation: every 48-px tile of the 32 held-out photos (4 per photo).
@@ -267,6 +267,10 @@ PROFILES: dict[str, EqVAEStudyConfig] = {
     # fine-tunes 1,340 x 0.66 x 0.56 ~ 500 s; contrast + equivariant VAE (also on 48-px crops) ~190 s; evaluation
     # of 19 models + the group-averaged base (8 decodes) on 128 tiles of 48 px, at the slower speed, ~380 s;
     # import, data, exactness, figures ~100 s: ~1,170 s (~20 min).
+    # Measured at 2 crops per photo (45 steps; 2026-12-03, run at 64aca9f, 968 s in all): data and contrast 51 s,
+    # fine-tunes 546 s, equivariant VAE 84 s, evaluation 274 s, the rest ~13 s. The fine-tunes' equivariance had
+    # barely moved in 45 steps (latent error 0.96 against the twin's 1.02), so this profile spends the spare
+    # budget on steps: 3 crops per photo (68 steps), fine-tunes ~820 s, ~1,240 s (~21 min) in all.
     # lr 3e-4: in 291-step probes of the D4 fine-tune (seed 0, 8 held-out photos, before the warm-up), 3e-4
     # reached a worst round-trip ratio of 2.7 at 25.6 dB and 1e-4 a ratio of 4.5 at 26.6 dB: a lower ratio for
     # 1 dB less reconstruction (a trade-off, not the same reconstruction); 5e-4 and up wrecked reconstruction
@@ -274,7 +278,7 @@ PROFILES: dict[str, EqVAEStudyConfig] = {
     "cpu": EqVAEStudyConfig(
         vae=SDVAEConfig(block_out_channels=(16, 32, 64, 64), layers_per_block=2, norm_num_groups=8, sample_size=64),
         equivariant=EquivariantVAEConfig(block_fields=(2, 4, 8, 8), layers_per_block=2, norm_num_groups=2),
-        photo_size=128, crop_size=48, val_photos=32, select_photos=24, passes_per_epoch=2, seeds=(0, 1, 2),
+        photo_size=128, crop_size=48, val_photos=32, select_photos=24, passes_per_epoch=3, seeds=(0, 1, 2),
         sweep_rotation_weights=(0.03, 0.1, 0.3, 1.0), sweep_encoder_weights=(0.03, 0.1, 0.3, 1.0),
         pretrain_fit=FitConfig(epochs=5, batch_size=16, lr=1e-3, optimizer="adamw", weight_decay=1e-4,
                                lr_schedule="cosine", grad_clip=1.0, memory_format="contiguous"),
