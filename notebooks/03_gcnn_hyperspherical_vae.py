@@ -288,7 +288,7 @@ inv_df.style.format("{:.2e}", subset=[c for c in inv_df.columns if c != "label"]
 # `gpu`: 2, 5, 10), with $d$ the dimension of the space the code lives in, as in the S-VAE authors' code.
 # Trained with dynamic binarisation; evaluated on `elbo_test_size` MNIST test digits **binarised once with a
 # fixed seed**. `elbo` is a one-sample ELBO averaged over those digits; `iwll` the importance-weighted bound
-# (Burda et al. 2016) with `iw_samples` samples (500 on `gpu`, as in the S-VAE paper; 200 on `cpu`), a
+# (Burda et al. 2016) with `iw_samples` samples (500 on `gpu`, as in the S-VAE paper; 100 on `cpu`), a
 # lower bound on $\log p(x)$ that tightens with more samples. The S-VAE paper's log-likelihoods (in the results
 # table) came from an MLP encoder and decoder, the vMF posterior and all 10k test digits, so only the direction
 # of the gap compares, not the values.
