@@ -57,10 +57,11 @@
 # intervals that leaves whole bands out (a notebook parameter, `train_angles_deg`), once per seed, and is
 # judged every 15° over the full circle.
 #
-# **Running it yourself.** `profile = "cpu"` reproduces this page: about 21 minutes on 2 CPU cores. On a
-# Colab GPU runtime choose `profile = "gpu"`: the full training set the judges leave (27,500 digits), 30
-# epochs, 200 generations per digit and angle, and a C16 digit judge on the other 27,500; its FLOP count is
-# printed by `rotbook list --flops` (this profile has not been timed on a GPU).
+# **Running it yourself.** `profile = "cpu"` reproduces this page in at most 25 minutes on 2 CPU cores (the
+# runtime of this page's run is in the results table's header). On a Colab GPU runtime choose
+# `profile = "gpu"`: the full training set the judges leave (27,500 digits), 30 epochs, 200 generations per
+# digit and angle, and a C16 digit judge on the other 27,500; its FLOP count is printed by
+# `rotbook list --flops` (this profile has not been timed on a GPU).
 
 # %% tags=["remove-cell"]
 # Colab only: install rotcore and its stack (a no-op everywhere else).
@@ -79,6 +80,7 @@ overrides = {}  # e.g. {"train_angles_deg": [[0, 45], [315, 360]], "fit.epochs":
 # %%
 import os
 
+import matplotlib
 import pandas as pd
 import torch
 from IPython.display import HTML, display
@@ -257,7 +259,8 @@ frames, sweep_df = study.angle_sweep(trained, angle_judge, cfg)
 first = frames[:, : len(shown_models) * 4]  # the first seed's models come first (seed-major order)
 step_titles = [f"{a:g}°" + ("" if s else " (unseen)") for a, s in
                zip(sweep_df.angle_deg.unique(), sweep_df.groupby("angle_deg", sort=False).seen.first())]
-display(HTML(plots.animation_html(first, titles=step_titles, scale=1.1)))
+with matplotlib.rc_context({"savefig.dpi": 72}):  # the frames are 28-px digits: 72 dpi keeps the page small
+    display(HTML(plots.animation_html(first, titles=step_titles, scale=1.1)))
 fig = plots.plot_vs_angle(sweep_df.groupby(["model", "angle_deg"], sort=False).step_err_deg.mean().reset_index(),
                           y="step_err_deg", hue="model", shade=cfg.unseen_angles_deg, colors=study.COLORS,
                           ylabel="|Δ reading − step| (°)", title="smoothness of the angle sweep (angle judge)")
