@@ -55,6 +55,19 @@ def same_weights(a, b):
     return all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
 
 
+def crash_in_epoch(n):
+    """A validate callback that raises KeyboardInterrupt at the end of epoch ``n`` (a simulated interruption)."""
+    calls = {"n": 0}
+
+    def validate(model):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt("simulated interruption")
+        return {}
+
+    return validate
+
+
 def test_seeded_runs_are_identical():
     a, ra = run()
     b, rb = run()
@@ -66,16 +79,8 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path):
     """fit 2 epochs == fit 1 epoch, crash, fit again (resumes epoch 2 from the checkpoint)."""
     full, full_res = run(ckpt=tmp_path / "full.pt")
 
-    calls = {"n": 0}
-
-    def crash_in_epoch_2(model):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt("simulated interruption")
-        return {}
-
     with pytest.raises(KeyboardInterrupt):
-        run(ckpt=tmp_path / "resumed.pt", validate=crash_in_epoch_2)
+        run(ckpt=tmp_path / "resumed.pt", validate=crash_in_epoch(2))
     torch.manual_seed(12345)  # a different global RNG state: resuming must restore its own
     resumed, res = run(ckpt=tmp_path / "resumed.pt", validate=lambda m: {})
     assert res.resumed_from_epoch == 1
@@ -186,16 +191,8 @@ def test_the_optimizer_uses_the_schedule_step_by_step():
 def test_resume_restores_the_schedule_position(tmp_path):
     cfg = dataclasses.replace(CFG, epochs=3, lr_schedule="cosine", warmup_steps=4, lr_final=1e-4)
     _, full = run(cfg=cfg, ckpt=tmp_path / "full.pt")
-    calls = {"n": 0}
-
-    def crash_in_epoch_2(model):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt("simulated interruption")
-        return {}
-
     with pytest.raises(KeyboardInterrupt):
-        run(cfg=cfg, ckpt=tmp_path / "resumed.pt", validate=crash_in_epoch_2)
+        run(cfg=cfg, ckpt=tmp_path / "resumed.pt", validate=crash_in_epoch(2))
     ckpt = torch.load(tmp_path / "resumed.pt", weights_only=False)
     assert ckpt["scheduler"]["last_epoch"] == 8  # one epoch of 8 optimiser steps taken
     _, resumed = run(cfg=cfg, ckpt=tmp_path / "resumed.pt", validate=lambda m: {})
