@@ -47,8 +47,8 @@
 # cannot be downloaded here): the results table at the end sets our **means over angles** beside those numbers
 # (aggregate against aggregate), and reports the **worst angle** as well, which the seed did not measure.
 #
-# **Running it yourself.** `profile = "cpu"` reproduces this page in at most 25 minutes on 2 CPU cores (the
-# runtime of this page's run is in the results table's header; `rotbook list --flops` gives the training FLOPs).
+# **Running it yourself.** `profile = "cpu"` reproduces this page in at most 25 minutes on 2 CPU cores (this
+# page's run took {glue:md}`runtime_min` min; `rotbook list --flops` gives the training FLOPs).
 # On a Colab GPU runtime choose `profile = "gpu"`, the seed project's scale (the full training
 # set, 30 epochs, latent dimensions 2, 5 and 10 in the ELBO table); this profile has not been timed on a GPU.
 
@@ -172,8 +172,11 @@ study.seed_table(rot_df).round(1)
 # %% [markdown]
 # **By angle class.** A quarter turn maps the 28×28 grid onto itself, so the test angles fall into classes by
 # their remainder modulo 90° (0°, 15°, 30°, 45°, 60°, 75°); an escnn encoder gives every angle of a class the
-# same code (exactly: a check, see the checks table), so its *spread* within a class is zero and everything it
-# loses is lost at the angles between quarter turns. Mean judge accuracy per class, and the spread within it:
+# same code (exactly: a check, see the checks table), so everything it loses is lost at the angles between
+# quarter turns. The escnn models are therefore decoded once per class and that reading stands for the
+# class's four angles (a test checks that this reads what decoding every angle reads), so their *spread*
+# within a class is zero by construction; the plain encoders' spread is measured. Mean judge accuracy per
+# class, and the spread within it:
 
 # %%
 study.angle_class_table(rot_df).round(1)

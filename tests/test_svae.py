@@ -686,3 +686,36 @@ def test_the_upright_judge_is_resized_per_study_without_changing_the_shared_prof
     assert study.PROFILES["smoke"].judge_config() == judges.UPRIGHT_JUDGE_PROFILES["smoke"]
     with pytest.raises(ConfigError, match="judge_epochs"):
         dataclasses.replace(study.PROFILES["smoke"], judge_epochs=0)
+
+
+def test_quarter_turn_reuse_reads_what_encoding_every_angle_reads(monkeypatch):
+    """For the escnn encoder, :func:`evaluate_rotated` encodes one angle per class modulo 90° and copies its
+    readings to the other three: the same judge and k-NN readings as encoding every angle, at a quarter of the
+    encodings. The plain encoder is not invariant, so by default it encodes every angle."""
+    cfg = dataclasses.replace(report.resolve_config(study, "smoke"), test_size=64)
+    data = study.load_data(cfg)
+    judge = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    torch.manual_seed(0)
+    judge[1].weight.data.normal_()
+    for key in ("sgvae", "svae"):
+        torch.manual_seed(0)
+        vae = build_vae(study.vae_config(key, cfg))
+        seen = []
+        orig = vae.posterior_params
+        monkeypatch.setattr(vae, "posterior_params", lambda b: (seen.append(len(b)), orig(b))[1])
+        t = study.Trained(key, key, study.vae_config(key, cfg), vae, None)
+        ref = len(seen)
+        fast = study.evaluate_rotated(t, judge, data, cfg)
+        n_fast = len(seen)
+        full = study.evaluate_rotated(t, judge, data, cfg, reuse_quarter_turns=False)
+        classes = {study.quarter_turn_class(a) for a in cfg.test_angles_deg}
+        if key == "sgvae":
+            assert torch.equal(fast.judge_pred, full.judge_pred)
+            assert torch.equal(fast.knn_pred, full.knn_pred)
+            assert fast.df.drop(columns="model").equals(full.df.drop(columns="model"))
+            assert sum(seen[ref:n_fast]) < sum(seen[n_fast:])  # fewer digits encoded
+            assert len(classes) < len(cfg.test_angles_deg)
+        else:
+            assert sum(seen[ref:n_fast]) == sum(seen[n_fast:])
+    assert study.quarter_turn_class(375.0) == study.quarter_turn_class(15.0) == 15.0
+    assert study.quarter_turn_class(-90.0) == study.quarter_turn_class(270.0) == 0.0
