@@ -57,8 +57,8 @@
 # intervals that leaves whole bands out (a notebook parameter, `train_angles_deg`), once per seed, and is
 # judged every 15° over the full circle.
 #
-# **Running it yourself.** `profile = "cpu"` reproduces this page in at most 25 minutes on 2 CPU cores (the
-# runtime of this page's run is in the results table's header). On a Colab GPU runtime choose
+# **Running it yourself.** `profile = "cpu"` reproduces this page in at most 25 minutes on 2 CPU cores (this
+# page's run took {glue:md}`runtime_min` min). On a Colab GPU runtime choose
 # `profile = "gpu"`: the full training set the judges leave (27,500 digits), 30 epochs, 200 generations per
 # digit and angle, and a C16 digit judge on the other 27,500; its FLOP count is printed by
 # `rotbook list --flops` (this profile has not been timed on a GPU).

@@ -37,7 +37,7 @@
 # that forbids exactness.
 #
 # **Running it yourself.** `profile = "cpu"` reproduces this page in about 23 minutes on 2 CPU cores (an
-# estimate from measured step costs; the runtime of this page's run is at the bottom). On a Colab GPU runtime
+# estimate from measured step costs; this page's run took {glue:md}`runtime_min` min). On a Colab GPU runtime
 # choose `profile = "gpu"` (128-px crops, 6 epochs per fine-tune, the contrast at SD's widths; not yet timed
 # on a GPU).
 #
