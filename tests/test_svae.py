@@ -719,3 +719,42 @@ def test_quarter_turn_reuse_reads_what_encoding_every_angle_reads(monkeypatch):
             assert sum(seen[ref:n_fast]) == sum(seen[n_fast:])
     assert study.quarter_turn_class(375.0) == study.quarter_turn_class(15.0) == 15.0
     assert study.quarter_turn_class(-90.0) == study.quarter_turn_class(270.0) == 0.0
+
+
+def test_upright_six_nine_reads_what_the_rotated_evaluation_reads_at_0(monkeypatch):
+    """On the same digits, :func:`upright_six_nine` gives the 0° accuracy of :func:`evaluate_rotated` for 6s and
+    9s, with an interval inside [0, 100] over the digits it read."""
+    import rotcore.data
+
+    cfg = dataclasses.replace(report.resolve_config(study, "smoke"), test_size=300, upright_six_nine_size=None)
+    data = study.load_data(cfg)
+    monkeypatch.setattr(rotcore.data, "load_mnist", lambda split="test", **kw: data.test)
+    torch.manual_seed(0)
+    vae = build_vae(study.vae_config("sgvae", cfg))
+    t = study.Trained("sgvae", "S-GVAE", study.vae_config("sgvae", cfg), vae, None)
+    with torch.no_grad():  # a judge that reads "6" or "9" from the decoded pixel that varies most
+        decoded = torch.sigmoid(vae.decode(vae(data.test.x))).flatten(1)
+    pixel = int(decoded.var(0).argmax())
+    threshold = float(decoded[data.test.y == 6, pixel].median())  # about half the 6s read "6"
+
+    class PixelJudge(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.unused = torch.nn.Parameter(torch.zeros(1))  # predict() reads the device from a parameter
+
+        def forward(self, x):
+            v = x.flatten(1)[:, pixel] - threshold
+            return torch.zeros(len(x), 10).index_copy(1, torch.tensor([6, 9]), torch.stack([v, -v], 1))
+
+    judge = PixelJudge()
+    ev = study.evaluate_rotated(t, judge, data, cfg)
+    up = study.upright_six_nine({"sgvae": t}, judge, cfg, n_boot=100)
+    at0 = ev.df[ev.df.angle_deg == 0].set_index("label").judge_acc_pct
+    for digit, name in ((6, "six"), (9, "nine")):
+        assert up[f"sgvae_{name}_acc_upright_pct"] == pytest.approx(at0[str(digit)])
+        assert up[f"sgvae_{name}_acc_upright_pct_n"] == int((data.test.y == digit).sum())
+        lo, hi = up[f"sgvae_{name}_acc_upright_pct_ci95"]
+        assert 0.0 <= lo <= up[f"sgvae_{name}_acc_upright_pct"] <= hi <= 100.0
+    assert 5.0 < up["sgvae_six_acc_upright_pct"] < 95.0  # readings that could differ between the two paths
+    with pytest.raises(ConfigError, match="upright_six_nine_size"):
+        dataclasses.replace(cfg, upright_six_nine_size=0)
