@@ -744,7 +744,7 @@ def test_upright_six_nine_reads_what_the_rotated_evaluation_reads_at_0(monkeypat
     assert six[k] - six[k - 1] > 1e-5, "the random VAE decodes the 6s too alike for this test"
     threshold = float(six[k - 1] + six[k]) / 2
 
-    class PixelJudge(torch.nn.Module):
+    class ProjectionJudge(torch.nn.Module):
         def __init__(self):
             super().__init__()
             self.unused = torch.nn.Parameter(torch.zeros(1))  # predict() reads the device from a parameter
@@ -753,7 +753,7 @@ def test_upright_six_nine_reads_what_the_rotated_evaluation_reads_at_0(monkeypat
             v = x.flatten(1) @ direction - threshold
             return torch.zeros(len(x), 10).index_copy(1, torch.tensor([6, 9]), torch.stack([v, -v], 1))
 
-    judge = PixelJudge()
+    judge = ProjectionJudge()
     ev = study.evaluate_rotated(t, judge, data, cfg)
     up = study.upright_six_nine({"sgvae": t}, judge, cfg, n_boot=100)
     at0 = ev.df[ev.df.angle_deg == 0].set_index("label").judge_acc_pct
