@@ -105,6 +105,22 @@ def test_builds_are_seeded_and_independent():
     assert not torch.equal(next(a.parameters()), next(b.parameters()))  # copies share nothing
 
 
+@pytest.mark.parametrize("group", ["C8", "C1"])
+def test_a_seed_gives_the_same_weights_whether_or_not_the_network_was_built_before(group):
+    """The first build of a config in a process (which builds and caches its template) and every later one
+    draw the same weights from the same seed, and leave the RNG at the same point."""
+    from rotcore.models.classifier import _template
+
+    cfg = ClassifierConfig(group=group, width=0.07)
+    _template.cache_clear()
+    torch.manual_seed(3)
+    first, after_first = build_classifier(cfg).state_dict(), torch.rand(4)
+    torch.manual_seed(3)
+    again, after_again = build_classifier(cfg).state_dict(), torch.rand(4)
+    assert first.keys() == again.keys() and all(torch.equal(first[k], again[k]) for k in first)
+    assert torch.equal(after_first, after_again)
+
+
 def test_state_dict_keys_do_not_depend_on_mode():
     model = build_classifier(ClassifierConfig(group="C8", **SMALL))
     keys = set(model.state_dict())

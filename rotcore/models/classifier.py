@@ -170,13 +170,19 @@ class GCNN(nn.Module):
 
 @functools.lru_cache(maxsize=16)
 def _template(cfg: ClassifierConfig) -> nn.Module:
+    # Built on a fork of the torch RNG: building draws weights (and escnn's basis solver draws more), and
+    # whether the template is already cached must not change what a seed gives the caller. (It did: the
+    # first build of a config in a process drew its weights from another point of the stream than every
+    # later one, so a model trained alone differed from the same model trained after another one.)
     # .train(): a new escnn R2Conv carries an expanded `filter` buffer that disappears on the first
     # train() call; normalising here keeps state_dict keys the same before and after training.
-    return (GCNN(cfg) if cfg.is_equivariant else PlainCNN(cfg)).train()
+    with torch.random.fork_rng(devices=[]):
+        return (GCNN(cfg) if cfg.is_equivariant else PlainCNN(cfg)).train()
 
 
 def build_classifier(cfg: ClassifierConfig) -> nn.Module:
-    """A freshly initialised classifier (weights drawn from the current torch RNG: seed before calling).
+    """A freshly initialised classifier (weights drawn from the current torch RNG: seed before calling;
+    the same seed gives the same weights whatever was built before in the process).
 
     escnn networks are built once per config and process, then copied and re-initialised.
     """
