@@ -102,11 +102,13 @@ SEED_RECIPE = "scalar_self"
 # gap between trained and unseen angles is a difference between two failures
 SAMPLE_FLOOR_PCT = 90.0
 # how samples are drawn: z ~ N(0, T² I); T = 1 is the prior itself (no truncation). Truncation was measured
-# and does not reach the floor (scripts/check_sample_temperature.py, cpu generators of both seeds retrained at
-# e7ad5e7, 12 other draws per digit at the trained angles; 2026-12-03): the share read as the intended digit
-# at T = 1 / 0.7 / 0.5 was scalar 70.5 / 72.5 / 73.5 %, FiLM 79.8 / 82.0 / 82.9, learned rotation
-# 63.2 / 62.5 / 61.7, explicit rotation 94.1 / 97.5 / 98.8 (seed recipe 67.2 / 69.0 / 69.0). The samples'
-# limit is the conditional decoder, not draws from the prior's tails, so T stays 1.
+# and does not reach the floor (scripts/check_sample_temperature.py in its first form, cpu generators of both
+# seeds retrained at e7ad5e7, 12 other draws per digit at 10 of the 12 trained evaluation angles, the intervals'
+# upper ends 30° and 90° left out; 2026-12-03; the script now scores the page's own statistic and keeps its
+# latest numbers in its docstring): the share read as the intended digit at T = 1 / 0.7 / 0.5 was scalar
+# 70.5 / 72.5 / 73.5 %, FiLM 79.8 / 82.0 / 82.9, learned rotation 63.2 / 62.5 / 61.7, explicit rotation
+# 94.1 / 97.5 / 98.8 (seed recipe 67.2 / 69.0 / 69.0). The samples' limit is the conditional decoder, not
+# draws from the prior's tails, so T stays 1.
 SAMPLE_TEMPERATURE = 1.0
 # the angle judge's fallback target when ≤ 5° is out of reach: its error at uniform angles within this
 # factor of its error on upright digits (MNIST's own slant), judged only when that upright error is at most
@@ -770,15 +772,18 @@ def generate(model: CVAE, digits: torch.Tensor, angles_deg: torch.Tensor, z: tor
 
 def generation_grid(cfg: CVAEStudyConfig, device, *, seed: int | None = None, latent_dim: int | None = None,
                     angles_deg: Sequence[float] | None = None, samples_per_cell: int | None = None,
-                    draw_seed_offset: int = 1):
+                    draw_seed_offset: int = 1, temperature: float = SAMPLE_TEMPERATURE):
     """The (digit, angle, z) triples a model is judged on: ``samples_per_cell`` prior draws per digit (drawn
     from ``seed``, default the first of ``cfg.seeds``), the **same** draws at every evaluation angle (or
-    ``angles_deg``), so angle is the only thing that changes. ``z ~ N(0, T² I)`` with ``T =
-    SAMPLE_TEMPERATURE`` (1: the prior itself, no truncation). Order: angle-major, then digit, then draw."""
+    ``angles_deg``), so angle is the only thing that changes. ``z ~ N(0, T² I)`` with ``T = temperature``
+    (default :data:`SAMPLE_TEMPERATURE`; 1: the prior itself, no truncation). Order: angle-major, then digit,
+    then draw."""
+    if not temperature > 0:
+        raise ConfigError(f"temperature must be > 0 (the prior's scale), got {temperature!r}")
     g = torch.Generator().manual_seed((cfg.seeds[0] if seed is None else seed) + draw_seed_offset)
     angles_deg = cfg.eval_angles_deg if angles_deg is None else tuple(angles_deg)
     n, k = samples_per_cell or cfg.samples_per_cell, len(angles_deg)
-    z0 = SAMPLE_TEMPERATURE * torch.randn(10, n, latent_dim or cfg.latent_dim, generator=g)
+    z0 = temperature * torch.randn(10, n, latent_dim or cfg.latent_dim, generator=g)
     digits = torch.arange(10)[None, :, None].expand(k, 10, n).reshape(-1)
     angles = torch.tensor(angles_deg, dtype=torch.float32)[:, None, None].expand(k, 10, n).reshape(-1)
     z = z0[None].expand(k, 10, n, -1).reshape(-1, z0.shape[-1])
@@ -786,8 +791,9 @@ def generation_grid(cfg: CVAEStudyConfig, device, *, seed: int | None = None, la
 
 
 def evaluate_generation(trained: Sequence[Trained], digit_judge: DigitJudge, angle_judge: AngleJudge,
-                        cfg: CVAEStudyConfig):
+                        cfg: CVAEStudyConfig, *, temperature: float = SAMPLE_TEMPERATURE, draw_seed_offset: int = 1):
     """Generate every (digit, angle) cell from the same prior draws and score each image with the judges.
+    ``temperature`` and ``draw_seed_offset``: as in :func:`generation_grid` (the page uses the defaults).
 
     Returns a long DataFrame with one row per generated image: ``key``, ``seed``, ``digit``, ``draw`` (the
     prior draw, the same at every angle), ``angle_deg``, ``correct`` (the digit judge agrees with the
@@ -800,7 +806,8 @@ def evaluate_generation(trained: Sequence[Trained], digit_judge: DigitJudge, ang
     frames = []
     for t in trained:
         device = next(t.model.parameters()).device
-        digits, angles, z = generation_grid(cfg, device, seed=t.seed)
+        digits, angles, z = generation_grid(cfg, device, seed=t.seed, temperature=temperature,
+                                            draw_seed_offset=draw_seed_offset)
         x = generate(t.model, digits, angles, z, batch_size=cfg.eval_batch_size)
         pred_digit = digit_judge.predict(x, batch_size=cfg.eval_batch_size).cpu()
         pred_angle = angle_judge.predict_deg(x, batch_size=cfg.eval_batch_size).cpu()
@@ -1192,6 +1199,19 @@ def digit_claim(cells, key: str = "scalar", good=(1, 7), bad=(8, 0)) -> dict[str
     return out
 
 
+def _gen_stats(part) -> dict[str, float]:
+    draws = _Draws.of(part)
+    return {s: draws.stat(s) for s in GEN_STATS}
+
+
+def generation_stats(gen_df):
+    """One row per (model, seed): the ``GEN_STATS`` of :func:`evaluate_generation`'s images (a DataFrame)."""
+    import pandas as pd
+
+    return pd.DataFrame([{"model": key, "seed": seed, **_gen_stats(part)}
+                         for (key, seed), part in gen_df.groupby(["key", "seed"], sort=False)])
+
+
 def seed_summary(gen_df, recon_df, sweep_df):
     """One row per (model, seed): ``GEN_STATS``, the 6/9 accuracy near 180°, reconstruction MSE / SSIM at
     trained and unseen angles, and the sweep's step error (a DataFrame)."""
@@ -1199,11 +1219,10 @@ def seed_summary(gen_df, recon_df, sweep_df):
 
     rows = []
     for (key, seed), part in gen_df.groupby(["key", "seed"], sort=False):
-        draws = _Draws.of(part)
         rec = recon_df[(recon_df.key == key) & (recon_df.seed == seed)]
         sw = sweep_df[(sweep_df.key == key) & (sweep_df.seed == seed)]
         six_nine = part[part.six_nine_near_180]
-        row = {"model": key, "seed": seed, **{s: draws.stat(s) for s in GEN_STATS},
+        row = {"model": key, "seed": seed, **_gen_stats(part),
                "gen_69_acc_near180_pct": 100 * six_nine.correct.mean() if len(six_nine) else float("nan"),
                "recon_mse": _weighted(rec[rec.seen], "mse"), "recon_ssim": _weighted(rec[rec.seen], "ssim"),
                "recon_mse_unseen": _weighted(rec[~rec.seen], "mse"),
