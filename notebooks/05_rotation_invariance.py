@@ -37,9 +37,8 @@
 # training digits split 10,000/2,000, 50,000 test digits, each rotated by a uniform angle with a fixed
 # seed). It is a replica: numbers compare by protocol, not image for image.
 #
-# **Running it yourself.** `profile = "cpu"` reproduces this page in at most 40 minutes on 2 CPU cores (the
-# runtime of this page's run is in the results table's header; `rotbook list --flops` prints each profile's
-# training FLOPs). On a Colab GPU runtime choose `profile = "gpu"`, the E(2)-CNN paper's scale (full-width
+# **Running it yourself.** `profile = "cpu"` reproduces this page in at most 40 minutes on 2 CPU cores (this
+# page's run took {glue:md}`runtime_min` min; `rotbook list --flops` prints each profile's training FLOPs). On a Colab GPU runtime choose `profile = "gpu"`, the E(2)-CNN paper's scale (full-width
 # models, 40 epochs, all five models): 317 PFLOP of training, so expect hours, roughly 2 h at a sustained
 # 50 TFLOP/s and 6 h at 15 (an estimate from the FLOP count; this profile has not been timed on a GPU).
 
