@@ -104,8 +104,8 @@ SAMPLE_FLOOR_PCT = 90.0
 # how samples are drawn: z ~ N(0, T² I); T = 1 is the prior itself (no truncation). Truncation was measured
 # and does not reach the floor (scripts/check_sample_temperature.py in its first form, cpu generators of both
 # seeds retrained at e7ad5e7, 12 other draws per digit at 10 of the 12 trained evaluation angles, the intervals'
-# upper ends 30° and 90° left out; 2026-12-03; the script now scores the page's own statistic and keeps its
-# latest numbers in its docstring): the share read as the intended digit at T = 1 / 0.7 / 0.5 was scalar
+# upper ends 30° and 90° left out; 2026-12-03; the script has since been changed to score the page's own
+# statistic on all 12, and not rerun): the share read as the intended digit at T = 1 / 0.7 / 0.5 was scalar
 # 70.5 / 72.5 / 73.5 %, FiLM 79.8 / 82.0 / 82.9, learned rotation 63.2 / 62.5 / 61.7, explicit rotation
 # 94.1 / 97.5 / 98.8 (seed recipe 67.2 / 69.0 / 69.0). The samples' limit is the conditional decoder, not
 # draws from the prior's tails, so T stays 1.
