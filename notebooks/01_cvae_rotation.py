@@ -60,7 +60,7 @@
 # **Running it yourself.** `profile = "cpu"` reproduces this page in at most 25 minutes on 2 CPU cores (this
 # page's run took {glue:md}`runtime_min` min). On a Colab GPU runtime choose
 # `profile = "gpu"`: the full training set the judges leave (27,500 digits), 30 epochs, 200 generations per
-# digit and angle, and a C16 digit judge on the other 27,500; its FLOP count is printed by
+# digit and angle, and a panel of C16 digit judges on the other 27,500; its FLOP count is printed by
 # `rotbook list --flops` (this profile has not been timed on a GPU).
 
 # %% tags=["remove-cell"]
@@ -111,8 +111,9 @@ fig = plots.image_grid(sweep.transpose(0, 1).reshape(-1, 1, 28, 28), nrow=3, tit
 # ## The judges, judged first
 #
 # Generations are scored by two models trained separately on real MNIST digits (`rotcore.judges`): a
-# rotation-invariant digit classifier (an escnn G-CNN trained with random rotations) and the MNIST angle
-# regressor. {glue:md}`cvae_disjoint_sentence` Before trusting the judges on generated digits, their own
+# rotation-invariant digit classifier (escnn G-CNNs of one design trained with random rotations from
+# different seeds, read as one panel: the mean of their class probabilities) and the MNIST angle regressor.
+# {glue:md}`cvae_disjoint_sentence` Before trusting the judges on generated digits, their own
 # scores on real rotated **test** digits:
 # the digit judge at every evaluation angle, the angle judge over uniform random angles, per digit. A 0, 1
 # or 8 looks (almost) the same after a half turn, so for those digits the angle error is **axial** (modulo
@@ -203,6 +204,16 @@ plots.plot_vs_angle(per_angle, y="angle_err_deg", hue="model", ax=axes[1], shade
 study.add_seed_bands(axes[0], per_angle, "digit_acc_pct", colors=study.COLORS)
 study.add_seed_bands(axes[1], per_angle, "angle_err_deg", colors=study.COLORS)
 fig.tight_layout()
+
+# %% [markdown]
+# The panel's reading of the samples at trained angles beside what each of its digit judges reads alone
+# (%, mean over seeds): the spread is what one judge's initialisation could do to a floor verdict.
+
+# %%
+members = study.member_stats(gen_df).pivot_table(index="model", columns="judge", values="digit_acc_seen_pct",
+                                                 sort=False).add_prefix("judge ")
+members.insert(0, "panel", study.generation_stats(gen_df).groupby("model", sort=False).digit_acc_seen_pct.mean())
+members.rename(index=study.MODELS).round(1)
 
 # %% [markdown]
 # The same generations against the distance from each angle to the nearest training angle, the axis of the

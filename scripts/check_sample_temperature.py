@@ -33,10 +33,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="cpu", choices=sorted(study.PROFILES))
     parser.add_argument("--temperatures", nargs="+", type=float, default=[1.0, 0.9, 0.8, 0.7, 0.6, 0.5])
+    parser.add_argument("--judge-seeds", nargs="+", type=int, default=None,
+                        help="digit judges of these seeds, read as one panel (default: the profile's own); "
+                             "each member's own reading is printed too")
     args = parser.parse_args(argv)
-    cfg = report.resolve_config(study, args.profile)
+    overrides = {} if args.judge_seeds is None else {"digit_judge_seeds": args.judge_seeds}
+    cfg = report.resolve_config(study, args.profile, overrides)
     data = study.load_data(cfg, "cpu")
     digit_judge, angle_judge = study.load_judges(cfg, "cpu")
+    if len(digit_judge.members) > 1:
+        m, _, _ = study.judge_scores(digit_judge, angle_judge, data.test.head(cfg.judge_test_size), cfg)
+        print(f"digit judges of seeds {cfg.digit_judge_seeds} on real rotated test digits: panel "
+              f"{m['judge_digit_acc_pct']:.2f} %, single judges {m['judge_digit_acc_member_min_pct']:.2f} to "
+              f"{m['judge_digit_acc_member_max_pct']:.2f} %", flush=True)
     trained = study.train_all(cfg, data, device="cpu")
     for temp in args.temperatures:
         gen = study.evaluate_generation(trained, digit_judge, angle_judge, cfg, temperature=temp,
@@ -45,6 +54,11 @@ def main(argv: list[str] | None = None) -> int:
         per_model = stats.groupby("model", sort=False).digit_acc_seen_pct.apply(list)
         print(f"T = {temp:g}: " + "; ".join(f"{k} {' / '.join(f'{v:.1f}' for v in vs)}" for k, vs in per_model.items()),
               flush=True)
+        if len(digit_judge.members) > 1:
+            members = study.member_stats(gen).pivot_table(index="model", columns="judge",
+                                                          values="digit_acc_seen_pct", sort=False)
+            print("    single judges (mean over seeds): " + "; ".join(
+                f"{k} {' / '.join(f'{v:.1f}' for v in row)}" for k, row in members.iterrows()), flush=True)
     return 0
 
 

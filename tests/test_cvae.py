@@ -435,6 +435,92 @@ def test_generation_stats_are_the_seed_summarys(tiny_run):
     assert stats.digit_acc_seen_pct.iloc[0] == pytest.approx(10.0)
 
 
+class _ProbJudge:
+    """A stand-in judge with fixed class probabilities for every image: ``p`` on ``digit``, the rest on 9."""
+
+    def __init__(self, digit, p):
+        self.digit, self.p = digit, p
+
+    def probs(self, x, *, batch_size=1_000):
+        out = torch.zeros(len(x), 10)
+        out[:, 9] = 1 - self.p
+        out[:, self.digit] += self.p
+        return out
+
+    def predict(self, x, *, batch_size=1_000):
+        return self.probs(x).argmax(-1)
+
+
+def test_a_judge_panel_reads_the_mean_of_its_members_probabilities():
+    from rotcore.judges import DigitJudge
+    from rotcore.models.classifier import ClassifierConfig, build_classifier
+
+    x = torch.rand(50, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    # 0.6 on a 3 and 0.9 on a 5: alone they say 3 and 5; together (0.3 / 0.45 / 0.25 on 9) the panel says 5
+    panel = study.DigitJudgePanel([_ProbJudge(3, 0.6), _ProbJudge(5, 0.9)])
+    assert (panel.predict(x) == 5).all() and torch.allclose(panel.probs(x).sum(-1), torch.ones(len(x)))
+    assert study.member_predictions(panel, x).tolist() == [[3] * 50, [5] * 50]
+    # 0.4 on a 3 (0.6 on 9) alone says 9; beside 0.9 on a 5 the panel says 5 (0.45 against 0.35 on 9 and 0.2 on 3):
+    # the mean of probabilities, not a vote of the members' labels...
+    weak = study.DigitJudgePanel([_ProbJudge(3, 0.4), _ProbJudge(5, 0.9)])
+    assert (weak.predict(x) == 5).all() and study.member_predictions(weak, x)[0].eq(9).all()
+    # ...and a panel of one real judge reads exactly as that judge
+    torch.manual_seed(0)
+    judge = DigitJudge(build_classifier(ClassifierConfig(group="C1", width=0.1)), None)
+    one = study.DigitJudgePanel([judge])
+    assert torch.equal(one.predict(x), judge.predict(x))
+    assert torch.equal(study.member_predictions(judge, x), judge.predict(x)[None])
+    with pytest.raises(ValueError, match="at least one"):
+        study.DigitJudgePanel([])
+
+
+def test_member_readings_give_the_spread_one_judge_puts_on_the_numbers(tiny_run):
+    cfg, data, trained = tiny_run
+    import pandas as pd
+
+    panel = study.DigitJudgePanel([_ProbJudge(0, 0.9), _ProbJudge(1, 0.6)])  # the panel reads 0 (0.45 vs 0.3)
+    gen = study.evaluate_generation([trained], panel, _ConstJudge(), cfg)
+    assert (gen.correct == gen.correct_judge0).all() and (gen.correct_judge1 == (gen.digit == 1)).all()
+    # member 1 alone is right on exactly the 1s; a third column, always right, reads 100 %
+    gen["correct_judge2"] = True
+    members = study.member_stats(gen)
+    assert list(members.judge) == [0, 1, 2]
+    own = study.generation_stats(gen).digit_acc_seen_pct.iloc[0]
+    assert members.digit_acc_seen_pct.tolist() == pytest.approx([own, 10.0, 100.0])
+    m = study.headline_metrics(gen, study.seed_summary(gen, *_empty_recon_sweep()), {},
+                               pd.DataFrame({"parameters": [1]}, index=["rotation"]), n_boot=20)
+    assert m["digit_judge_members"] == 3
+    assert m["gen_digit_acc_seen_pct_rotation_judge_min"] == pytest.approx(own)
+    assert m["gen_digit_acc_seen_pct_rotation_judge_max"] == pytest.approx(100.0)
+    # a table from before panels (no member columns) is one judge: its own reading
+    single = study.member_stats(gen.drop(columns=["correct_judge0", "correct_judge1", "correct_judge2"]))
+    assert single.judge.tolist() == [0] and single.digit_acc_seen_pct.iloc[0] == pytest.approx(own)
+    # the floor sentence says when a single judge would put a model on the other side of the floor
+    def floor_text(panel, lo, hi):
+        return study.discussion({**m, "gen_digit_acc_seen_pct_rotation": panel,
+                                 "gen_digit_acc_seen_pct_rotation_judge_min": lo,
+                                 "gen_digit_acc_seen_pct_rotation_judge_max": hi})["cvae_floor_sentence"]
+
+    text = floor_text(91.0, 85.0, 95.0)
+    assert "single judges 85.0 to 95.0 %" in text and "other side of the floor" in text
+    assert "other side of the floor" in floor_text(91.0, 85.0, 89.0)  # the panel above, both members below
+    assert "other side of the floor" in floor_text(88.0, 85.0, 90.5)
+    assert "same side of the floor" in floor_text(93.0, 91.0, 95.0)
+    assert "same side of the floor" in floor_text(80.0, 75.0, 85.0)
+
+
+def test_digit_judge_seeds_make_a_panel_of_distinct_configs():
+    cfg = report.resolve_config(study, "smoke", {"digit_judge_seeds": [0, 3], "digit_judge_epochs": 2})
+    configs = cfg.digit_judge_configs()
+    assert [c.fit.seed for c in configs] == [0, 3] and all(c.fit.epochs == 2 for c in configs)
+    assert cfg.judge_configs()[0] == configs[0]
+    for bad in ([], [0, 0], [-1], (1.5,)):
+        with pytest.raises(ConfigError, match="digit_judge_seeds"):
+            report.resolve_config(study, "smoke", {"digit_judge_seeds": bad})
+    with pytest.raises(ConfigError, match="digit_judge_epochs"):
+        report.resolve_config(study, "smoke", {"digit_judge_epochs": 0})
+
+
 def test_trained_explicit_decoder_passes_its_check(tiny_run):
     cfg, data, trained = tiny_run
     assert study.explicit_equivariance_err([trained], cfg) == 0.0

@@ -702,7 +702,7 @@ def test_quarter_turn_reuse_reads_what_encoding_every_angle_reads(monkeypatch):
         vae = build_vae(study.vae_config(key, cfg))
         seen = []
         orig = vae.posterior_params
-        monkeypatch.setattr(vae, "posterior_params", lambda b: (seen.append(len(b)), orig(b))[1])
+        monkeypatch.setattr(vae, "posterior_params", lambda b, seen=seen, orig=orig: (seen.append(len(b)), orig(b))[1])
         t = study.Trained(key, key, study.vae_config(key, cfg), vae, None)
         ref = len(seen)
         fast = study.evaluate_rotated(t, judge, data, cfg)

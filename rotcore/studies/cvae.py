@@ -138,7 +138,8 @@ class CVAEStudyConfig:
     ``recon_test_size`` / ``recon_angles_deg``: the reconstruction table's test digits and angles (``None``:
     all test digits / every evaluation angle); a trimmed table pays for training steps. ``rot_blocks``: the learned-rotation model's turned 2-D latent
     blocks. ``judge_train_size``: digits the judges train on (``None``: their profile's own); the generators
-    train only on the rest (:func:`load_data`).
+    train only on the rest (:func:`load_data`). ``digit_judge_seeds``: one digit judge per seed, read as one
+    panel (:class:`DigitJudgePanel`); ``digit_judge_epochs``: their epochs (``None``: their profile's own).
     """
 
     models: tuple[str, ...] = tuple(MODELS)
@@ -161,6 +162,8 @@ class CVAEStudyConfig:
     judge_profile: str = "gpu"
     judge_train_size: int | None = None
     judge_test_size: int | None = None
+    digit_judge_seeds: tuple[int, ...] = (0,)
+    digit_judge_epochs: int | None = None
     fit: FitConfig = FitConfig(epochs=30, batch_size=256, lr=1e-3, lr_schedule="cosine", weight_decay=0.0,
                                monitor="val_loss", monitor_mode="min")
     eval_batch_size: int = 2_000
@@ -187,11 +190,18 @@ class CVAEStudyConfig:
                 or len(set(seeds)) != len(seeds):
             raise ConfigError(f"seeds must be a non-empty sequence of distinct non-negative integers, got {self.seeds!r}")
         object.__setattr__(self, "seeds", seeds)
+        judge_seeds = tuple(self.digit_judge_seeds) if isinstance(self.digit_judge_seeds, (list, tuple)) else None
+        if not judge_seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in judge_seeds) \
+                or len(set(judge_seeds)) != len(judge_seeds):
+            raise ConfigError("digit_judge_seeds must be a non-empty sequence of distinct non-negative integers, "
+                              f"got {self.digit_judge_seeds!r}")
+        object.__setattr__(self, "digit_judge_seeds", judge_seeds)
         for name in ("latent_dim", "hidden", "film_hidden", "val_size", "samples_per_cell", "sweep_step_deg",
                      "eval_batch_size"):
             check_positive(name, getattr(self, name))
         check_positive("beta", self.beta, allow_zero=True)
-        for name in ("train_size", "test_size", "judge_train_size", "judge_test_size", "recon_test_size"):
+        for name in ("train_size", "test_size", "judge_train_size", "judge_test_size", "recon_test_size",
+                     "digit_judge_epochs"):
             if getattr(self, name) is not None:
                 check_positive(name, getattr(self, name))
         for key in self.models:  # channel tuples, sizes and rot_blocks are checked by the model's own config
@@ -204,10 +214,20 @@ class CVAEStudyConfig:
 
     def judge_configs(self):
         """``(digit judge config, angle judge config)``: the ``judge_profile`` configs, trained on
-        ``judge_train_size`` digits when that is set."""
+        ``judge_train_size`` digits when that is set (the digit judge's for its first seed; see
+        :meth:`digit_judge_configs` for the whole panel)."""
         over = {} if self.judge_train_size is None else {"train_size": self.judge_train_size}
-        return (dataclasses.replace(DIGIT_JUDGE_PROFILES[self.judge_profile], **over),
-                dataclasses.replace(ANGLE_JUDGE_PROFILES[self.judge_profile], **over))
+        return (self.digit_judge_configs()[0], dataclasses.replace(ANGLE_JUDGE_PROFILES[self.judge_profile], **over))
+
+    def digit_judge_configs(self):
+        """One digit judge config per ``digit_judge_seeds``: the ``judge_profile`` config on
+        ``judge_train_size`` digits for ``digit_judge_epochs`` epochs (each when set), seeded by that seed
+        (its initial weights and batches). The study reads them as one panel (:class:`DigitJudgePanel`)."""
+        base = DIGIT_JUDGE_PROFILES[self.judge_profile]
+        over = {} if self.judge_train_size is None else {"train_size": self.judge_train_size}
+        fit_over = {} if self.digit_judge_epochs is None else {"epochs": self.digit_judge_epochs}
+        return tuple(dataclasses.replace(base, **over, fit=dataclasses.replace(base.fit, **fit_over, seed=s))
+                     for s in self.digit_judge_seeds)
 
     @property
     def reconstruction_angles_deg(self) -> tuple[float, ...]:
@@ -236,6 +256,7 @@ PROFILES: dict[str, CVAEStudyConfig] = {
         latent_dim=8, enc_channels=(8, 16), dec_channels=(16, 8), hidden=64, film_hidden=16,
         train_size=512, val_size=256, test_size=100, eval_angles_deg=tuple(float(a) for a in range(0, 360, 45)),
         samples_per_cell=4, sweep_step_deg=45.0, judge_profile="smoke", judge_test_size=300,
+        digit_judge_seeds=(0, 1),
         fit=FitConfig(epochs=1, batch_size=32, lr=3e-3, monitor="val_loss", monitor_mode="min"),
         eval_batch_size=500,
     ),
@@ -263,7 +284,7 @@ PROFILES: dict[str, CVAEStudyConfig] = {
     ),
     # gpu: the former `full` sizes (one seed: CIs from the clustered bootstrap over prior draws), with the
     # judges on half of MNIST train and the generators on the other half; batch 64 for more steps
-    "gpu": CVAEStudyConfig(judge_train_size=27_500,
+    "gpu": CVAEStudyConfig(judge_train_size=27_500, digit_judge_seeds=(0, 1, 2),
                            fit=FitConfig(epochs=30, batch_size=64, lr=1e-3, lr_schedule="cosine", warmup_steps=200,
                                          weight_decay=0.0, monitor="val_loss", monitor_mode="min")),
 }
@@ -426,7 +447,8 @@ def _generator_train_size(cfg: CVAEStudyConfig) -> int:
 
 def train_flops(cfg: CVAEStudyConfig) -> float:
     """Training FLOPs of a config: every cVAE (models × seeds), counted by :func:`rotcore.train.step_flops`
-    (per image and per step), and both judges of ``judge_profile`` (counted as if not cached), each scaled by
+    (per image and per step), and every judge of ``judge_profile`` (the digit judges of the panel and the angle
+    judge, counted as if not cached), each scaled by
     the images and steps it sees (epochs × full batches). A few seconds on an idle CPU (building the G-CNN judge dominates; cached per judge config)."""
     g = torch.Generator().manual_seed(0)
     total = 0.0
@@ -437,7 +459,7 @@ def train_flops(cfg: CVAEStudyConfig) -> float:
         per_image, per_step = step_flops(CVAE(cfg.model_config(key)).train(), lambda m, b, loss=loss: loss(m, b)[0],
                                          lambda b: (torch.rand(b, 1, 28, 28, generator=g), torch.arange(b) % 10))
         total += (per_image * seen + per_step * steps) * len(cfg.seeds)
-    for judge in cfg.judge_configs():
+    for judge in (*cfg.digit_judge_configs(), cfg.judge_configs()[1]):
         total += _judge_flops_per_image(judge) * images_seen(_mnist_train_size(judge.train_size, judge.val_size),
                                                              judge.fit)[0]
     return float(total)
@@ -501,11 +523,48 @@ def disjoint_sentence(cfg: CVAEStudyConfig, data: StudyData) -> str:
             "no help from judges that memorised the same ones.")
 
 
-def load_judges(cfg: CVAEStudyConfig, device=None, *, progress: bool | None = None) -> tuple[DigitJudge, AngleJudge]:
-    """The digit and angle judges of ``cfg.judge_configs()`` (loaded from their checkpoints, trained if absent)."""
-    digit_cfg, angle_cfg = cfg.judge_configs()
-    return (judges.digit_judge(digit_cfg, device=device, progress=progress),
-            judges.angle_judge(angle_cfg, device=device, progress=progress))
+class DigitJudgePanel:
+    """Digit judges of one config trained from different seeds, read as one judge: the mean of their class
+    probabilities. A single judge's reading of a generated digit (off the distribution it trained on) depends
+    on its initialisation by several points; the panel's reading depends on it less, and its ``members``' own
+    readings (:func:`member_predictions`) show how far one judge alone could be off. A panel of one member
+    reads exactly as that judge."""
+
+    def __init__(self, members: Sequence[DigitJudge]):
+        if not members:
+            raise ValueError("a judge panel needs at least one judge")
+        self.members = tuple(members)
+
+    def probs(self, x: torch.Tensor, *, batch_size: int = 1_000) -> torch.Tensor:
+        return torch.stack([m.probs(x, batch_size=batch_size) for m in self.members]).mean(0)
+
+    def predict(self, x: torch.Tensor, *, batch_size: int = 1_000) -> torch.Tensor:
+        return self.probs(x, batch_size=batch_size).argmax(-1)
+
+
+def member_predictions(judge, x: torch.Tensor, *, batch_size: int = 1_000) -> torch.Tensor:
+    """Each member judge's labels for ``x``, shape ``(members, n)``: a :class:`DigitJudgePanel`'s members, or
+    the one judge itself."""
+    return read_digits(judge, x, batch_size=batch_size)[1]
+
+
+def read_digits(judge, x: torch.Tensor, *, batch_size: int = 1_000) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(labels, member labels)``: the judge's reading of ``x`` and each member's alone (``(members, n)``),
+    from one pass of every member (a single judge is its own only member)."""
+    if not isinstance(judge, DigitJudgePanel):
+        pred = judge.predict(x, batch_size=batch_size)
+        return pred, pred[None]
+    probs = torch.stack([m.probs(x, batch_size=batch_size) for m in judge.members])
+    return probs.mean(0).argmax(-1), probs.argmax(-1)
+
+
+def load_judges(cfg: CVAEStudyConfig, device=None, *, progress: bool | None = None
+                ) -> tuple[DigitJudgePanel, AngleJudge]:
+    """The digit judge panel of ``cfg.digit_judge_configs()`` and the angle judge of ``cfg.judge_configs()``
+    (each loaded from its checkpoint, trained if absent)."""
+    panel = DigitJudgePanel([judges.digit_judge(c, device=device, progress=progress)
+                             for c in cfg.digit_judge_configs()])
+    return panel, judges.angle_judge(cfg.judge_configs()[1], device=device, progress=progress)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -632,7 +691,7 @@ class SettingsGrid:
 
 
 @torch.no_grad()
-def validation_scores(t: Trained, val: Images, digit_judge: DigitJudge, cfg: CVAEStudyConfig, *,
+def validation_scores(t: Trained, val: Images, digit_judge: DigitJudge | DigitJudgePanel, cfg: CVAEStudyConfig, *,
                       draw_seed_offset: int = 101) -> dict[str, float]:
     """What :func:`choose_settings` ranks by, for one trained model; no test digit is read.
 
@@ -660,7 +719,7 @@ def validation_scores(t: Trained, val: Images, digit_judge: DigitJudge, cfg: CVA
     return {"sample_acc_seen_pct": sample_acc, "val_pair_acc_pct": pair_acc, "val_pair_bce": bce}
 
 
-def choose_settings(cfg: CVAEStudyConfig, data: StudyData, digit_judge: DigitJudge, *,
+def choose_settings(cfg: CVAEStudyConfig, data: StudyData, digit_judge: DigitJudge | DigitJudgePanel, *,
                     grid: SettingsGrid = SettingsGrid(), models: Sequence[str] = ("latent",),
                     seeds: Sequence[int] = (100,), max_images: int | None = None,
                     rank_by: Sequence[str] = ("sample_acc_seen_pct", "val_pair_acc_pct"), device=None,
@@ -790,14 +849,15 @@ def generation_grid(cfg: CVAEStudyConfig, device, *, seed: int | None = None, la
     return digits.to(device), angles.to(device), z.to(device)
 
 
-def evaluate_generation(trained: Sequence[Trained], digit_judge: DigitJudge, angle_judge: AngleJudge,
+def evaluate_generation(trained: Sequence[Trained], digit_judge: DigitJudge | DigitJudgePanel, angle_judge: AngleJudge,
                         cfg: CVAEStudyConfig, *, temperature: float = SAMPLE_TEMPERATURE, draw_seed_offset: int = 1):
     """Generate every (digit, angle) cell from the same prior draws and score each image with the judges.
     ``temperature`` and ``draw_seed_offset``: as in :func:`generation_grid` (the page uses the defaults).
 
     Returns a long DataFrame with one row per generated image: ``key``, ``seed``, ``digit``, ``draw`` (the
     prior draw, the same at every angle), ``angle_deg``, ``correct`` (the digit judge agrees with the
-    conditioned digit), ``angle_err_deg`` (:func:`angle_error_deg`: axial for 0/1/8, circular otherwise),
+    conditioned digit), ``correct_judge<k>`` (member ``k`` of a :class:`DigitJudgePanel` alone agrees; one
+    column, ``correct_judge0``, for a single judge), ``angle_err_deg`` (:func:`angle_error_deg`: axial for 0/1/8, circular otherwise),
     ``circ_err_deg``, plus ``seen``, ``dist_to_train_deg`` (circular distance from the angle to the training
     set) and ``six_nine_near_180``.
     """
@@ -809,13 +869,14 @@ def evaluate_generation(trained: Sequence[Trained], digit_judge: DigitJudge, ang
         digits, angles, z = generation_grid(cfg, device, seed=t.seed, temperature=temperature,
                                             draw_seed_offset=draw_seed_offset)
         x = generate(t.model, digits, angles, z, batch_size=cfg.eval_batch_size)
-        pred_digit = digit_judge.predict(x, batch_size=cfg.eval_batch_size).cpu()
+        pred_digit, by_member = (p.cpu() for p in read_digits(digit_judge, x, batch_size=cfg.eval_batch_size))
         pred_angle = angle_judge.predict_deg(x, batch_size=cfg.eval_batch_size).cpu()
         d, a = digits.cpu(), angles.cpu()
         frames.append(pd.DataFrame({
             "model": t.label, "key": t.key, "seed": t.seed, "digit": d.numpy(),
             "draw": np.tile(np.arange(cfg.samples_per_cell), len(d) // cfg.samples_per_cell),
             "angle_deg": a.double().numpy(), "correct": (pred_digit == d).numpy(),
+            **{f"correct_judge{k}": (p == d).numpy() for k, p in enumerate(by_member)},
             "angle_err_deg": angle_error_deg(pred_angle, a, d).double().numpy(),
             "circ_err_deg": circular_error_deg(pred_angle, a).double().numpy()}))
     df = pd.concat(frames, ignore_index=True)
@@ -1065,13 +1126,14 @@ def z_angle_probe(trained: Sequence[Trained], data: StudyData, cfg: CVAEStudyCon
 
 
 @torch.no_grad()
-def judge_scores(digit_judge: DigitJudge, angle_judge: AngleJudge, test: Images, cfg: CVAEStudyConfig, *,
+def judge_scores(digit_judge: DigitJudge | DigitJudgePanel, angle_judge: AngleJudge, test: Images, cfg: CVAEStudyConfig, *,
                  angle_draws: int = 3):
     """The judges' own scores on real test digits, with 95 % CIs from a bootstrap clustered by test digit
     (each digit is seen at every evaluation angle, or at ``angle_draws`` random angles).
 
     Returns ``(metrics, digit_df, angle_per_digit_df)``: ``judge_digit_acc_pct`` (every evaluation angle, all
-    digits), its worst angle and its accuracy on 6 and 9; ``judge_angle_mae_deg`` (:func:`angle_error_deg`,
+    digits), its worst angle, its accuracy on 6 and 9 and the lowest and highest accuracy of a single member
+    of the panel (``judge_digit_acc_member_min_pct`` / ``_max_pct``; the judge itself when it is one); ``judge_angle_mae_deg`` (:func:`angle_error_deg`,
     axial for 0/1/8), the same as a plain circular error over all digits (``judge_angle_mae_circular_deg``)
     and the median; per angle the digit accuracy, per digit the angle judge's axial and circular errors.
 
@@ -1084,14 +1146,17 @@ def judge_scores(digit_judge: DigitJudge, angle_judge: AngleJudge, test: Images,
     import pandas as pd
 
     y = test.y.cpu()
-    correct = torch.stack([digit_judge.predict(rotate_batch(test.x, float(a))).cpu() == y
-                           for a in cfg.eval_angles_deg], dim=1).double()  # (digits, angles)
+    readings = [read_digits(digit_judge, rotate_batch(test.x, float(a))) for a in cfg.eval_angles_deg]
+    correct = torch.stack([pred.cpu() == y for pred, _ in readings], dim=1).double()  # (digits, angles)
     digit_df = pd.DataFrame({"angle_deg": list(cfg.eval_angles_deg), "acc_pct": 100 * correct.mean(0).numpy()})
     for d in range(10):
         digit_df[f"acc_pct_{d}"] = 100 * correct[y == d].mean(0).numpy()
     m = with_ci("judge_digit_acc_pct", *bootstrap_ci95(100 * correct.mean(1).numpy()))  # one value per digit image
     m["judge_digit_acc_min_pct"] = float(digit_df.acc_pct.min())
     m["judge_digit_acc_69_pct"] = 100 * float(correct[torch.isin(y, torch.tensor(SIX_NINE))].mean())
+    member_acc = torch.stack([members.cpu() == y for _, members in readings]).double().mean((0, 2))  # (members,)
+    m["judge_digit_acc_member_min_pct"] = 100 * float(member_acc.min())
+    m["judge_digit_acc_member_max_pct"] = 100 * float(member_acc.max())
     errs, circ = [], []
     for s in range(angle_draws):
         a = random_angles(len(test), generator=torch.Generator().manual_seed(1000 + s)).to(test.x.device)
@@ -1212,6 +1277,29 @@ def generation_stats(gen_df):
                          for (key, seed), part in gen_df.groupby(["key", "seed"], sort=False)])
 
 
+# the statistics also read by each member of the digit judge panel alone (the spread one judge's seed puts on them)
+MEMBER_STATS = ("digit_acc_seen_pct", "digit_acc_unseen_pct", "digit_acc_drop_pts")
+
+
+def _member_columns(gen_df) -> list[str]:
+    """The ``correct_judge<k>`` columns in member order; ``["correct"]`` (one judge) for a table without them."""
+    cols = [c for c in gen_df.columns if c.startswith("correct_judge")]
+    return sorted(cols, key=lambda c: int(c.removeprefix("correct_judge"))) or ["correct"]
+
+
+def member_stats(gen_df):
+    """One row per (model, member judge): ``MEMBER_STATS`` as that member of the digit judge panel alone reads
+    the generations (mean over seeds), from :func:`evaluate_generation`'s ``correct_judge<k>`` columns."""
+    import pandas as pd
+
+    rows = []
+    for k, col in enumerate(_member_columns(gen_df)):
+        stats = generation_stats(gen_df.assign(correct=gen_df[col]))
+        for key, part in stats.groupby("model", sort=False):
+            rows.append({"model": key, "judge": k, **{s: float(part[s].mean()) for s in MEMBER_STATS}})
+    return pd.DataFrame(rows, columns=["model", "judge", *MEMBER_STATS])
+
+
 def seed_summary(gen_df, recon_df, sweep_df):
     """One row per (model, seed): ``GEN_STATS``, the 6/9 accuracy near 180°, reconstruction MSE / SSIM at
     trained and unseen angles, and the sweep's step error (a DataFrame)."""
@@ -1249,6 +1337,8 @@ def headline_metrics(gen_df, per_seed, judge_metrics: Mapping[str, Any], models_
     the interval stays in [0, 100]; ``n`` = clusters) and a Student-t interval over seeds for the differences
     and angle errors (``n`` = seeds); with one seed the value and a percentile bootstrap over the prior draws,
     clustered by draw (a draw is decoded at every angle; ``n`` = draws).
+    With a panel of digit judges, ``gen_<stat>_<model>_judge_min`` / ``_judge_max`` for ``MEMBER_STATS``: the
+    lowest and highest reading of a single member judge (:func:`member_stats`), and ``digit_judge_members``.
     Then the per-model means of the other :func:`seed_summary` columns, the 1/7-vs-8/0 claim, the judges'
     own scores, parameter counts, the explicit decoder's equivariance check, the decoders' response to their
     angle (:func:`angle_response`, mean over seeds) and ``n_seeds``. Anchored
@@ -1271,6 +1361,11 @@ def headline_metrics(gen_df, per_seed, judge_metrics: Mapping[str, Any], models_
                     ids, statistic=lambda r, s=s, d=draws: d.stat(s, r.astype(int)), n_boot=n_boot, unit="sample")))
         for col in part.columns.drop(["model", "seed", *GEN_STATS]):
             m[f"{col}_{key}"] = float(part[col].mean())
+    members = member_stats(gen_df)
+    m["digit_judge_members"] = int(members.judge.nunique())
+    for key, part in members.groupby("model", sort=False):
+        for s in MEMBER_STATS:
+            m[f"gen_{s}_{key}_judge_min"], m[f"gen_{s}_{key}_judge_max"] = float(part[s].min()), float(part[s].max())
     claim_key = next((k for k in (SEED_RECIPE, "scalar") if k in set(per_seed.model)), None)
     if claim_key is not None:
         m.update(digit_claim(by_cell(gen_df), claim_key))
@@ -1379,23 +1474,49 @@ def discussion(m: Mapping[str, Any]) -> dict[str, str]:
             f"{ratio:.2f}×{_ci_text(m, 'judge_angle_mae_over_upright_ratio', '×', '{:.2f}')} that floor"
             + (", so most of what it misses is slant, not rotation." if ratio <= JUDGE_SLANT_RATIO else
                ", so more than slant is missed: the judge itself is still coarse at other angles."))
+        n_members = m.get("digit_judge_members") or 1
+        if n_members >= 2 and m.get("judge_digit_acc_member_min_pct") is not None:
+            panel_part = (
+                f"The digit judge is a panel of {n_members} G-CNNs of one design trained from different seeds, read "
+                "as the mean of their class probabilities: a single judge's reading of a generated digit, which is "
+                "off the distribution it trained on, moves with its initialisation, and the panel's moves less. "
+                f"Alone, its members score {m['judge_digit_acc_member_min_pct']:.1f} to "
+                f"{m['judge_digit_acc_member_max_pct']:.1f} % on the real rotated test digits. ")
+        else:
+            panel_part = (
+                "The digit judge is a single network. Its reading of generated digits, which are off the "
+                "distribution it trained on, also depends on its initialisation, which this run does not vary "
+                "(`digit_judge_seeds` reads with a panel of judges from several seeds, as the gpu profile does). ")
         out["cvae_judge_sentence"] = (
-            f"On 6 and 9 the rotation-invariant digit judge scores {m['judge_digit_acc_69_pct']:.1f} %. "
+            panel_part + f"On 6 and 9 the rotation-invariant digit judge scores {m['judge_digit_acc_69_pct']:.1f} %. "
             f"The angle judge's error is {m['judge_angle_mae_deg']:.2f}° with half turns forgiven for 0, 1 and 8, "
             f"{m['judge_angle_mae_circular_deg']:.2f}° if every digit is scored circularly (median "
             f"{m['judge_angle_median_deg']:.2f}°)." + floor_part)
     present = [k for k in MODELS if _num(m, f"gen_digit_acc_seen_pct_{k}") is not None]
     if present:
         parts = []
+        n_members = m.get("digit_judge_members") or 1
+        straddle = []
         for k in present:
             holds = _floor_holds(m, k)
+            lo, hi = _num(m, f"gen_digit_acc_seen_pct_{k}_judge_min"), _num(m, f"gen_digit_acc_seen_pct_{k}_judge_max")
+            notes = [] if k == SEED_RECIPE else ["floor reached" if holds else "below the floor"]
+            if n_members >= 2 and lo is not None:
+                notes.append(f"single judges {lo:.1f} to {hi:.1f} %")
+                if k != SEED_RECIPE and (lo < SAMPLE_FLOOR_PCT if holds else hi >= SAMPLE_FLOOR_PCT):
+                    straddle.append(MODELS[k])
             parts.append(f"{MODELS[k]} {m[f'gen_digit_acc_seen_pct_{k}']:.1f} %"
                          f"{_ci_text(m, f'gen_digit_acc_seen_pct_{k}', ' %')}"
-                         + ("" if k == SEED_RECIPE else (" (floor reached)" if holds else " (below the floor)")))
+                         + (f" ({'; '.join(notes)})" if notes else ""))
+        panel = "" if n_members < 2 else (
+            f" Each is read by the panel of {n_members} digit judges; the range is what one judge alone reads. "
+            + (f"For {', '.join(straddle)} a single judge could put the samples on the other side of the floor "
+               "from the panel: the verdict rests on the panel, and one judge's seed would change it." if straddle else
+               "Every single judge puts each model on the same side of the floor as the panel."))
         out["cvae_floor_sentence"] = (
             f"Samples at trained angles read as the intended digit, the floor (≥ {SAMPLE_FLOOR_PCT:g} % for every "
             "model but the seed's recipe) below which a drop at unseen angles compares two failures: "
-            + "; ".join(parts) + ".")
+            + "; ".join(parts) + "." + panel)
     else:
         out["cvae_floor_sentence"] = "This run generated no samples."
     if m.get(f"gen_digit_acc_drop_pts_{SEED_RECIPE}") is not None:
