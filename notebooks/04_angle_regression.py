@@ -41,8 +41,9 @@
 # (`$ROTBOOK_DATA/clothing`); with a network, `overrides={"source": "coco-2017"}` builds the scene data set
 # from the FiftyOne zoo's COCO-2017.
 #
-# **Running it yourself.** `profile = "cpu"` reproduces this page in about 22 minutes on 2 CPU cores (an
-# estimate from measured throughputs, in the profile's comment in `rotcore/studies/angle_regression.py`). On a
+# **Running it yourself.** `profile = "cpu"` reproduces this page in about 24 minutes on 2 CPU cores (an
+# estimate from measured throughputs, in the profile's comment in `rotcore/studies/angle_regression.py`; the
+# learning curve trains 50 and 150 of the 351 training scenes). On a
 # Colab GPU runtime choose `profile = "gpu"` (every run, the 2×2 at 160 px with the whole network trained for
 # 20 × 16,384 images per arm, and the learning curve over 50, 100 and 200 scenes); `rotbook list --flops`
 # gives its FLOP count (this profile has not been timed on a GPU).

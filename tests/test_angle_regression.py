@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -539,8 +540,35 @@ def test_learning_curve_points_train_on_fewer_scenes_for_as_many_steps(photo_dat
     assert m["photos_curve_scenes"] == f"4,8,{len(data.train_idx)}"
     assert list(m["photos_mae_deg_at_4_scenes_ci95"]) == [curve.lo[0], curve.hi[0]]
     assert "scenes" in study.discussion(m)["ar_curve_sentence"]
+    slope = m["photos_curve_mae_per_doubling_deg"]
+    x = np.log2(curve.scenes.to_numpy(float))
+    assert slope == pytest.approx(np.cov(x, curve.mae_deg)[0, 1] / np.var(x, ddof=1))
     with pytest.raises(ValueError, match="photo split"):
         study.train("seed_leaky", cfg, data, sets, progress=False, scenes=4)
+
+
+def test_another_learning_rate_trains_anew_instead_of_refusing_the_checkpoint(photo_data, runs_dir):
+    cfg, data = photo_data
+    cfg = dataclasses.replace(cfg, runs=("seed",))
+    sets = study.eval_sets(data, cfg)
+    first = study.train("seed", cfg, data, sets, progress=False)
+    other = dataclasses.replace(cfg, seed_fit=dataclasses.replace(cfg.seed_fit, lr=cfg.seed_fit.lr / 2))
+    second = study.train("seed", other, data, sets, progress=False)  # no CheckpointMismatchError
+    assert second.result.checkpoint != first.result.checkpoint
+    again = study.train("seed", cfg, data, sets, progress=False)  # the first run's checkpoint, reused
+    assert again.result.checkpoint == first.result.checkpoint
+
+
+@pytest.mark.parametrize("slope", [-5.0, 3.0])
+def test_curve_sentence_states_the_slope_and_extrapolates_only_a_falling_curve(slope):
+    m = {"photos_curve_scenes": "50,100", "photos_mae_deg_at_50_scenes": 50.0,
+         "photos_mae_deg_at_100_scenes": 50.0 + slope, "photos_curve_mae_per_doubling_deg": slope}
+    text = study._doubling_clause(m, 50.0 + slope, 100)
+    assert f"{slope:+.1f}° per doubling" in text
+    if slope < 0:  # 45° at 100 photos, 5° per doubling: 5 more doublings to 20°, 3,200 photos
+        assert "5.0 more doublings" in text and "3,200 photos" in text and "extrapolation" in text
+    else:
+        assert "doublings" not in text
 
 
 def test_curve_config_errors():
