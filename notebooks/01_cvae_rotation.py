@@ -184,8 +184,8 @@ recon_table.round(3)
 #
 # For every digit, the same prior draws of `z` are decoded at every evaluation angle, so the angle is the
 # only thing that changes. {glue:md}`cvae_sampling_sentence` The digit judge says whether the image shows
-# the conditioned digit; the angle judge reads its angle. Grey bands: angles unseen in training; coloured
-# bands: lowest to highest seed.
+# the conditioned digit; the angle judge reads its angle. Grey bands: angles unseen in training; with
+# several seeds (`seeds`), coloured bands span the lowest to the highest seed.
 #
 # First, the floor: a drop between trained and unseen angles only says something about generalisation when
 # the samples at trained angles are the intended digit. {glue:md}`cvae_floor_sentence`

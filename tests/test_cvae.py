@@ -511,6 +511,54 @@ def test_member_readings_give_the_spread_one_judge_puts_on_the_numbers(tiny_run)
     assert "same side of the floor" in floor_text(80.0, 75.0, 85.0)
 
 
+def test_rescaling_gives_a_faint_image_the_peak_of_a_real_digit():
+    x = torch.zeros(3, 1, 28, 28)
+    x[0, 0, 10:18, 12:15] = 0.4  # a faint stroke
+    x[1, 0, 5:20, 14] = 1.0  # a stroke that already reaches 1
+    out = study.rescale_to_peak(x)
+    assert study.peak_of(x).tolist() == pytest.approx([0.4, 1.0, 0.0])
+    torch.testing.assert_close(out[0], x[0] / 0.4)
+    assert torch.equal(out[1], x[1]) and torch.equal(out[2], x[2])  # unchanged; an empty image stays empty
+    panel = study.DigitJudgePanel([_ProbJudge(3, 0.6), _ProbJudge(5, 0.9)])
+    assert panel.member_probs(x).shape == (2, 3, 10)
+    torch.testing.assert_close(panel.probs(x), panel.member_probs(x).mean(0))
+
+
+def test_the_rescaled_reading_is_taken_at_trained_angles_and_checked_against_the_floor(tiny_run):
+    cfg, data, trained = tiny_run
+    import pandas as pd
+
+    class ByInk:  # reads a sample as a 1 when its brightest pixel is at least 0.99, else as a 0
+        def predict(self, x, batch_size=None):
+            return (study.peak_of(x) >= 0.99).long()
+
+    gen = study.evaluate_generation([trained], ByInk(), _ConstJudge(), cfg)
+    trained_rows = gen.seen.to_numpy()
+    assert gen.correct_rescaled[~trained_rows].isna().all() and gen.correct_rescaled[trained_rows].notna().all()
+    assert ((gen.peak >= 0) & (gen.peak <= 1)).all()
+    # rescaled, every sample has a brightest pixel of 1: read as a 1, right on exactly the 1s
+    assert (gen.correct_rescaled[trained_rows] == (gen.digit[trained_rows] == 1)).all()
+    m = study.headline_metrics(gen, study.seed_summary(gen, *_empty_recon_sweep()), {},
+                               pd.DataFrame({"parameters": [1]}, index=["rotation"]), n_boot=20)
+    assert m["gen_digit_acc_seen_rescaled_pct_rotation"] == pytest.approx(10.0)
+    assert m["gen_peak_seen_rotation"] == pytest.approx(gen.peak[trained_rows].mean())
+
+    def text(as_drawn, rescaled):
+        return study.discussion({**m, "gen_digit_acc_seen_pct_rotation": as_drawn,
+                                 "gen_digit_acc_seen_rescaled_pct_rotation": rescaled,
+                                 "judge_real_peak": 0.98})["cvae_floor_sentence"]
+
+    assert "same side of the floor" in text(80.0, 85.0) and "real rotated test digits 0.98" in text(80.0, 85.0)
+    assert "would be on the other side of the floor" in text(80.0, 92.0)
+    assert "would be on the other side of the floor" in text(91.0, 85.0)
+    # a table from before the check (no rescaled column) gives no numbers and no sentence
+    old = gen.drop(columns=["correct_rescaled", "peak"])
+    m_old = study.headline_metrics(old, study.seed_summary(old, *_empty_recon_sweep()), {},
+                                   pd.DataFrame({"parameters": [1]}, index=["rotation"]), n_boot=20)
+    assert "gen_digit_acc_seen_rescaled_pct_rotation" not in m_old
+    assert "sensitivity" not in study.discussion(m_old)["cvae_floor_sentence"]
+
+
 def test_digit_judge_seeds_make_a_panel_of_distinct_configs():
     cfg = report.resolve_config(study, "smoke", {"digit_judge_seeds": [0, 3], "digit_judge_epochs": 2})
     configs = cfg.digit_judge_configs()
