@@ -155,7 +155,9 @@ models
 # {glue:md}`cvae_settings_sentence` On the `cpu` profile these settings were chosen on validation digits by
 # `scripts/choose_cvae_settings.py` (a small grid of batch sizes, β and epochs within the page's time budget,
 # ranked by how often prior samples at trained angles are read as the intended digit, with validation digits
-# drawn at a second angle beside it); no test digit is read before the evaluation below.
+# drawn at a second angle beside it), and the width by `scripts/check_cvae_floor_budget.py` (the same
+# validation reading at equal training time: half the channels for twice the steps read better); no test
+# digit is read before the evaluation below.
 
 # %%
 glue_text("cvae_settings_sentence", study.settings_sentence(cfg, data))
