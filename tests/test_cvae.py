@@ -178,16 +178,6 @@ def test_other_config_errors_are_clear():
         with pytest.raises(ConfigError, match="seeds"):
             report.resolve_config(study, "smoke", {"seeds": bad})
     assert report.resolve_config(study, "smoke", {"seeds": [3, 1]}).seeds == (3, 1)
-    with pytest.raises(ConfigError, match="judge_precision"):
-        report.resolve_config(study, "smoke", {"judge_precision": "fp16"})
-
-
-def test_judges_read_in_the_configured_precision():
-    smoke = study.PROFILES["smoke"]
-    with study.judge_reading(dataclasses.replace(smoke, judge_precision="bf16"), "cpu"):
-        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
-    with study.judge_reading(dataclasses.replace(smoke, judge_precision="fp32"), "cpu"):
-        assert not torch.is_autocast_enabled("cpu")
 
 
 def test_profiles_and_contract():

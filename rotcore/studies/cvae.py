@@ -63,7 +63,6 @@ from rotcore.rotate import (
 )
 from rotcore.studies import Anchor
 from rotcore.train import (
-    PRECISIONS,
     FitConfig,
     FitResult,
     TensorLoader,
@@ -142,8 +141,6 @@ class CVAEStudyConfig:
     blocks. ``judge_train_size``: digits the judges train on (``None``: their profile's own); the generators
     train only on the rest (:func:`load_data`). ``digit_judge_seeds``: one digit judge per seed, read as one
     panel (:class:`DigitJudgePanel`); ``digit_judge_epochs``: their epochs (``None``: their profile's own).
-    ``judge_precision``: the precision the judges read in (:func:`judge_reading`; ``"auto"``: bf16 autocast on
-    CUDA and on CPUs with native bf16, as they were trained).
     """
 
     models: tuple[str, ...] = tuple(MODELS)
@@ -171,7 +168,6 @@ class CVAEStudyConfig:
     fit: FitConfig = FitConfig(epochs=30, batch_size=256, lr=1e-3, lr_schedule="cosine", weight_decay=0.0,
                                monitor="val_loss", monitor_mode="min")
     eval_batch_size: int = 2_000
-    judge_precision: str = "auto"
     seeds: tuple[int, ...] = (0,)
 
     def __post_init__(self):
@@ -190,7 +186,6 @@ class CVAEStudyConfig:
             object.__setattr__(self, "recon_angles_deg", tuple(float(a) for a in self.recon_angles_deg))
             check_angles("recon_angles_deg", self.recon_angles_deg)
         check_choice("judge_profile", self.judge_profile, ("smoke", "cpu", "gpu"))
-        check_choice("judge_precision", self.judge_precision, PRECISIONS)
         seeds = tuple(self.seeds) if isinstance(self.seeds, (list, tuple)) else None
         if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds) \
                 or len(set(seeds)) != len(seeds):
@@ -260,11 +255,11 @@ class CVAEStudyConfig:
 # 71.3 / 77.4 %. The cpu profile trains the half-width models for the most epochs its budget affords.
 CPU_BATCH_SIZE = 32
 CPU_BETA = 3.0
-CPU_EPOCHS = 12
+CPU_EPOCHS = 10
 CPU_TRAIN_SIZE = 10_000
 CPU_ENC_CHANNELS = (16, 32)
 CPU_DEC_CHANNELS = (32, 16)
-CPU_MAX_IMAGES = 120_000  # training images per model and seed that the 25-minute budget affords (see below)
+CPU_MAX_IMAGES = 100_000  # training images per model and seed that the 25-minute budget affords (see below)
 
 PROFILES: dict[str, CVAEStudyConfig] = {
     "smoke": CVAEStudyConfig(
@@ -318,10 +313,7 @@ PROFILES: dict[str, CVAEStudyConfig] = {
     # 2026-12-04, half width (see CPU_EPOCHS): the published 1,362 s had the generators' cell at 301 s and the
     # judges' (training and their own scores) at 845 s. Half-width generators for 10 epochs: ~8.5 s per epoch
     # and model, ~420 s (+120 s); the judges' own scores on 300 test digits instead of 500 (-35 s): ~1,450 s
-    # (24 min) expected. The 5c4a259 page (10 epochs) took 1,411 s: the generators' cell 393 s, the judges' 823 s,
-    # the generations' 170 s, most of it the judges' fp32 forward (the panel 7.7 ms / image, the angle judge 0.55).
-    # The judges now read in bf16 where the CPU has it (judge_reading: same labels on 2,000 rotated test digits,
-    # 4.25 ms / image for the panel), ~100 s less, which pays for 12 epochs (+~80 s): ~1,390 s expected.
+    # (24 min) expected. 12 epochs (+90 s more) do not fit: CPU_MAX_IMAGES.
     "cpu": CVAEStudyConfig(
         enc_channels=CPU_ENC_CHANNELS, dec_channels=CPU_DEC_CHANNELS,
         train_size=CPU_TRAIN_SIZE, val_size=2_000, test_size=300, recon_test_size=200,
@@ -612,14 +604,6 @@ def read_digits(judge, x: torch.Tensor, *, batch_size: int = 1_000) -> tuple[tor
     return probs.mean(0).argmax(-1), probs.argmax(-1)
 
 
-def judge_reading(cfg: CVAEStudyConfig, device):
-    """The context every judge reading of the study runs in: autocast to ``cfg.judge_precision`` on ``device``.
-    Checked on the cpu profile's panel (2026-12-04, 2,000 rotated MNIST test digits, 2 cores): bf16 read every
-    digit as fp32 did (the panel's labels 100 %, its members' 99.98 %; the angle judge 0.08° apart on average)
-    at 4.25 instead of 7.70 ms per image for the panel."""
-    return autocast(torch.device(device), cfg.judge_precision)
-
-
 def rescale_to_peak(x: torch.Tensor) -> torch.Tensor:
     """Each image divided by its brightest pixel (an all-dark image stays dark): the contrast of a real digit,
     whose strokes reach 1, given to a faint sample. Used only for the floor's sensitivity check."""
@@ -784,13 +768,11 @@ def validation_scores(t: Trained, val: Images, digit_judge: DigitJudge | DigitJu
                                target_angle_deg=a2[i:i + cfg.eval_batch_size]).x_hat
                        for i in range(0, len(val), cfg.eval_batch_size)])
     bce = torch.nn.functional.binary_cross_entropy(x_hat.float(), target.float(), reduction="sum").item() / len(val)
-    with judge_reading(cfg, device):
-        pair_acc = 100 * (digit_judge.predict(x_hat, batch_size=cfg.eval_batch_size) == val.y).double().mean().item()
+    pair_acc = 100 * (digit_judge.predict(x_hat, batch_size=cfg.eval_batch_size) == val.y).double().mean().item()
     digits, angles, z = generation_grid(cfg, device, seed=t.seed, angles_deg=trained_eval_angles(cfg),
                                         draw_seed_offset=draw_seed_offset)
     x = generate(t.model, digits, angles, z, batch_size=cfg.eval_batch_size)
-    with judge_reading(cfg, device):
-        sample_acc = 100 * (digit_judge.predict(x, batch_size=cfg.eval_batch_size) == digits).double().mean().item()
+    sample_acc = 100 * (digit_judge.predict(x, batch_size=cfg.eval_batch_size) == digits).double().mean().item()
     return {"sample_acc_seen_pct": sample_acc, "val_pair_acc_pct": pair_acc, "val_pair_bce": bce}
 
 
@@ -946,14 +928,13 @@ def evaluate_generation(trained: Sequence[Trained], digit_judge: DigitJudge | Di
         digits, angles, z = generation_grid(cfg, device, seed=t.seed, temperature=temperature,
                                             draw_seed_offset=draw_seed_offset)
         x = generate(t.model, digits, angles, z, batch_size=cfg.eval_batch_size)
+        pred_digit, by_member = (p.cpu() for p in read_digits(digit_judge, x, batch_size=cfg.eval_batch_size))
         # the sensitivity check reads rescaled samples at trained angles only, where the floor is measured
         at_trained = _seen_mask(cfg, angles.cpu().tolist())
         rescaled = torch.full((len(x),), -1, dtype=torch.long)
-        with judge_reading(cfg, device):
-            pred_digit, by_member = (p.cpu() for p in read_digits(digit_judge, x, batch_size=cfg.eval_batch_size))
-            rescaled[at_trained] = digit_judge.predict(rescale_to_peak(x[at_trained.to(x.device)]),
-                                                       batch_size=cfg.eval_batch_size).cpu()
-            pred_angle = angle_judge.predict_deg(x, batch_size=cfg.eval_batch_size).cpu()
+        rescaled[at_trained] = digit_judge.predict(rescale_to_peak(x[at_trained.to(x.device)]),
+                                                   batch_size=cfg.eval_batch_size).cpu()
+        pred_angle = angle_judge.predict_deg(x, batch_size=cfg.eval_batch_size).cpu()
         d, a = digits.cpu(), angles.cpu()
         frames.append(pd.DataFrame({
             "model": t.label, "key": t.key, "seed": t.seed, "digit": d.numpy(),
@@ -1067,8 +1048,7 @@ def angle_sweep(trained: Sequence[Trained], angle_judge: AngleJudge, cfg: CVAESt
         a = steps.repeat(len(digits)).to(device)
         z = z0.repeat_interleave(len(steps), 0).to(device)
         x = generate(t.model, d, a, z, batch_size=cfg.eval_batch_size)
-        with judge_reading(cfg, device):
-            read = angle_judge.predict_deg(x, batch_size=cfg.eval_batch_size).cpu().view(len(digits), len(steps))
+        read = angle_judge.predict_deg(x, batch_size=cfg.eval_batch_size).cpu().view(len(digits), len(steps))
         frames.append(x.cpu().view(len(digits), len(steps), *x.shape[1:]))
         for i, dig in enumerate(digits):
             delta_read = signed_diff_deg(read[i].roll(-1), read[i])
@@ -1233,18 +1213,15 @@ def judge_scores(digit_judge: DigitJudge | DigitJudgePanel, angle_judge: AngleJu
 
     y = test.y.cpu()
     rotated = [rotate_batch(test.x, float(a)) for a in cfg.eval_angles_deg]
-    reading = functools.partial(judge_reading, cfg, test.x.device)
-    with reading():
-        readings = [read_digits(digit_judge, r) for r in rotated]
+    readings = [read_digits(digit_judge, r) for r in rotated]
     # the floor's sensitivity check on real digits: each test digit at one random trained angle, read as it is
     # and rescaled to a brightest pixel of 1 (what the check does to a faint sample; a real digit barely changes)
     a = random_angles_in(cfg.train_angles_deg, len(test), generator=torch.Generator().manual_seed(77)).to(test.x.device)
     at_trained = rotate_batch(test.x, a)
-    with reading():
-        as_is, rescaled = digit_judge.predict(at_trained).cpu(), digit_judge.predict(rescale_to_peak(at_trained)).cpu()
     m_real = {"judge_real_peak": float(torch.cat([peak_of(r) for r in rotated]).mean()),
-              "judge_digit_acc_trained_pct": 100 * float((as_is == y).double().mean()),
-              "judge_digit_acc_trained_rescaled_pct": 100 * float((rescaled == y).double().mean())}
+              "judge_digit_acc_trained_pct": 100 * float((digit_judge.predict(at_trained).cpu() == y).double().mean()),
+              "judge_digit_acc_trained_rescaled_pct":
+                  100 * float((digit_judge.predict(rescale_to_peak(at_trained)).cpu() == y).double().mean())}
     correct = torch.stack([pred.cpu() == y for pred, _ in readings], dim=1).double()  # (digits, angles)
     digit_df = pd.DataFrame({"angle_deg": list(cfg.eval_angles_deg), "acc_pct": 100 * correct.mean(0).numpy()})
     for d in range(10):
@@ -1259,15 +1236,12 @@ def judge_scores(digit_judge: DigitJudge | DigitJudgePanel, angle_judge: AngleJu
     errs, circ = [], []
     for s in range(angle_draws):
         a = random_angles(len(test), generator=torch.Generator().manual_seed(1000 + s)).to(test.x.device)
-        x_a = rotate_batch(test.x, a)
-        with reading():
-            pred = angle_judge.predict_deg(x_a).cpu()
+        pred = angle_judge.predict_deg(rotate_batch(test.x, a)).cpu()
         errs.append(angle_error_deg(pred, a.cpu(), y).double())
         circ.append(circular_error_deg(pred, a.cpu()).double())
     err, circ = torch.stack(errs, 1), torch.stack(circ, 1)  # (digits, draws)
     m.update(with_ci("judge_angle_mae_deg", *bootstrap_ci95(err.mean(1).numpy(), unit="digit")))
-    with reading():
-        upright_pred = angle_judge.predict_deg(test.x).cpu()
+    upright_pred = angle_judge.predict_deg(test.x).cpu()
     upright = angle_error_deg(upright_pred, torch.zeros_like(upright_pred), y).double()  # (digits,)
     m.update(with_ci("judge_angle_upright_mae_deg", *bootstrap_ci95(upright.numpy(), unit="digit")))
     pair = np.stack([err.mean(1).numpy(), upright.numpy()], 1)
