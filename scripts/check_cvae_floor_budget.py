@@ -31,6 +31,9 @@ Half the width buys steps (2026-12-04, ``--channels 16,32``, seed 100, same pane
     scalar             10000      12                 91.5              98.0       92
 FiLM at half width reads 93.8 % in the time the full width's 4 epochs read 86.7 %, and 98.3 % at 16 epochs
 (the full width's score at half its time): the cpu profile now trains half-width models for 10 epochs.
+Its page (5c4a259, 1,411 s) read FiLM 95.1 %, scalar 82.3 %, learned rotation 78.5 %. A page run at 12
+epochs, paid for by reading the judges in bf16 (1294dfa, reverted; branch judge-bf16-12ep), took 1,511 s,
+over the budget, and read FiLM 94.8 %, scalar 85.3 %, learned rotation 76.7 %: no further model crossed.
 
 Cost on 2 CPU cores (``cpu``): ~1.05-1.35 ms per training image, so each 10k images of a point ~12 s, plus the
 judges when they are not cached (~10 min for the panel of three).
