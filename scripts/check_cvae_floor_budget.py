@@ -1,7 +1,7 @@
 """Would more training lift study 01's generators to the 90 % sample floor, and is it steps or digits?
 
 The ``cpu`` profile trains each generator on 10k digits for a few epochs, the most its 25 minutes afford, and
-no learned model reaches the floor. This check trains one model at larger budgets, the rest of the profile's
+not every learned model reaches the floor. This check trains one model at larger budgets, the rest of the profile's
 config unchanged, and scores each run on validation only (:func:`rotcore.studies.cvae.validation_scores`:
 prior samples at the trained angles, on draws the page does not use, read by the profile's digit judge panel;
 validation digits encoded at one training angle and drawn at another). A point is ``digits:epochs``: more
@@ -10,8 +10,9 @@ epochs on the same digits buy steps, more digits at the same epochs buy steps an
 
     ROTBOOK_ROOT=. python scripts/check_cvae_floor_budget.py --profile cpu --model film
 
-Last run (2026-12-04, cpu, FiLM, seed 100, the page's panel of three 3-epoch judges; the sample reading here
-keeps 6s and 9s near a half turn, which the page leaves out):
+First run (2026-12-04, cpu at its former default width, ``--channels 32,64`` today; FiLM, seed 100, the page's
+panel of three 3-epoch judges; the sample reading here keeps 6s and 9s near a half turn, which the page leaves
+out):
     digits  epochs  steps  sample_acc_seen_pct  val_pair_acc_pct  train_s
      10000       4   1248                86.7              86.8       75
      10000      16   4992                98.3             100.0      280
@@ -35,8 +36,9 @@ Its page (5c4a259, 1,411 s) read FiLM 95.1 %, scalar 82.3 %, learned rotation 78
 epochs, paid for by reading the judges in bf16 (1294dfa, reverted; branch judge-bf16-12ep), took 1,511 s,
 over the budget, and read FiLM 94.8 %, scalar 85.3 %, learned rotation 76.7 %: no further model crossed.
 
-Cost on 2 CPU cores (``cpu``): ~1.05-1.35 ms per training image, so each 10k images of a point ~12 s, plus the
-judges when they are not cached (~10 min for the panel of three).
+Cost on 2 CPU cores: ~0.8-0.95 ms per training image at the cpu profile's half width (~1.05-1.35 ms at
+``--channels 32,64``), so each 10k images of a point ~9 s (~12 s), plus the judges when they are not cached
+(~10 min for the panel of three).
 """
 
 from __future__ import annotations
@@ -62,6 +64,17 @@ def point(text: str) -> tuple[int, int]:
     return digits, epochs
 
 
+def channels(text: str) -> tuple[int, ...]:
+    """``16,32`` as a tuple of positive integers."""
+    try:
+        out = tuple(int(c) for c in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: write channels as comma-separated integers, e.g. 16,32") from None
+    if any(c <= 0 for c in out):
+        raise argparse.ArgumentTypeError(f"{text!r}: channels must be positive")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="cpu", choices=sorted(study.PROFILES))
@@ -70,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--points", nargs="+", type=point,
                         default=[(10_000, 4), (10_000, 16), (40_000, 4), (10_000, 32)],
                         help="training budgets as digits:epochs")
-    parser.add_argument("--channels", type=lambda t: tuple(int(c) for c in t.split(",")), default=None,
+    parser.add_argument("--channels", type=channels, default=None,
                         help="encoder channels, e.g. 16,32 (the decoder's are the same, reversed; default: the profile's)")
     parser.add_argument("--hidden", type=int, default=None, help="the FC width (default: the profile's)")
     args = parser.parse_args(argv)
