@@ -289,7 +289,8 @@ inv_df.style.format("{:.2e}", subset=[c for c in inv_df.columns if c != "label"]
 # More VAEs, all with the **plain** encoder and the same decoder: Gaussian (standard normal prior) and Power
 # Spherical (uniform prior on $S^{d-1}$) latents at each $d$ of `elbo_dims` (the `cpu` profile: $d$ = 2 only;
 # `gpu`: 2, 5, 10), with $d$ the dimension of the space the code lives in, as in the S-VAE authors' code.
-# Trained with dynamic binarisation; evaluated on `elbo_test_size` MNIST test digits **binarised once with a
+# Trained with dynamic binarisation on `elbo_train_size` of the training digits (`cpu`: 8k, one epoch; all on
+# `gpu`); evaluated on `elbo_test_size` MNIST test digits **binarised once with a
 # fixed seed**. `elbo` is a one-sample ELBO averaged over those digits; `iwll` the importance-weighted bound
 # (Burda et al. 2016) with `iw_samples` samples (500 on `gpu`, as in the S-VAE paper; 100 on `cpu`), a
 # lower bound on $\log p(x)$ that tightens with more samples. The S-VAE paper's log-likelihoods (in the results

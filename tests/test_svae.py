@@ -312,6 +312,33 @@ def test_model_selection_reads_validation_never_test(tmp_path, monkeypatch):
     assert all(torch.equal(p, q) for p, q in zip(a.model.state_dict().values(), b.model.state_dict().values()))
 
 
+def test_elbo_table_trains_on_the_digits_of_a_smaller_train_size(tmp_path, monkeypatch):
+    """``elbo_train_size`` = n trains the ELBO table's VAEs on exactly the digits a ``train_size`` of n picks (so
+    its checkpoint's data signature is honest), and leaves the headline VAEs' data alone."""
+    monkeypatch.setenv("ROTBOOK_RUNS", str(tmp_path))
+    from rotcore.data import mnist_splits
+
+    cfg = report.resolve_config(study, "smoke", {"train_size": 96, "val_size": 32, "test_size": 16,
+                                                 "elbo_train_size": 40, "elbo_latents": ["gaussian"],
+                                                 "elbo_fit.batch_size": 16})
+    data = study.load_data(cfg)
+    seen = []
+    real_fit = study.fit
+
+    def spy(model, loss_fn, loader, **kw):
+        seen.append(loader.tensors[0].clone())
+        return real_fit(model, loss_fn, loader, **kw)
+
+    monkeypatch.setattr(study, "fit", spy)
+    (t,) = study.train_elbo_models(cfg, data, device="cpu", progress=False)
+    assert len(data.train) == 96 and len(seen[0]) == 40
+    expected, _, _ = mnist_splits(train_size=40, val_size=32)
+    assert torch.equal(seen[0], expected.x)
+    assert study.train_flops(cfg) < study.train_flops(dataclasses.replace(cfg, elbo_train_size=None))
+    with pytest.raises(ConfigError, match="elbo_train_size"):
+        report.resolve_config(study, "smoke", {"elbo_train_size": 0})
+
+
 def test_train_flops_counts_every_trained_model():
     smoke = report.resolve_config(study, "smoke")
     f = study.train_flops(smoke)
