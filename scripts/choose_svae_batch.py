@@ -36,6 +36,7 @@ import torch
 
 from rotcore import judges
 from rotcore.data import mnist_splits
+from rotcore.metrics import accuracy_pct
 from rotcore.rotate import rotate_batch
 from rotcore.studies import svae
 
@@ -48,10 +49,10 @@ def readout(t: svae.Trained, judge: torch.nn.Module, val, batch_size: int) -> di
     row = {}
     for a in ANGLES:
         p = svae.judge_reconstructions(t.model, judge, rotate_batch(val.x, a), batch_size=batch_size)
-        row[f"all@{a:.0f}"] = 100 * (p == y).float().mean().item()
+        row[f"all@{a:.0f}"] = accuracy_pct(p, y)
         for d in (svae.SIX, svae.NINE):
             m = y == d
-            row[f"{d}@{a:.0f}"] = 100 * (p[m] == d).float().mean().item()
+            row[f"{d}@{a:.0f}"] = accuracy_pct(p[m], y[m])
     for d in (svae.SIX, svae.NINE):
         row[f"{d}@min"] = min(row[f"{d}@{a:.0f}"] for a in ANGLES)
     return row
