@@ -374,7 +374,7 @@ path = run.publish(metrics)
 # (45° included), which {glue:md}`sgvae_aug_six_acc_min_pct_verdict`, and rotated 9s at worst
 # {glue:md}`sgvae_aug_nine_acc_min_pct_with_ci`, which {glue:md}`sgvae_aug_nine_acc_min_pct_verdict`. Its code's
 # 5-NN digit accuracy at the worst angle is {glue:md}`sgvae_aug_latent_knn_acc_min_pct_with_ci`, which
-# {glue:md}`sgvae_aug_latent_knn_acc_min_pct_verdict`.
+# {glue:md}`sgvae_aug_latent_knn_acc_min_pct_verdict`. {glue:md}`sv_aug_upright_sentence`
 #
 # **Against augmentation.** {glue:md}`sv_aug_sentence` The augmented S-VAE's most common reading takes
 # {glue:md}`svae_aug_mode_label_pct_with_ci` of its decodes, which {glue:md}`svae_aug_mode_label_pct_verdict`.

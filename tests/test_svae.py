@@ -622,6 +622,25 @@ def test_gap_sentence_names_the_limit():
     assert study.gap_sentence({}) == ""
 
 
+def test_upright_subset_sentence_says_when_the_subset_flatters_the_worst_angle():
+    m = {"sgvae_aug_six_acc_upright_pct": 93.6, "sgvae_aug_six_acc_upright_pct_n": 958,
+         "sgvae_aug_six_acc_min_pct": 93.8, "sgvae_aug_six_acc_min_pct_n": 48,
+         "sgvae_aug_nine_acc_upright_pct": 90.4, "sgvae_aug_nine_acc_upright_pct_n": 1009,
+         "sgvae_aug_nine_acc_min_pct": 93.2, "sgvae_aug_nine_acc_min_pct_n": 44}
+    s = study.upright_subset_sentence(m)
+    assert s.startswith("Upright, on 958 test 6s and 1,009 test 9s (the upright readings' digits, not the evaluation "
+                        "subset), the S-GVAE-aug reads 93.6 % and 90.4 % right.")
+    assert "upright 6s there read **below** its worst angle on the 48-digit evaluation subset (93.8 %)" in s
+    assert "over those 9s its worst angle is at most 90.4 %, 4.6 points or more short of the 95 % target." in s
+    # upright above the subset's minimum: nothing to flag
+    fine = {**m, "sgvae_aug_six_acc_upright_pct": 97.0, "sgvae_aug_nine_acc_upright_pct": 96.0}
+    assert "below" not in study.upright_subset_sentence(fine) and "97.0 % and 96.0 %" in study.upright_subset_sentence(fine)
+    # below the subset's minimum but above the target: flagged, no shortfall claimed
+    above = {**fine, "sgvae_aug_nine_acc_min_pct": 97.5}
+    assert study.upright_subset_sentence(above).endswith("its worst angle is at most 96.0 %.")
+    assert study.upright_subset_sentence({}) == ""
+
+
 class _StubVAE(torch.nn.Module):
     """Decodes to ``out(x)``; a fixed KL per image (what collapse_table reads from evaluate_elbo)."""
 
