@@ -258,7 +258,7 @@ CPU_BETA = 3.0
 CPU_EPOCHS = 10
 CPU_TRAIN_SIZE = 10_000
 CPU_ENC_CHANNELS = (16, 32)
-CPU_DEC_CHANNELS = (32, 16)
+CPU_DEC_CHANNELS = CPU_ENC_CHANNELS[::-1]  # the decoder mirrors the encoder
 CPU_MAX_IMAGES = 100_000  # training images per model and seed that the 25-minute budget affords (see below)
 
 PROFILES: dict[str, CVAEStudyConfig] = {
@@ -313,7 +313,8 @@ PROFILES: dict[str, CVAEStudyConfig] = {
     # 2026-12-04, half width (see CPU_EPOCHS): the published 1,362 s had the generators' cell at 301 s and the
     # judges' (training and their own scores) at 845 s. Half-width generators for 10 epochs: ~8.5 s per epoch
     # and model, ~420 s (+120 s); the judges' own scores on 300 test digits instead of 500 (-35 s): ~1,450 s
-    # (24 min) expected. 12 epochs (+90 s more) do not fit: CPU_MAX_IMAGES.
+    # (24 min) expected; the page at 5c4a259 took 1,411 s. 12 epochs (+90 s more) do not fit: CPU_MAX_IMAGES
+    # (a run at 12 epochs, judges read in bf16 to pay for it, took 1,511 s).
     "cpu": CVAEStudyConfig(
         enc_channels=CPU_ENC_CHANNELS, dec_channels=CPU_DEC_CHANNELS,
         train_size=CPU_TRAIN_SIZE, val_size=2_000, test_size=300, recon_test_size=200,
