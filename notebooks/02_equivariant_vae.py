@@ -340,8 +340,8 @@ path = run.publish(metrics)
 # **Does the latent turn?** Measured on the encoder side, the chosen point's latent equivariance error is
 # {glue:md}`latent_equiv_err_ft_with_ci` (mean over the seven elements and the seeds), which
 # {glue:md}`latent_equiv_err_ft_verdict`. {glue:md}`eqvae_latent_sentence` EQ-VAE reports 0.80 → 0.15 for
-# SD-VAE after fine-tuning; that figure is unverified here and its definition may differ, so only the
-# direction compares.
+# SD-VAE after fine-tuning from its base; that figure is unverified here and its definition may differ, so only
+# the direction compares: {glue:md}`eqvae_latent_direction`.
 #
 # **The seed's number on our data.** {glue:md}`eqvae_seed_sentence` Against the seed's number, the rot180
 # round trip {glue:md}`ft180_roundtrip_mse_rot180_verdict`. The seed's number comes from SD 1.5's 84 M-parameter

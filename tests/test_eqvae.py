@@ -392,6 +392,17 @@ def test_discussion_sentences_follow_the_numbers():
     assert "scale is not stated" in d["eqvae_seed_sentence"] or "without stating the scale" in d["eqvae_seed_sentence"]
     assert "does not teach the quarter turns" in d["eqvae_r90_sentence"]
     assert "(relative encoder weight 0.5) lowers it" in d["eqvae_latent_sentence"]
+    assert "from the untouched base (0.800) it lowers it" in d["eqvae_latent_sentence"]
+    assert d["eqvae_latent_direction"].startswith("ours goes the same way")
+    assert "against the twin's reconstruction MSE" in d["eqvae_r90_sentence"] and "(one seed)" in d["eqvae_r90_sentence"]
+    assert "mean over 1 seeds" in d["eqvae_twin_sentence"]
+    # a fine-tune that raises the latent error above its base says so
+    up = study.discussion({**m, "latent_equiv_err_ft": 0.9})
+    assert "raises it" in up["eqvae_latent_sentence"] and "0.800 → 0.900" in up["eqvae_latent_direction"]
+    # the from-scratch contrast: its ratio is to its own (worse) reconstruction, and the page says so
+    c = study.discussion({**m, "scratch_roundtrip_ratio_max": 1.08, "scratch_recon_psnr_db": 18.05,
+                          "scratch_roundtrip_vs_twin_ratio_max": 11.14})["eqvae_contrast_sentence"]
+    assert "18.1 dB" in c and "11.1×" in c and "not measured" in c and "likely reason" not in c
     assert "far from exact" in d["eqvae_ft_exact_sentence"]
     assert d["eqvae_export"] == "was not checked in this run"
     # the opposite case: nothing to repair, every target met
@@ -404,7 +415,7 @@ def test_discussion_sentences_follow_the_numbers():
     assert list(curve.kind) == ["sweep", "base", "twin", "ft180"] and curve.chosen.iloc[0]
     study.plot_tradeoff(curve, target_ratio=1.5)
     assert "little scrambling" in d["eqvae_base_sentence"] and d["eqvae_ratio_missed"] == "every element meets it"
-    assert "also handles" in d["eqvae_r90_sentence"] and d["eqvae_export"] == "with bit-identical weights"
+    assert "does about as well" in d["eqvae_r90_sentence"] and d["eqvae_export"] == "with bit-identical weights"
 
 
 # ---------------------------------------------------------------------------------------------------------
