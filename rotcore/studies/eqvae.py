@@ -1411,14 +1411,18 @@ def discussion(m: Mapping[str, Any]) -> dict[str, str]:
         if ci[1] < 0 else "The interval includes zero: no reconstruction cost is resolved on these photos.")
 
     ft, base = m["latent_equiv_err_ft"], m["latent_equiv_err_base"]
-    tw = m.get("latent_equiv_err_twin_mean", m["latent_equiv_err_twin"])
+    tw_mean = m.get("latent_equiv_err_twin_mean")
+    tw = m["latent_equiv_err_twin"] if tw_mean is None else tw_mean
     enc_w = m.get("ft_encoder_weight")
     out["eqvae_latent_sentence"] = (
         f"The chosen fine-tune{f' (relative encoder weight {enc_w:g})' if enc_w is not None else ''} "
-        f"{'lowers' if ft < tw else 'does not lower'} it relative to its twins "
-        f"({ft:.3f} against {tw:.3f}, both means over seeds), and from the untouched base ({base:.3f}) it "
-        + ("lowers it." if ft < base else "raises it: the fine-tune as a whole moves the latent further from "
-           "equivariance than the base had it, and the rotation losses only hold back part of that."))
+        f"{'lowers' if ft < tw else 'does not lower'} it relative to "
+        + (f"its twins ({ft:.3f} against {tw:.3f}, both means over seeds)" if tw_mean is not None else
+           f"the twin ({ft:.3f}, mean over seeds, against the first seed's twin {tw:.3f})")
+        + f", and from the untouched base ({base:.3f}) it "
+        + ("lowers it." if ft < base else
+           "raises it: fine-tuning moves the latent further from equivariance than the base had it, and the "
+           "rotation losses hold back only part of that." if ft < tw else "raises it."))
     out["eqvae_latent_direction"] = (
         "ours goes the same way (down from its base)" if ft < base else
         f"ours goes the other way (up from its base, {base:.3f} → {ft:.3f})")
