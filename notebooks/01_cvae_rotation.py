@@ -118,9 +118,8 @@ fig = plots.image_grid(sweep.transpose(0, 1).reshape(-1, 1, 28, 28), nrow=3, tit
 # the digit judge at every evaluation angle, the angle judge over uniform random angles, per digit. A 0, 1
 # or 8 looks (almost) the same after a half turn, so for those digits the angle error is **axial** (modulo
 # 180°), here and for the generations below; the other digits are scored circularly. The angle judge is also
-# scored on the upright test digits (true angle 0°): real digits are written at a slant, so that error holds a
-# floor set by MNIST itself (with the judge's own error at 0°), and the judge's error at uniform angles is
-# compared with it.
+# scored on the upright test digits (true angle 0°): real digits are written at a slant, so that error is a
+# floor set by MNIST itself, and the judge's error at uniform angles is compared with it.
 
 # %%
 digit_judge, angle_judge = study.load_judges(cfg, device)
@@ -140,9 +139,8 @@ pd.Series({k: v for k, v in judge_metrics.items() if not k.endswith(("_ci95", "_
 
 # %% [markdown]
 # The digit judge is invariant to rotation, so it separates a 6 from a 9 only by handwriting style (its
-# accuracy on 6 and 9 is in the table). A 0, 1 or 8 can look like itself after a half turn, hence the axial
-# error for them (whether that matters for this judge: its axial and circular errors in the discussion); its
-# error per digit is a floor for any generator.
+# accuracy on 6 and 9 is in the table). The angle judge cannot tell a 0, 1 or 8 from the same digit turned
+# by 180°, hence the axial error for them; its error per digit is a floor for any generator.
 
 # %% [markdown]
 # ## The models

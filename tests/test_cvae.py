@@ -281,25 +281,6 @@ def test_drop_is_seen_mean_minus_unseen_mean_with_the_worst_band_apart():
     assert row.digit_acc_drop_pts == pytest.approx(40.0)
     assert row.digit_acc_drop_worst_pts == pytest.approx(60.0)
     assert row.digit_acc_beyond30_pct == pytest.approx(30.0)  # only 180° is farther than 30° from training
-    assert row.digit_acc_drop_beyond30_pts == pytest.approx(60.0)  # trained minus far, like the drop
-
-
-def test_seed_recipe_beyond30_verdict_uses_the_paired_interval():
-    """The seed's "degrades beyond ±30°" is judged like the drop: by the paired interval of trained minus far,
-    not by comparing the far accuracy's own interval with the trained point."""
-    import pandas as pd
-
-    models = pd.DataFrame({"parameters": [10]}, index=[study.SEED_RECIPE])
-    acc = {0.0: 1.0, 15.0: 0.9, 75.0: 0.8, 300.0: 0.9, 45.0: 0.7, 180.0: 0.3}
-    df = _fake_generations(acc, key=study.SEED_RECIPE)
-    m = study.headline_metrics(df, study.seed_summary(df, *_empty_recon_sweep()), {}, models, None, n_boot=200)
-    k = study.SEED_RECIPE
-    assert m[f"gen_digit_acc_drop_beyond30_pts_{k}"] == pytest.approx(60.0)
-    assert m[f"gen_digit_acc_drop_beyond30_pts_{k}_ci95"][0] > 0
-    s = study.discussion(m)["cvae_seed_sentence"]
-    assert "a drop of 60.0 points" in s and "its interval lies above zero, consistent with" in s
-    unsure = {**m, f"gen_digit_acc_drop_beyond30_pts_{k}_ci95": [-1.0, 20.0]}
-    assert "its interval includes zero" in study.discussion(unsure)["cvae_seed_sentence"]
 
 
 def test_headline_cis_over_seeds_and_by_clustered_bootstrap():
@@ -846,10 +827,7 @@ def test_the_judges_upright_floor_and_ratio():
     lo, hi = m["judge_digit_acc_pct_ci95"]
     assert 0 <= lo <= m["judge_digit_acc_pct"] <= hi <= 100
     text = study.discussion({**m, "judge_angle_mae_circular_deg": 1.0, "judge_angle_median_deg": 1.0})
-    assert "upright test digits" in text["cvae_judge_sentence"] and "coarser at other angles" in text["cvae_judge_sentence"]
-    assert "changes nothing" not in text["cvae_judge_sentence"]  # circular 1.0° is not the axial error
-    same = study.discussion({**m, "judge_angle_mae_circular_deg": m["judge_angle_mae_deg"], "judge_angle_median_deg": 1.0})
-    assert "never read a 0, 1 or 8 more than 90° off" in same["cvae_judge_sentence"]
+    assert "upright test digits" in text["cvae_judge_sentence"]
 
 
 def test_angle_response_is_one_for_a_decoder_that_rotates(tiny_run):
