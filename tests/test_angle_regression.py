@@ -477,28 +477,6 @@ def test_discussion_holds_whatever_the_outcome(better):
     assert all(isinstance(v, str) for v in d.values())
 
 
-def test_leak_and_memorisation_sentences_claim_only_what_the_numbers_show():
-    m = {"photos_seed_style_mae_deg": 72.0, "photos_seed_style_mae_deg_ci95": [67.0, 77.0],
-         "photos_leaky_split_mae_deg": 50.1, "photos_leaky_split_mae_deg_ci95": [46.5, 54.0],
-         "photos_seen_mae_deg_seed": 71.98, "photos_seen_mae_deg_seed_ci95": [66.0, 78.0]}
-    base = {"photos_best_run": "seed", "photos_best_to_seed_ratio": 1.0, "photos_mae_deg": 72.0,
-            "photos_val_mae_deg_seed": 70.0}
-    d = study.discussion({**base, **m})
-    s = d["ar_leak_sentence"]
-    assert "1.4-fold (21.9°) higher" in s and "flatters" not in s
-    assert "misses the 60° floor" in s and "not a measured size of the leak" in s  # the seed-style model failed
-    assert "71.98" not in s and "72.0°" in s and "inside the new photos' interval" in s
-    learned = {**m, "photos_seed_style_mae_deg": 40.0, "photos_seed_style_mae_deg_ci95": [35.0, 45.0]}
-    s = study.discussion({**base, **learned})["ar_leak_sentence"]
-    assert "floor" not in s and "inside the new photos' interval" not in s  # 71.98 lies outside [35, 45]
-    # memorisation: only where the two intervals separate
-    mem = {**base, **m, "photos_mae_deg_seed": 46.1, "photos_mae_deg_ci95": [40.5, 52.0],
-           "photos_seen_mae_deg_seed": 43.1, "photos_seen_mae_deg_seed_ci95": [38.0, 48.0]}
-    assert "resolves no memorisation gap" in study.discussion(mem)["ar_memorise_sentence"]
-    apart = {**mem, "photos_seen_mae_deg_seed": 20.0, "photos_seen_mae_deg_seed_ci95": [15.0, 25.0]}
-    assert "26.1° of difference is scene memorised" in study.discussion(apart)["ar_memorise_sentence"]
-
-
 def test_every_anchor_is_sourced_or_informative_and_the_check_names_a_real_test():
     import pathlib
 
@@ -561,10 +539,6 @@ def test_learning_curve_points_train_on_fewer_scenes_for_as_many_steps(photo_dat
     m = study.headline_metrics(evals, None, {}, _mnist_summary(), _per_digit(), [full], cfg, curve=curve)
     assert m["photos_curve_scenes"] == f"4,8,{len(data.train_idx)}"
     assert list(m["photos_mae_deg_at_4_scenes_ci95"]) == [curve.lo[0], curve.hi[0]]
-    # n counts the bootstrap's clusters (photos), not the images
-    last = f"photos_mae_deg_at_{len(data.train_idx)}_scenes"
-    assert m[f"{last}_n"] == len(set(study.headline_eval(evals, "seed").photo.tolist()))
-    assert "photos" in m[f"{last}_ci_method"]
     assert "scenes" in study.discussion(m)["ar_curve_sentence"]
     slope = m["photos_curve_mae_per_doubling_deg"]
     x = np.log2(curve.scenes.to_numpy(float))
