@@ -118,8 +118,11 @@ fig = plots.image_grid(sweep.transpose(0, 1).reshape(-1, 1, 28, 28), nrow=3, tit
 # the digit judge at every evaluation angle, the angle judge over uniform random angles, per digit. A 0, 1
 # or 8 looks (almost) the same after a half turn, so for those digits the angle error is **axial** (modulo
 # 180°), here and for the generations below; the other digits are scored circularly. The angle judge is also
-# scored on the upright test digits (true angle 0°): real digits are written at a slant, so that error is a
-# floor set by MNIST itself, and the judge's error at uniform angles is compared with it.
+# scored on the upright test digits (true angle 0°): real digits are written at a slant, so that error
+# (MNIST's slant plus the judge's own error at 0°, which cannot be told apart) is the reference for what slant
+# alone could explain, and the judge's error at uniform angles is compared with it. The digit judges read real
+# digits and samples alike under bf16 autocast where the CPU has it, as they were trained (the angle judge
+# reads in fp32).
 
 # %%
 digit_judge, angle_judge = study.load_judges(cfg, device)

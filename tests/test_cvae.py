@@ -850,3 +850,41 @@ def test_settings_sentence_counts_the_steps(tiny_run):
     text = study.settings_sentence(cfg, data)
     steps = cfg.fit.epochs * (len(data.train) // cfg.fit.batch_size)
     assert f"batch size {cfg.fit.batch_size} ({steps:,} optimiser steps)" in text
+
+
+def _seed_recipe_metrics(drop_ci):
+    k = study.SEED_RECIPE
+    m = {f"gen_digit_acc_seen_pct_{k}": 68.2, f"gen_digit_acc_unseen_pct_{k}": 62.0,
+         f"gen_digit_acc_drop_pts_{k}": 6.2, f"gen_digit_acc_drop_worst_pts_{k}": 12.0,
+         f"gen_digit_acc_beyond30_pct_{k}": 61.2, f"gen_digit_acc_beyond30_pct_{k}_ci95": [53.5, 68.9],
+         f"gen_angle_err_seen_deg_{k}": 20.0, f"gen_angle_err_unseen_deg_{k}": 40.0}
+    if drop_ci is not None:
+        m[f"gen_digit_acc_drop_beyond30_pts_{k}"] = 7.0
+        m[f"gen_digit_acc_drop_beyond30_pts_{k}_ci95"] = drop_ci
+    return m
+
+
+@pytest.mark.parametrize("drop_ci, consistent", [([0.6, 13.4], True), ([-0.5, 13.4], False), (None, False)])
+def test_seed_claim_verdict_reads_the_paired_drop_not_two_marginal_intervals(drop_ci, consistent):
+    # the far angles' marginal interval (53.5 to 68.9) reaches the trained angles' 68.2 %, but on the same prior
+    # draws the drop beyond 30° is what decides
+    sentence = study.discussion(_seed_recipe_metrics(drop_ci))["cvae_seed_sentence"]
+    assert ("consistent with the seed's" in sentence) is consistent
+    assert ("not resolved" in sentence) is (not consistent)
+    if drop_ci is not None:
+        assert "a drop of 7.0 points (95 % CI" in sentence
+
+
+def test_far_angle_drop_is_paired_on_the_same_draws():
+    acc = {0.0: 1.0, 15.0: 0.9, 75.0: 0.8, 300.0: 0.9, 45.0: 0.7, 180.0: 0.3}
+    row = study.seed_summary(_fake_generations(acc), *_empty_recon_sweep()).iloc[0]
+    assert row.digit_acc_drop_beyond30_pts == pytest.approx(row.digit_acc_seen_pct - row.digit_acc_beyond30_pct)
+
+
+@pytest.mark.parametrize("axial, circular, says_same", [(10.0172, 10.0172, True), (10.0, 11.5, False)])
+def test_angle_judge_sentence_when_half_turns_change_nothing(axial, circular, says_same):
+    m = {"judge_digit_acc_pct": 99.0, "judge_digit_acc_69_pct": 98.0, "judge_angle_mae_deg": axial,
+         "judge_angle_mae_circular_deg": circular, "judge_angle_median_deg": 8.3}
+    sentence = study.discussion(m)["cvae_judge_sentence"]
+    assert ("whether or not half turns are forgiven" in sentence) is says_same
+    assert ("if every digit is scored circularly" in sentence) is (not says_same)
