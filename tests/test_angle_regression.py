@@ -477,6 +477,45 @@ def test_discussion_holds_whatever_the_outcome(better):
     assert all(isinstance(v, str) for v in d.values())
 
 
+def _base_metrics():
+    evals = _evals(val_vec=10.0, test_vec=30.0, val_bins=20.0, test_bins=5.0)
+    return study.headline_metrics(evals, None, {}, _mnist_summary(), _per_digit(), [],
+                                  report.resolve_config(study, "smoke"))
+
+
+@pytest.mark.parametrize("leaky_ci, seed_seen, flatters, learned_nothing", [
+    ([46.5, 54.0], 71.98, True, True),   # the published 04 page's numbers: apart, seed-style above the floor
+    ([60.0, 70.0], 71.98, False, True),  # overlapping intervals: no claim of a leak
+    ([46.5, 54.0], 40.0, True, False),   # training photos scored far better than new ones: no "learned nothing"
+])
+def test_leak_sentence_claims_only_what_the_intervals_and_the_floor_allow(leaky_ci, seed_seen, flatters,
+                                                                          learned_nothing):
+    m = {**_base_metrics(), "photos_seed_style_mae_deg": 72.0, "photos_seed_style_mae_deg_ci95": [65.0, 79.3],
+         "photos_leaky_split_mae_deg": 50.1, "photos_leaky_split_mae_deg_ci95": leaky_ci,
+         "photos_seen_mae_deg_seed": seed_seen}
+    s = study.discussion(m)["ar_leak_sentence"]
+    assert ("flatters the MAE" in s) is flatters and ("cannot tell the leak from zero" in s) is (not flatters)
+    assert f"above {study.SEED_STYLE_FLOOR_DEG:g}°" in s  # 72.0 misses the floor: neither is a working model
+    assert ("learned neither" in s) is learned_nothing
+
+
+def test_leak_sentence_says_an_imagenet_leaky_run_did_worse_than_on_new_photos():
+    m = {**_base_metrics(), "photos_leaky_split_mae_deg_imagenet": 51.4, "photos_leak_gap_deg_imagenet": -5.2,
+         f"photos_mae_deg_{study.GRID[True, False]}": 46.1}
+    assert "5.2° worse on its leaky copies than on new photos" in study.discussion(m)["ar_leak_sentence"]
+
+
+@pytest.mark.parametrize("seen_ci, memorised", [([37.0, 49.0], False), ([20.0, 30.0], True)])
+def test_memorisation_is_claimed_only_when_the_intervals_separate(seen_ci, memorised):
+    m = _base_metrics()
+    best = m["photos_best_run"]
+    m.update({f"photos_seen_mae_deg_{best}": 26.0 if memorised else 43.1, "photos_seen_mae_deg_ci95": seen_ci,
+              f"photos_mae_deg_{best}": 46.1, "photos_mae_deg_ci95": [40.5, 52.0]})
+    s = study.discussion(m)["ar_memorise_sentence"]
+    assert ("is scene memorised" in s) is memorised
+    assert ("no memorisation gap it can tell from zero" in s) is (not memorised)
+
+
 def test_every_anchor_is_sourced_or_informative_and_the_check_names_a_real_test():
     import pathlib
 
@@ -539,7 +578,7 @@ def test_learning_curve_points_train_on_fewer_scenes_for_as_many_steps(photo_dat
     m = study.headline_metrics(evals, None, {}, _mnist_summary(), _per_digit(), [full], cfg, curve=curve)
     assert m["photos_curve_scenes"] == f"4,8,{len(data.train_idx)}"
     assert list(m["photos_mae_deg_at_4_scenes_ci95"]) == [curve.lo[0], curve.hi[0]]
-    assert "scenes" in study.discussion(m)["ar_curve_sentence"]
+    assert f"{len(data.train_idx)} photos" in study.discussion(m)["ar_curve_sentence"]
     slope = m["photos_curve_mae_per_doubling_deg"]
     x = np.log2(curve.scenes.to_numpy(float))
     assert slope == pytest.approx(np.cov(x, curve.mae_deg)[0, 1] / np.var(x, ddof=1))
@@ -719,6 +758,8 @@ def test_grid_main_effects_and_their_sentences():
     assert "Both help; pretraining by more" in d["ar_grid_sentence"]
     assert "lowers the MAE by 20.0°" in d["ar_grid_sentence"] and "clothing test split" in d["ar_grid_sentence"]
     assert "6.0°" in d["ar_clothing_sentence"]
+    frozen = report.resolve_config(study, "smoke").grid_frozen_blocks
+    assert f"keep their stem and first {frozen} blocks frozen" in d["ar_grid_sentence"]  # not initialisation alone
     # a negative gain raises the MAE, and its interval is printed in the same direction as the words
     hurt = {**m, "data_gain_deg": -7.0, "data_gain_deg_ci95": [-10.6, -3.6]}
     s = study.discussion(hurt)["ar_grid_sentence"]
