@@ -254,7 +254,7 @@ if cfg.curve_scenes:
     ax.set(xscale="log", xlabel="training photos (scenes)", ylabel="held-out MAE (°)",
            title=f"{study.label(best_t.key)}: equal steps, 95 % CI by photo")
     ax.set_xticks(curve.scenes, [str(n) for n in curve.scenes])
-    display(curve.round(2))
+    display(curve.drop(columns="ci_method").round(2))
 else:
     curve = None
     display(Markdown("This profile does not train the learning curve (`curve_scenes` is empty): each point costs "

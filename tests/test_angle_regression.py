@@ -578,6 +578,9 @@ def test_learning_curve_points_train_on_fewer_scenes_for_as_many_steps(photo_dat
     m = study.headline_metrics(evals, None, {}, _mnist_summary(), _per_digit(), [full], cfg, curve=curve)
     assert m["photos_curve_scenes"] == f"4,8,{len(data.train_idx)}"
     assert list(m["photos_mae_deg_at_4_scenes_ci95"]) == [curve.lo[0], curve.hi[0]]
+    # the interval resamples photos, so its n counts photos, not the images (several angles per photo)
+    assert m["photos_mae_deg_at_4_scenes_n"] == len(set(sets["test"].photo.tolist())) < curve.n_images[0]
+    assert "photo" in m["photos_mae_deg_at_4_scenes_ci_method"]
     assert f"{len(data.train_idx)} photos" in study.discussion(m)["ar_curve_sentence"]
     slope = m["photos_curve_mae_per_doubling_deg"]
     x = np.log2(curve.scenes.to_numpy(float))

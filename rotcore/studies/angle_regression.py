@@ -853,7 +853,8 @@ def learning_curve(best: Trained, evals: Mapping[str, Mapping[str, Evaluation]],
     stratified photos, the same number of steps as the full run; sizes not smaller than all the training
     photos are skipped), scored on the held-out photos like the headline (with TTA when ``cfg.tta``); the
     full run is the last point. A DataFrame: ``scenes``, ``mae_deg`` with its photo-clustered 95 % bounds
-    ``lo``/``hi``, ``val_mae_deg`` and ``n_images``."""
+    ``lo``/``hi`` and its method (``ci_method``), ``val_mae_deg``, ``n_photos`` (the interval's clusters) and
+    ``n_images``."""
     import pandas as pd
 
     spec, size = RUNS[best.key], input_size(best.key, cfg)
@@ -867,9 +868,10 @@ def learning_curve(best: Trained, evals: Mapping[str, Mapping[str, Evaluation]],
             kw = dict(size=size, border=spec.border, batch_size=cfg.eval_batch_size)
             ev = evaluate(t.model, best.key, best.key, data, sets["test"], tta=cfg.tta, **kw)
             val = evaluate(t.model, best.key, best.key, data, sets["val"], tta=False, **kw)
-        est, (lo, hi), *_ = bootstrap_ci95(ev.err_deg, clusters=ev.photo, unit="photo")
+        est, (lo, hi), n_photos, method = bootstrap_ci95(ev.err_deg, clusters=ev.photo, unit="photo")
         rows.append({"scenes": len(data.train_idx) if n is None else n, "mae_deg": est, "lo": lo, "hi": hi,
-                     "val_mae_deg": val.err_deg.mean().item(), "n_images": len(ev.err_deg)})
+                     "ci_method": method, "val_mae_deg": val.err_deg.mean().item(), "n_photos": n_photos,
+                     "n_images": len(ev.err_deg)})
     return pd.DataFrame(rows)
 
 
@@ -1360,7 +1362,7 @@ def headline_metrics(evals: Mapping[str, Mapping[str, Evaluation]], baseline: Ev
     if curve is not None and len(curve):
         for row in curve.itertuples():
             m.update(with_ci(f"photos_mae_deg_at_{int(row.scenes)}_scenes", row.mae_deg, (row.lo, row.hi),
-                             int(row.n_images)))
+                             int(row.n_photos), row.ci_method))  # n: the photos the interval resamples
         m["photos_curve_scenes"] = ",".join(str(int(n)) for n in curve.scenes)
         if len(curve) >= 2:  # least-squares slope of the MAE on log2(scenes): degrees per doubling of the photos
             m["photos_curve_mae_per_doubling_deg"] = float(np.polyfit(np.log2(curve.scenes.to_numpy(float)),
