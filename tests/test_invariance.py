@@ -69,7 +69,7 @@ def test_headline_is_the_named_model_even_when_another_has_lower_test_error():
     assert cfg.headline_model == "c8"
     replica_df = pd.DataFrame(
         [{"model": k, "label": study.MODELS[k].label, "seed": s, "test_error_pct": e, "upright_acc_pct": 99.0,
-          "rotated_acc_pct": 100 - e, "train_time_s": 1.0}
+          "rotated_acc_pct": 100 - e, "test_digits": 10_000, "test_digits_total": 50_000, "train_time_s": 1.0}
          for k, errs in {"cnn_aug": [3.0, 3.2, 3.1], "c8": [2.0, 2.4, 2.2], "c16": [1.0, 1.1, 0.9]}.items()
          for s, e in enumerate(errs)])
     # upright protocol: the C16 is right everywhere, the headline C8 on half the (digit, angle) pairs
@@ -95,6 +95,8 @@ def test_headline_is_the_named_model_even_when_another_has_lower_test_error():
     sentences = study.discussion(m)
     assert sentences["inv_headline_model"] == "C8 G-CNN"
     assert "C16 G-CNN 1.00 %" in sentences["inv_others_sentence"]
+    assert m["rotmnist_test_digits"] == 10_000 and "first 10,000 of the replica's 50,000" in sentences[
+        "inv_anchor_sentence"]
     assert "best" not in " ".join(sentences.values())
 
 
@@ -149,6 +151,21 @@ def test_discussion_says_what_the_numbers_say(aug, aug_ci, expected):
     m = {"headline_model": "c8", "rotmnist_test_error_pct": 1.5, "rotmnist_test_error_pct_ci95": [1.4, 1.6],
          "rotmnist_test_error_pct_cnn_aug": aug, "rotmnist_test_error_pct_cnn_aug_ci95": aug_ci}
     assert expected in study.discussion(m)["inv_aug_sentence"]
+
+
+def test_discussion_claims_exactness_only_at_quarter_turns():
+    m = {"headline_model": "c8", "rotmnist_test_error_pct": 1.5, "rotmnist_test_error_pct_ci95": [1.4, 1.6],
+         "rotmnist_test_error_pct_cnn_aug": 3.0, "rotmnist_test_error_pct_cnn_aug_ci95": [2.8, 3.2]}
+    sentence = study.discussion(m)["inv_aug_sentence"]
+    assert "guarantees it" not in sentence and "exact at quarter turns" in sentence
+
+
+@pytest.mark.parametrize("n, total, says", [(10_000, 50_000, True), (50_000, 50_000, False), (None, None, False)])
+def test_anchor_sentence_says_when_the_replica_is_tested_on_part_of_its_test_set(n, total, says):
+    sentence = study.discussion({"rotmnist_test_digits": n, "rotmnist_test_digits_total": total})[
+        "inv_anchor_sentence"]
+    assert ("first 10,000 of the replica's 50,000 test digits" in sentence) is says
+    assert "reports 0.682 %" in sentence  # the anchor is always quoted as its source measured it
 
 
 def test_discussion_of_an_empty_run_makes_no_claim():
