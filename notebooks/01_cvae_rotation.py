@@ -142,8 +142,10 @@ pd.Series({k: v for k, v in judge_metrics.items() if not k.endswith(("_ci95", "_
 
 # %% [markdown]
 # The digit judge is invariant to rotation, so it separates a 6 from a 9 only by handwriting style (its
-# accuracy on 6 and 9 is in the table). The angle judge cannot tell a 0, 1 or 8 from the same digit turned
-# by 180°, hence the axial error for them; its error per digit is a floor for any generator.
+# accuracy on 6 and 9 is in the table). A 0, 1 or 8 can look almost the same turned by 180°, so for them a
+# half-turn reading is forgiven (the axial error); whether the angle judge needs that is in the discussion
+# (its axial and circular errors side by side). Its error per digit on real digits is the reference for the
+# generators' angle errors below.
 
 # %% [markdown]
 # ## The models
