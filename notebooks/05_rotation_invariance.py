@@ -53,7 +53,7 @@ if "google.colab" in sys.modules:
                     "rotcore @ git+https://github.com/rotbook/rotbook"], check=True)
 
 # %% tags=["parameters"]
-profile = "smoke"  # "smoke": CI, ~1 min; "cpu": the published numbers, <= 40 min on 2 cores; "gpu": one GPU
+profile = "smoke"  # "smoke": CI, ~1 min; "cpu": the published numbers, ≤ 40 min on 2 cores; "gpu": one GPU
 overrides = {}  # e.g. {"replica_seeds": [0, 1, 2, 3], "replica_fit.epochs": 30}
 
 # %%

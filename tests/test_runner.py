@@ -91,6 +91,18 @@ def test_paired_notebooks_are_in_sync_and_output_free():
         assert sum("parameters" in c.metadata.get("tags", []) for c in source.cells) == 1
 
 
+def test_papermill_sees_every_notebooks_parameters():
+    """``papermill --help-notebook`` lists a notebook's parameters only if it can parse the parameters cell: a
+    comment it cannot read (``<= 40 min`` once did) hides ``profile`` and makes ``-p profile cpu`` warn
+    "Passed unknown parameter"."""
+    from papermill.inspection import inspect_notebook
+
+    for info in STUDIES.values():
+        params = inspect_notebook(str(runner.notebook_source(info).with_suffix(".ipynb")))
+        assert {"profile", "overrides"} <= set(params), f"{info.name}: papermill sees only {sorted(params)}"
+        assert params["profile"]["default"] == '"smoke"'
+
+
 def test_committed_anchors_file_is_current_and_the_summary_needs_no_training_stack():
     """book/anchors.json holds every study's anchors as plain data (``rotbook anchors`` writes it), so the book
     build reads them without importing torch or escnn; it must equal what the study modules say."""
