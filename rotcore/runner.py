@@ -1,7 +1,7 @@
 """``rotbook``: execute the study notebooks with papermill on a profile, then build the Jupyter Book.
 
     rotbook run                          # every study on the smoke profile, then the book
-    rotbook run --only 05 --profile cpu  # one study on the published profile (<= 25 min on 2 CPU cores)
+    rotbook run --only 05 --profile cpu  # one study on the published profile (<= 25 min on 2 CPU cores; study 05: 40)
     rotbook run --only 05 --profile gpu  # the anchors' scale, for one GPU
     rotbook run --only 05 -p fit.epochs=2 -p "test_angles_deg=[0, 90]"
     rotbook book [--profile smoke]       # build the site from already executed notebooks
@@ -450,7 +450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute study notebooks, then build the book")
     run.add_argument("--profile", default="smoke",
-                     help="smoke (CI, ~1 min per study), cpu (published, <= 25 min per study on 2 cores) or gpu")
+                     help="smoke (CI, ~1 min per study), cpu (published, <= 25 min per study on 2 cores, 40 for 05) or gpu")
     run.add_argument("--only", action="append", metavar="NN", help="study number or name (repeatable)")
     run.add_argument("-p", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key (dotted for nested, e.g. upright_fit.epochs=2)")
