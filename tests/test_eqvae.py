@@ -436,6 +436,10 @@ def test_discussion_sentences_follow_the_numbers():
     study.plot_tradeoff(curve, target_ratio=1.5)
     assert "little scrambling" in d["eqvae_base_sentence"] and d["eqvae_ratio_missed"] == "every element meets it"
     assert "does about as well" in d["eqvae_r90_sentence"] and d["eqvae_export"] == "with bit-identical weights"
+    # the rot180-only model clearly lower at r90 than the D4 model: said so, not "about as well"
+    lower = study.discussion(_metrics({"base": {}, "twin": {}, "ft180": {"r90": 1.2}, "ft": {"r90": 1.45}, "equi": {}},
+                                      {"base": 0.1, "ft": 0.1, "equi": 1e-3}))["eqvae_r90_sentence"]
+    assert lower.startswith("On this run the rot180 loss alone gives a lower quarter-turn round trip") and "1.20×" in lower
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -1445,6 +1445,8 @@ def discussion(m: Mapping[str, Any]) -> dict[str, str]:
         out["eqvae_r90_sentence"] = ""
     else:
         taught = ("The rot180 loss alone does not teach the quarter turns" if r90_180 > max(target, 1.05 * r90_d4)
+                  else "On this run the rot180 loss alone gives a lower quarter-turn round trip than the D4 loss"
+                  if r90_180 < 0.95 * r90_d4
                   else "On this run the rot180 loss alone does about as well on the quarter turns")
         failed = cost is not None and cost > limit
         out["eqvae_r90_sentence"] = (
