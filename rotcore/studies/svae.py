@@ -482,11 +482,17 @@ def train_models(cfg: SVAEConfig, data: StudyData, *, device=None, progress: boo
             for k in MODEL_LABELS}
 
 
+def _mnist_train_count(train_size: int | None, val_size: int) -> int:
+    """Training digits drawn from MNIST's 60k train split after ``val_size`` are held out for validation:
+    ``train_size`` (capped), or all the rest when it is ``None``."""
+    rest = 60_000 - val_size
+    return rest if train_size is None else min(train_size, rest)
+
+
 def train_count(cfg: SVAEConfig) -> int:
     """How many training digits the four main VAEs see: ``train_size``, or all of the training split (MNIST's
     60k less ``val_size``)."""
-    rest = 60_000 - cfg.val_size
-    return rest if cfg.train_size is None else min(cfg.train_size, rest)
+    return _mnist_train_count(cfg.train_size, cfg.val_size)
 
 
 def elbo_train_count(cfg: SVAEConfig) -> int:
@@ -607,7 +613,7 @@ def train_flops(cfg: SVAEConfig) -> float:
         seen, steps = images_seen(n, fc)
         total += per_image * seen + per_step * steps
     jc = cfg.judge_config()
-    judge_n = jc.train_size if jc.train_size is not None else 60_000 - jc.val_size
+    judge_n = _mnist_train_count(jc.train_size, jc.val_size)
     per_image, per_step = step_flops(
         build_classifier(jc.model).train(),
         lambda m, x: torch.nn.functional.cross_entropy(m(x), torch.zeros(len(x), dtype=torch.long)), images)
@@ -1168,7 +1174,7 @@ def upright_subset_sentence(m: Mapping[str, Any], key: str = "sgvae_aug") -> str
         text += (f" Its upright {digits} there read **below** its worst angle on the "
                  f"{count(n_sub) if n_sub else 'about 50'}-digit evaluation subset ({low:.1f} %): the subset "
                  f"flatters it, and over those {digits} its worst angle is at most {up:.1f} %")
-        target = next((a.threshold for a in ANCHORS if a.metric == f"{key}_{n}_acc_min_pct"), None)
+        target = _anchor(f"{key}_{n}_acc_min_pct").threshold
         text += (f", {target - up:.1f} points or more short of the {target:.0f} % target." if target is not None
                  and up < target else ".")
     return text
@@ -1245,7 +1251,11 @@ def code_change_sentence(m: Mapping[str, Any], key: str) -> str:
 
 
 def _anchor(metric: str) -> Anchor:
-    return next(a for a in ANCHORS if a.metric == metric)
+    """The study's anchor for ``metric`` (every lookup of a target goes through here)."""
+    for a in ANCHORS:
+        if a.metric == metric:
+            return a
+    raise KeyError(f"study 03 has no anchor {metric!r}")
 
 
 def _anchor_value(metric: str) -> float | None:
