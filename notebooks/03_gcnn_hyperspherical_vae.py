@@ -384,7 +384,8 @@ path = run.publish(metrics)
 #
 # **Against the seed.** {glue:md}`sv_seed_sentence`
 #
-# **Are 6s just rotated 9s?** For the S-GVAE-aug, whose code ignores rotation at every angle it was trained on:
+# **Are 6s just rotated 9s?** For the S-GVAE-aug, whose code is exactly invariant at quarter turns and nearly so
+# between them (the invariance table):
 # {glue:md}`sv_six_nine_answer` An invariant code cannot use orientation, the cue
 # that makes the difference obvious to us; what is left is style (the loop's size against the stem, the stem's
 # length and curl), and a 6 written like a turned 9 is, to this code, a turned 9 at every angle (the upright

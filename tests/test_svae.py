@@ -386,6 +386,12 @@ def test_discussion_sentences_follow_the_metrics():
     good = _discussion_metrics()
     s = study.discussion(good)
     assert "style is not always enough" in s["sv_six_nine_answer"] and "12.0 %" in s["sv_six_nine_answer"]
+    few = {**good, "sgvae_six_as_nine_max_pct": 2.0, "sgvae_nine_as_six_max_pct": 0.0}
+    assert study.discussion(few)["sv_six_nine_answer"].startswith("**Mostly not.** At no angle does the judge read "
+                                                                  "more than 2.0 %")
+    none = {**few, "sgvae_six_as_nine_max_pct": 0.0}
+    assert study.discussion(none)["sv_six_nine_answer"].startswith("**Not these ones.** At no test angle does the "
+                                                                   "judge read a single decoded 6 as a 9")
     assert "7.0 points" in s["sv_drop_sentence"] and s["sv_collapse_verdict"].startswith("collapses")
     assert s["sv_elbo_gaps"].startswith("+3.00 nats at d = 2") and "better here too" in s["sv_elbo_sentence"]
     assert "above the seed's 95 % for 6s, below its 66 % for 9s" in s["sv_seed_sentence"]
@@ -606,8 +612,10 @@ def test_mode_label_table_and_the_collapse_sentence():
     digit = {**fine, "svae_aug_collapsed": True, "svae_aug_worst_digit": 6, "svae_aug_worst_digit_acc_pct": 0.0,
              "sgvae_collapsed": False, "sgvae_worst_digit": 9, "sgvae_worst_digit_acc_pct": 93.0}
     s = study.collapse_sentence(digit)
-    assert "The S-VAE-aug fails its task on one digit.**" in s and "0.0 % of its decoded upright 6s" in s
+    assert "The S-VAE-aug fails its task on one digit.**" in s and "reads none of its decoded upright 6s" in s
     assert "has collapsed" not in s
+    some = {**digit, "svae_aug_worst_digit_acc_pct": 12.5}
+    assert "reads only 12.5 % of its decoded upright 6s" in study.collapse_sentence(some)
     ok = {**digit, "svae_aug_collapsed": False, "svae_aug_worst_digit_acc_pct": 80.0}
     assert "lowest share of one digit's upright decodes read right is 80.0 %" in study.collapse_sentence(ok)
     assert study.collapse_sentence({}) == ""

@@ -1031,6 +1031,11 @@ def six_nine_answer(metrics: Mapping[str, Any], key: str = "sgvae") -> str:
         return (f"**This run cannot say.** Even upright, the judge reads only {six_up:.1f} % of the decoded 6s and "
                 f"{nine_up:.1f} % of the decoded 9s correctly, so a low 6↔9 confusion (at worst {worst:.1f} %) "
                 "says nothing about handwriting style.")
+    if worst == 0:
+        n6, n9 = metrics.get(f"{key}_six_acc_mean_pct_n"), metrics.get(f"{key}_nine_acc_mean_pct_n")
+        counts = f" (of {n6} 6s and {n9} 9s)" if n6 and n9 else ""
+        return (f"**Not these ones.** At no test angle does the judge read a single decoded 6 as a 9, or a decoded 9 "
+                f"as a 6{counts}: handwriting style alone separated every one of them.")
     if worst <= 5:
         return (f"**Mostly not.** At no angle does the judge read more than {worst:.1f} % of its decoded 6s as 9s "
                 "or of its decoded 9s as 6s: handwriting style alone separates almost all of them.")
@@ -1120,8 +1125,9 @@ def collapse_sentence(m: Mapping[str, Any]) -> str:
         worst, worst_acc = m.get(f"{k}_worst_digit"), m.get(f"{k}_worst_digit_acc_pct")
         if m[f"{k}_mode_label_pct"] < COLLAPSE_MODE_PCT and worst_acc is not None and worst_acc < COLLAPSE_DIGIT_PCT:
             out.append(f"**The {_short(k)} fails its task on one digit.** Its decodes spread over the labels (the "
-                       f"most common takes {m[f'{k}_mode_label_pct']:.1f} %), but the judge reads only "
-                       f"{worst_acc:.1f} % of its decoded upright {worst}s as a {worst} (the floor: "
+                       f"most common takes {m[f'{k}_mode_label_pct']:.1f} %), but the judge reads "
+                       + ("none" if worst_acc == 0 else f"only {worst_acc:.1f} %")
+                       + f" of its decoded upright {worst}s as a {worst} (the floor: "
                        f"{COLLAPSE_DIGIT_PCT:.0f} % for every digit), and its code carries {kl(k)} of KL from the "
                        f"prior on the test digits" + (f" ({others})" if others else "") + ": its decoder does not "
                        "draw every digit it is given. So its scores on rotated 6s and 9s are a training failure, "
