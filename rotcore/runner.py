@@ -1,7 +1,7 @@
 """``rotbook``: execute the study notebooks with papermill on a profile, then build the Jupyter Book.
 
     rotbook run                          # every study on the smoke profile, then the book
-    rotbook run --only 05 --profile cpu  # one study on the published profile (<= 25 min on 2 CPU cores; study 05: 40)
+    rotbook run --only 05 --profile cpu  # one study on the published profile (05: <= 40 min on 2 CPU cores)
     rotbook run --only 05 --profile gpu  # the anchors' scale, for one GPU
     rotbook run --only 05 -p fit.epochs=2 -p "test_angles_deg=[0, 90]"
     rotbook book [--profile smoke]       # build the site from already executed notebooks
@@ -210,6 +210,13 @@ ANCHORS_FILE = Path("book") / "anchors.json"
 #: (study 05, the costliest, gets 40) and for the whole report.
 CPU_BUDGET_MIN: dict[str, float] = {"01": 25.0, "02": 25.0, "03": 25.0, "04": 25.0, "05": 40.0}
 REPORT_BUDGET_MIN = 100.0
+
+
+def _budget_text() -> str:
+    """``"<= 25 min per study, 40 for 05"``: :data:`CPU_BUDGET_MIN` in words (the most common budget first)."""
+    common = max(set(CPU_BUDGET_MIN.values()), key=list(CPU_BUDGET_MIN.values()).count)
+    others = ", ".join(f"{b:g} for {n}" for n, b in CPU_BUDGET_MIN.items() if b != common)
+    return f"<= {common:g} min per study" + (f", {others}" if others else "")
 
 
 def anchors_data() -> dict[str, list[dict[str, Any]]]:
@@ -450,7 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute study notebooks, then build the book")
     run.add_argument("--profile", default="smoke",
-                     help="smoke (CI, ~1 min per study), cpu (published, <= 25 min per study on 2 cores, 40 for 05) or gpu")
+                     help=f"smoke (CI, ~1 min per study), cpu (published, {_budget_text()} on 2 cores) or gpu")
     run.add_argument("--only", action="append", metavar="NN", help="study number or name (repeatable)")
     run.add_argument("-p", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key (dotted for nested, e.g. upright_fit.epochs=2)")
