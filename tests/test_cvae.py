@@ -476,6 +476,25 @@ def test_a_judge_panel_reads_the_mean_of_its_members_probabilities():
         study.DigitJudgePanel([])
 
 
+def test_the_panel_reads_in_its_own_precision_wherever_it_is_called():
+    """The panel sets the digit judges' reading precision in one place: samples, real digits and the settings
+    check all read through it. bf16 is forced here (``"bf16"``, not ``"auto"``) so the check is the same on
+    every CPU."""
+    seen = []
+
+    class _Recording(_ProbJudge):
+        def probs(self, x, *, batch_size=1_000):
+            seen.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+            return super().probs(x)
+
+    x = torch.rand(4, 1, 28, 28)
+    study.DigitJudgePanel([_Recording(3, 0.6)], precision="bf16").predict(x)
+    study.DigitJudgePanel([_Recording(3, 0.6)]).predict(x)
+    assert seen == [True, False]
+    with pytest.raises(ConfigError, match="precision"):
+        study.DigitJudgePanel([_ProbJudge(3, 0.6)], precision="fp16")
+
+
 def test_member_readings_give_the_spread_one_judge_puts_on_the_numbers(tiny_run):
     cfg, data, trained = tiny_run
     import pandas as pd

@@ -63,6 +63,7 @@ from rotcore.rotate import (
 )
 from rotcore.studies import Anchor
 from rotcore.train import (
+    PRECISIONS,
     FitConfig,
     FitResult,
     TensorLoader,
@@ -579,16 +580,22 @@ class DigitJudgePanel:
     probabilities. A single judge's reading of a generated digit (off the distribution it trained on) depends
     on its initialisation by several points; the panel's reading depends on it less, and its ``members``' own
     readings (:func:`member_predictions`) show how far one judge alone could be off. A panel of one member
-    reads exactly as that judge."""
+    reads exactly as that judge.
 
-    def __init__(self, members: Sequence[DigitJudge]):
+    ``precision`` (:func:`rotcore.train.autocast`'s: ``"fp32"``, ``"bf16"`` or ``"auto"``) is how every
+    reading runs, samples and real digits alike (see the note above): the one place it is set."""
+
+    def __init__(self, members: Sequence[DigitJudge], *, precision: str = "fp32"):
         if not members:
             raise ValueError("a judge panel needs at least one judge")
+        check_choice("precision", precision, PRECISIONS)
         self.members = tuple(members)
+        self.precision = precision
 
     def member_probs(self, x: torch.Tensor, *, batch_size: int = 1_000) -> torch.Tensor:
         """Each member's class probabilities, ``(members, n, classes)``."""
-        return torch.stack([m.probs(x, batch_size=batch_size) for m in self.members])
+        with autocast(x.device, self.precision):
+            return torch.stack([m.probs(x, batch_size=batch_size) for m in self.members])
 
     def probs(self, x: torch.Tensor, *, batch_size: int = 1_000) -> torch.Tensor:
         return self.member_probs(x, batch_size=batch_size).mean(0)
@@ -626,10 +633,11 @@ def peak_of(x: torch.Tensor) -> torch.Tensor:
 
 def load_judges(cfg: CVAEStudyConfig, device=None, *, progress: bool | None = None
                 ) -> tuple[DigitJudgePanel, AngleJudge]:
-    """The digit judge panel of ``cfg.digit_judge_configs()`` and the angle judge of ``cfg.judge_configs()``
-    (each loaded from its checkpoint, trained if absent)."""
+    """The digit judge panel of ``cfg.digit_judge_configs()`` (reading under the generators' training
+    precision, ``cfg.fit.precision``) and the angle judge of ``cfg.judge_configs()`` (each loaded from its
+    checkpoint, trained if absent)."""
     panel = DigitJudgePanel([judges.digit_judge(c, device=device, progress=progress)
-                             for c in cfg.digit_judge_configs()])
+                             for c in cfg.digit_judge_configs()], precision=cfg.fit.precision)
     return panel, judges.angle_judge(cfg.judge_configs()[1], device=device, progress=progress)
 
 
@@ -937,14 +945,12 @@ def evaluate_generation(trained: Sequence[Trained], digit_judge: DigitJudge | Di
         digits, angles, z = generation_grid(cfg, device, seed=t.seed, temperature=temperature,
                                             draw_seed_offset=draw_seed_offset)
         x = generate(t.model, digits, angles, z, batch_size=cfg.eval_batch_size)
-        # the digit judges read under the training precision (see above DigitJudgePanel), the angle judge in fp32
-        with autocast(x.device, cfg.fit.precision):
-            pred_digit, by_member = (p.cpu() for p in read_digits(digit_judge, x, batch_size=cfg.eval_batch_size))
-            # the sensitivity check reads rescaled samples at trained angles only, where the floor is measured
-            at_trained = _seen_mask(cfg, angles.cpu().tolist())
-            rescaled = torch.full((len(x),), -1, dtype=torch.long)
-            rescaled[at_trained] = digit_judge.predict(rescale_to_peak(x[at_trained.to(x.device)]),
-                                                       batch_size=cfg.eval_batch_size).cpu()
+        pred_digit, by_member = (p.cpu() for p in read_digits(digit_judge, x, batch_size=cfg.eval_batch_size))
+        # the sensitivity check reads rescaled samples at trained angles only, where the floor is measured
+        at_trained = _seen_mask(cfg, angles.cpu().tolist())
+        rescaled = torch.full((len(x),), -1, dtype=torch.long)
+        rescaled[at_trained] = digit_judge.predict(rescale_to_peak(x[at_trained.to(x.device)]),
+                                                   batch_size=cfg.eval_batch_size).cpu()
         pred_angle = angle_judge.predict_deg(x, batch_size=cfg.eval_batch_size).cpu()
         d, a = digits.cpu(), angles.cpu()
         frames.append(pd.DataFrame({
@@ -1228,12 +1234,11 @@ def judge_scores(digit_judge: DigitJudge | DigitJudgePanel, angle_judge: AngleJu
     # and rescaled to a brightest pixel of 1 (what the check does to a faint sample; a real digit barely changes)
     a = random_angles_in(cfg.train_angles_deg, len(test), generator=torch.Generator().manual_seed(77)).to(test.x.device)
     at_trained = rotate_batch(test.x, a)
-    with autocast(test.x.device, cfg.fit.precision):  # the digit judges read as they read the samples
-        readings = [read_digits(digit_judge, r) for r in rotated]
-        m_real = {"judge_real_peak": float(torch.cat([peak_of(r) for r in rotated]).mean()),
-                  "judge_digit_acc_trained_pct": 100 * float((digit_judge.predict(at_trained).cpu() == y).double().mean()),
-                  "judge_digit_acc_trained_rescaled_pct":
-                      100 * float((digit_judge.predict(rescale_to_peak(at_trained)).cpu() == y).double().mean())}
+    readings = [read_digits(digit_judge, r) for r in rotated]  # the panel reads real digits as it reads samples
+    m_real = {"judge_real_peak": float(torch.cat([peak_of(r) for r in rotated]).mean()),
+              "judge_digit_acc_trained_pct": 100 * float((digit_judge.predict(at_trained).cpu() == y).double().mean()),
+              "judge_digit_acc_trained_rescaled_pct":
+                  100 * float((digit_judge.predict(rescale_to_peak(at_trained)).cpu() == y).double().mean())}
     correct = torch.stack([pred.cpu() == y for pred, _ in readings], dim=1).double()  # (digits, angles)
     digit_df = pd.DataFrame({"angle_deg": list(cfg.eval_angles_deg), "acc_pct": 100 * correct.mean(0).numpy()})
     for d in range(10):
