@@ -318,6 +318,8 @@ def test_headline_cis_over_seeds_and_by_clustered_bootstrap():
     assert "drop of 40.0 points" in text["cvae_scalar_sentence"]
     assert "reach the 90 % floor" in text["cvae_scalar_sentence"]  # 90 % at trained angles: the floor holds
     assert "scalar angle (pairs) 40.0 points" in text["cvae_generalise_sentence"]
+    assert "mean over seeds" in text["cvae_distance_sentence"]
+    assert "one seed" in study.discussion(m)["cvae_distance_sentence"]  # the one-seed run says so
     low = study.discussion({**m3, "gen_digit_acc_seen_pct_scalar": 75.0})
     assert "below the 90 % floor" in low["cvae_scalar_sentence"] and "No learned design" in low["cvae_generalise_sentence"]
     assert "N(0, I)" in text["cvae_sampling_sentence"] and "temperature 1" in text["cvae_sampling_sentence"]

@@ -1721,8 +1721,8 @@ def discussion(m: Mapping[str, Any]) -> dict[str, str]:
                             f"no unseen angle within {SEED_CLAIM_DEG:g}°")
                          + (f", {far:.1f} % farther" if far is not None else ""))
         out["cvae_distance_sentence"] = (
-            "How each learned design degrades with the distance to the nearest trained angle (digit accuracy, mean "
-            "over seeds): " + "; ".join(parts) + ".")
+            "How each learned design degrades with the distance to the nearest trained angle (digit accuracy"
+            + (", mean over seeds" if (m.get("n_seeds") or 1) > 1 else ", one seed") + "): " + "; ".join(parts) + ".")
         working = [k for k in learned if _floor_holds(m, k)]
         if working:
             drops = ", ".join(f"{MODELS[k]} {m[f'gen_digit_acc_drop_pts_{k}']:.1f} points" for k in working)
