@@ -496,3 +496,9 @@ def with_ci(name: str, estimate: float, ci: tuple[float, float] | None, n: int,
             out[f"{name}_ci_method"] = (method or "interval") + f", clipped to the range [{low:g}, {high:g}]"
         out[f"{name}_ci95"] = [lo, hi]
     return out
+
+
+def intervals_apart(a: Sequence[float] | None, b: Sequence[float] | None) -> bool:
+    """Whether two intervals ``(lo, hi)`` are both given and do not overlap (touching ends overlap). The one
+    test a discussion uses before it says two numbers differ; ``None`` (no interval: one seed) is never apart."""
+    return a is not None and b is not None and (a[0] > b[1] or b[0] > a[1])

@@ -145,3 +145,12 @@ def test_the_app_error_metric_is_circular_error_deg():
         assert circular_error(p, t) == circular_error_deg(torch.tensor(p, dtype=torch.float64),
                                                           torch.tensor(t, dtype=torch.float64)).item()
     assert circular_error(359.0, 1.0) == pytest.approx(2.0)
+
+
+def test_intervals_apart_only_when_both_exist_and_do_not_touch():
+    from rotcore.metrics import intervals_apart
+
+    assert intervals_apart((1.0, 2.0), (2.5, 3.0)) and intervals_apart([2.5, 3.0], [1.0, 2.0])
+    assert not intervals_apart((1.0, 2.0), (2.0, 3.0))  # touching ends overlap
+    assert not intervals_apart((1.0, 3.0), (2.0, 2.5))
+    assert not intervals_apart(None, (2.5, 3.0)) and not intervals_apart((1.0, 2.0), None)

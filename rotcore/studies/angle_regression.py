@@ -51,6 +51,7 @@ from rotcore.metrics import (
     circular_error_deg,
     coverage_curve,
     error_by_angle,
+    intervals_apart,
     with_ci,
 )
 from rotcore.models.angle_resnet import AngleResNet, AngleResNetConfig, BrightnessCentroid
@@ -1386,8 +1387,7 @@ def _ci(m: Mapping[str, Any], name: str, unit: str = "°", fmt: str = "{:.1f}") 
 
 def _apart(m: Mapping[str, Any], a: str, b: str) -> bool:
     """Whether the 95 % intervals of metrics ``a`` and ``b`` are both present and do not overlap."""
-    ca, cb = m.get(f"{a}_ci95"), m.get(f"{b}_ci95")
-    return bool(ca and cb and (ca[0] > cb[1] or cb[0] > ca[1]))
+    return intervals_apart(m.get(f"{a}_ci95"), m.get(f"{b}_ci95"))
 
 
 def discussion(m: Mapping[str, Any]) -> dict[str, str]:
@@ -1486,8 +1486,7 @@ def discussion(m: Mapping[str, Any]) -> dict[str, str]:
     if len(sizes) >= 2:
         lo_n, hi_n = sizes[0], sizes[-1]
         a, b = m[f"photos_mae_deg_at_{lo_n}_scenes"], m[f"photos_mae_deg_at_{hi_n}_scenes"]
-        ci_a, ci_b = m.get(f"photos_mae_deg_at_{lo_n}_scenes_ci95"), m.get(f"photos_mae_deg_at_{hi_n}_scenes_ci95")
-        apart = ci_a is not None and ci_b is not None and (ci_a[0] > ci_b[1] or ci_b[0] > ci_a[1])
+        apart = _apart(m, f"photos_mae_deg_at_{lo_n}_scenes", f"photos_mae_deg_at_{hi_n}_scenes")
         pts = ", ".join(f"{n} photos {m[f'photos_mae_deg_at_{n}_scenes']:.1f}°" for n in sizes)
         trend = ("falls" if b < a else "does not fall") + (" and the intervals at the two ends do not overlap"
                                                           if apart else ", but the intervals at the two ends overlap")

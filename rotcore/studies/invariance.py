@@ -31,6 +31,7 @@ from rotcore.metrics import (
     accuracy_pct,
     bootstrap_ci95,
     confusion_matrix,
+    intervals_apart,
     mean_ci95,
     precision_recall_f1,
     with_ci,
@@ -524,7 +525,7 @@ def discussion(m: Mapping[str, Any]) -> dict[str, str]:
         ci_a, ci_h = m.get("rotmnist_test_error_pct_cnn_aug_ci95"), m.get("rotmnist_test_error_pct_ci95")
         if ci_a is None or ci_h is None:
             out["inv_aug_sentence"] += " With one seed there is no interval to tell them apart."
-        elif ci_a[0] <= ci_h[1] and ci_h[0] <= ci_a[1]:
+        elif not intervals_apart(ci_a, ci_h):
             out["inv_aug_sentence"] += (" Their 95 % intervals over seeds overlap, so this run does not tell the "
                                         "two apart.")
         elif aug > err:
