@@ -206,6 +206,16 @@ def subset(images: Images, n: int | None, *, seed: int = 0) -> Images:
     return images.take(perm[:n])
 
 
+MNIST_TRAIN_SIZE = 60_000  # MNIST's train split; its test split has 10,000
+
+
+def mnist_train_count(train_size: int | None, val_size: int) -> int:
+    """How many training digits :func:`mnist_splits` gives for these sizes, from the sizes alone (no data read):
+    ``train_size`` capped at what is left after ``val_size``, or all of it for ``None``."""
+    rest = MNIST_TRAIN_SIZE - val_size
+    return rest if train_size is None else min(train_size, rest)
+
+
 def mnist_splits(*, train_size: int | None, val_size: int, test_size: int | None = None
                  ) -> tuple[Images, Images, Images]:
     """The project's upright MNIST splits ``(train, val, test)``, the same in every study and judge.

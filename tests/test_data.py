@@ -144,3 +144,11 @@ def test_mnist_splits_are_the_documented_seeded_splits():
     bigger, _, _ = mnist_splits(train_size=600, val_size=100, test_size=0)
     assert torch.equal(bigger.x[:300], train.x)
     assert not set(map(bytes, val.x.flatten(1).numpy())) & set(map(bytes, bigger.x.flatten(1).numpy()))
+
+
+def test_mnist_train_count_matches_the_splits_without_reading_them(mnist_available):
+    from rotcore.data import mnist_splits, mnist_train_count
+
+    for train_size, val_size in ((None, 5_000), (1_000, 500), (100_000, 2_000)):
+        train, val, _ = mnist_splits(train_size=train_size, val_size=val_size, test_size=0)
+        assert mnist_train_count(train_size, val_size) == len(train) and len(val) == val_size

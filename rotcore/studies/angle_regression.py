@@ -41,7 +41,7 @@ import torch
 
 from rotcore import fiftyone_io, paths
 from rotcore.config import ConfigError, check_choice, check_positive
-from rotcore.data import PhotoRecord, load_mnist, load_photo_squares, subset
+from rotcore.data import PhotoRecord, load_mnist, load_photo_squares, mnist_train_count, subset
 from rotcore.explain import angle_confidence_score, grad_cam
 from rotcore.judges import ANGLE_JUDGE_PROFILES, AngleJudgeConfig, angle_judge, evaluate_angle_judge
 from rotcore.metrics import (
@@ -1655,7 +1655,7 @@ def train_flops(cfg: AngleRegressionConfig) -> float:
         total += points * run_cost(key, n_val * cfg.eval_angles_per_photo)
     judge = ANGLE_JUDGE_PROFILES[cfg.judge_profile]
     per_image, per_step, forward = _model_flops(AngleCNN(judge.model), 1, 28)
-    seen, steps = images_seen(judge.train_size if judge.train_size is not None else 60_000 - judge.val_size, judge.fit)
+    seen, steps = images_seen(mnist_train_count(judge.train_size, judge.val_size), judge.fit)
     total += per_image * seen + per_step * steps + judge.fit.epochs * judge.val_size * forward
     return float(total)
 

@@ -40,7 +40,7 @@ import torch
 
 from rotcore import judges
 from rotcore.config import ConfigError, check_angle_intervals, check_angles, check_choice, check_positive
-from rotcore.data import Images, mnist_splits, subset
+from rotcore.data import MNIST_TRAIN_SIZE, Images, mnist_splits, mnist_train_count, subset
 from rotcore.judges import ANGLE_JUDGE_PROFILES, DIGIT_JUDGE_PROFILES, AngleJudge, DigitJudge
 from rotcore.metrics import (
     axial_error_deg,
@@ -476,16 +476,12 @@ def _judge_flops_per_image(judge_cfg) -> float:
     return 3.0 * counter.get_total_flops()
 
 
-def _mnist_train_size(train_size: int | None, val_size: int) -> int:
-    return min(train_size, 60_000 - val_size) if train_size is not None else 60_000 - val_size
-
-
 def _generator_train_size(cfg: CVAEStudyConfig) -> int:
     """Digits the generators train on, from the sizes alone (MNIST train less the validation digits and the
     judges' training and validation digits; :func:`load_data` removes them by content)."""
     judge = cfg.judge_configs()[0]
     judge_val = max(judge.val_size, cfg.val_size)
-    pool = 60_000 - judge_val - _mnist_train_size(judge.train_size, judge.val_size)
+    pool = MNIST_TRAIN_SIZE - judge_val - mnist_train_count(judge.train_size, judge.val_size)
     return min(cfg.train_size, pool) if cfg.train_size is not None else pool
 
 
@@ -504,7 +500,7 @@ def train_flops(cfg: CVAEStudyConfig) -> float:
                                          lambda b: (torch.rand(b, 1, 28, 28, generator=g), torch.arange(b) % 10))
         total += (per_image * seen + per_step * steps) * len(cfg.seeds)
     for judge in (*cfg.digit_judge_configs(), cfg.judge_configs()[1]):
-        total += _judge_flops_per_image(judge) * images_seen(_mnist_train_size(judge.train_size, judge.val_size),
+        total += _judge_flops_per_image(judge) * images_seen(mnist_train_count(judge.train_size, judge.val_size),
                                                              judge.fit)[0]
     return float(total)
 
@@ -561,7 +557,7 @@ def settings_sentence(cfg: CVAEStudyConfig, data: StudyData) -> str:
 def disjoint_sentence(cfg: CVAEStudyConfig, data: StudyData) -> str:
     """Who trains on which digits, in words (glued in the notebook)."""
     jc = cfg.judge_configs()[0]
-    j_train = _mnist_train_size(jc.train_size, jc.val_size)
+    j_train = mnist_train_count(jc.train_size, jc.val_size)
     return (f"The judges train on {j_train:,} MNIST training digits and select their epoch on {jc.val_size:,} "
             f"others; the generators train on {len(data.train):,} of the remaining digits, none of them "
             "pixel-identical to a digit the judges saw, so a generator that memorises its training digits gets "

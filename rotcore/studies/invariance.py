@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from rotcore import metrics as metrics_lib
 from rotcore import train as train_loop
 from rotcore.config import ConfigError, check_angles, check_choice, check_positive
-from rotcore.data import MNIST_ROT_SIZES, Images, mnist_rot_replica, mnist_splits, subset
+from rotcore.data import MNIST_ROT_SIZES, Images, mnist_rot_replica, mnist_splits, mnist_train_count, subset
 from rotcore.metrics import (
     accuracy_by_angle,
     accuracy_pct,
@@ -52,7 +52,6 @@ from rotcore.train import (
 )
 
 STUDY = "05_rotation_invariance"
-MNIST_TRAIN = 60_000
 TITLE = "Rotation invariance of digit classifiers"
 
 
@@ -241,7 +240,7 @@ def run_models(cfg: InvarianceConfig) -> list[str]:
 def train_images(cfg: InvarianceConfig, protocol: str) -> int:
     """Training images one model sees in one run of ``protocol`` (epochs x full batches)."""
     if protocol == "upright":
-        n = cfg.upright_train_size if cfg.upright_train_size is not None else MNIST_TRAIN - cfg.upright_val_size
+        n = mnist_train_count(cfg.upright_train_size, cfg.upright_val_size)
         fit_cfg = cfg.upright_fit
     else:
         full = MNIST_ROT_SIZES["train"] + (MNIST_ROT_SIZES["val"] if cfg.replica_train_on_val else 0)

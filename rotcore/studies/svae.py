@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from rotcore.config import ConfigError, check_angles, check_choice, check_positive
-from rotcore.data import Images, binarize, mnist_splits, subset
+from rotcore.data import Images, binarize, mnist_splits, mnist_train_count, subset
 from rotcore.metrics import (
     Estimate,
     accuracy_pct,
@@ -482,17 +482,10 @@ def train_models(cfg: SVAEConfig, data: StudyData, *, device=None, progress: boo
             for k in MODEL_LABELS}
 
 
-def _mnist_train_count(train_size: int | None, val_size: int) -> int:
-    """Training digits drawn from MNIST's 60k train split after ``val_size`` are held out for validation:
-    ``train_size`` (capped), or all the rest when it is ``None``."""
-    rest = 60_000 - val_size
-    return rest if train_size is None else min(train_size, rest)
-
-
 def train_count(cfg: SVAEConfig) -> int:
     """How many training digits the four main VAEs see: ``train_size``, or all of the training split (MNIST's
     60k less ``val_size``)."""
-    return _mnist_train_count(cfg.train_size, cfg.val_size)
+    return mnist_train_count(cfg.train_size, cfg.val_size)
 
 
 def elbo_train_count(cfg: SVAEConfig) -> int:
@@ -613,7 +606,7 @@ def train_flops(cfg: SVAEConfig) -> float:
         seen, steps = images_seen(n, fc)
         total += per_image * seen + per_step * steps
     jc = cfg.judge_config()
-    judge_n = _mnist_train_count(jc.train_size, jc.val_size)
+    judge_n = mnist_train_count(jc.train_size, jc.val_size)
     per_image, per_step = step_flops(
         build_classifier(jc.model).train(),
         lambda m, x: torch.nn.functional.cross_entropy(m(x), torch.zeros(len(x), dtype=torch.long)), images)
