@@ -23,7 +23,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from rotcore import config as _config
 from rotcore import paths
-from rotcore.studies import Anchor
+from rotcore.studies import Anchor, StudyInfo
+from rotcore.studies import get as _study_info
 
 
 @runtime_checkable
@@ -57,6 +58,11 @@ def check_study(study: ModuleType) -> None:
 def resolve_config(study: ModuleType, profile: str, overrides: Mapping[str, Any] | None = None) -> Any:
     """``study.PROFILES[profile]`` with ``overrides``; every mistake raises :class:`rotcore.config.ConfigError`."""
     return _config.resolve(study.PROFILES, profile, overrides)
+
+
+def study_info(study: ModuleType) -> StudyInfo:
+    """The :class:`rotcore.studies.StudyInfo` of a study module (its number, title, ``cpu`` budget)."""
+    return _study_info(study.STUDY)
 
 
 def anchor(study: ModuleType, metric: str) -> Anchor:
@@ -142,7 +148,7 @@ class Run:
         for a in self.study.ANCHORS:
             glue_text(f"{a.metric}_verdict", a.verdict_for(metrics))
             glue_text(f"{a.metric}_with_ci", with_ci_text(a, metrics))
-        glue_text("profile_note", profile_note(self.profile))
+        glue_text("profile_note", profile_note(self.profile, study_info(self.study).cpu_budget_min))
         glue_text("runtime_min", f"{self.runtime_s / 60:.1f}")
         for key, sentence in self.study.discussion(metrics).items():
             glue_text(key, sentence)
@@ -175,5 +181,6 @@ def start(study: ModuleType, profile: str = "smoke", overrides: Mapping[str, Any
     if show:
         from IPython.display import Markdown, display
 
-        display(Markdown(run_card(study.STUDY, profile=profile, device=device)))
+        display(Markdown(run_card(study.STUDY, profile=profile, device=device,
+                                  budget_min=study_info(study).cpu_budget_min)))
     return Run(study, profile, cfg, device, clock, overrides)

@@ -165,12 +165,13 @@ def verdict(value: float | None, threshold: float, *, better: str = "lower", uni
     return f"misses the target ({v}; target {cmp} {t}, off by {gap})"
 
 
-def profile_note(profile: str) -> str:
-    """What the page's numbers are worth, by profile (glue it as ``{glue:md}`profile_note```)."""
+def profile_note(profile: str, budget_min: float = 25.0) -> str:
+    """What the page's numbers are worth, by profile (glue it as ``{glue:md}`profile_note```); ``budget_min``:
+    the study's ``cpu`` budget (:attr:`rotcore.studies.StudyInfo.cpu_budget_min`)."""
     if profile == paths.PUBLISHED_PROFILE:
         return (f"This page was run on the `{profile}` profile, the published one: models and budgets sized so "
-                "that the study runs in at most 25 minutes on a 2-core CPU. These are the numbers the report stands "
-                "on; the `gpu` profile trains at the anchors' scale.")
+                f"that the study runs in at most {budget_min:g} minutes on a 2-core CPU. These are the numbers the "
+                "report stands on; the `gpu` profile trains at the anchors' scale.")
     if profile == "gpu":
         return ("This page was run on the `gpu` profile (the anchors' scale, meant for one GPU). The published "
                 f"site shows the `{paths.PUBLISHED_PROFILE}` profile; compare the two with that in mind.")
@@ -179,7 +180,8 @@ def profile_note(profile: str) -> str:
             f"runs the `{paths.PUBLISHED_PROFILE}` profile.")
 
 
-def run_card(study: str, *, profile: str, device: Any = None, runtime_s: float | None = None) -> str:
+def run_card(study: str, *, profile: str, device: Any = None, runtime_s: float | None = None,
+             budget_min: float = 25.0) -> str:
     """Markdown that says how this page was produced and how to rerun it."""
     nb = f"notebooks/{study}.ipynb"
     lines = [
@@ -187,7 +189,7 @@ def run_card(study: str, *, profile: str, device: Any = None, runtime_s: float |
         + (f" · **runtime** {runtime_s / 60:.1f} min" if runtime_s is not None else ""),
         "",
         "Rerun this study (from the repository root, after `make setup`; profiles: `smoke` ~1 min, `cpu` the "
-        "published one, <= 25 min on 2 cores, `gpu` the anchors' scale):",
+        f"published one, ≤ {budget_min:g} min on 2 cores, `gpu` the anchors' scale):",
         "",
         "```bash",
         f"rotbook run --only {study[:2]} --profile {profile}            # executes, then builds the book",

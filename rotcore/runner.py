@@ -207,8 +207,8 @@ def _cell(text: str) -> str:
 
 ANCHORS_FILE = Path("book") / "anchors.json"
 #: Wall-clock budgets of the published profile on the 2-core CPU machine (issue 10): minutes per study
-#: (study 05, the costliest, gets 40) and for the whole report.
-CPU_BUDGET_MIN: dict[str, float] = {"01": 25.0, "02": 25.0, "03": 25.0, "04": 25.0, "05": 40.0}
+#: (``StudyInfo.cpu_budget_min``) and for the whole report.
+CPU_BUDGET_MIN: dict[str, float] = {n: i.cpu_budget_min for n, i in STUDIES.items()}
 REPORT_BUDGET_MIN = 100.0
 
 

@@ -38,3 +38,15 @@ def test_verdict():
     assert "off by 2.00 points" in verdict(95.0, 97.0, better="higher", unit=" %")
     assert verdict(98.0, 97.0, better="higher").startswith("meets")
     assert verdict(None, 1.0) == "was not measured in this run"
+
+
+def test_the_page_states_its_own_studys_cpu_budget():
+    """The profile note and the run card say the study's own budget (05: 40 minutes), read from STUDIES."""
+    from rotcore import report
+    from rotcore.results import profile_note, run_card
+    from rotcore.studies import STUDIES
+
+    assert "at most 40 minutes" in profile_note("cpu", 40.0) and "at most 25 minutes" in profile_note("cpu")
+    assert "≤ 40 min on 2 cores" in run_card("05_rotation_invariance", profile="cpu", budget_min=40.0)
+    budgets = {n: report.study_info(type("M", (), {"STUDY": i.name})).cpu_budget_min for n, i in STUDIES.items()}
+    assert budgets == {"01": 25.0, "02": 25.0, "03": 25.0, "04": 25.0, "05": 40.0}

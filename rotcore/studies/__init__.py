@@ -125,10 +125,15 @@ class Anchor:
 
 @dataclasses.dataclass(frozen=True)
 class StudyInfo:
+    """A study's number, notebook name, module and title, and ``cpu_budget_min``: the wall-clock minutes its
+    published (``cpu``) profile is sized for on the 2-core CPU machine (issue 10; study 05, the costliest,
+    gets 40). The page's profile note, its run card and the summary's runtime table all read it from here."""
+
     number: str
     name: str
     module: str
     title: str
+    cpu_budget_min: float = 25.0
 
     def load(self) -> ModuleType:
         return importlib.import_module(self.module)
@@ -143,7 +148,7 @@ STUDIES: dict[str, StudyInfo] = {
     "04": StudyInfo("04", "04_angle_regression", "rotcore.studies.angle_regression",
                     "Angle regression over the full circle"),
     "05": StudyInfo("05", "05_rotation_invariance", "rotcore.studies.invariance",
-                    "Rotation invariance of digit classifiers"),
+                    "Rotation invariance of digit classifiers", cpu_budget_min=40.0),
 }
 
 
