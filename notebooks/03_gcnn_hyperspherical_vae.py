@@ -224,12 +224,7 @@ modes_df.round(1)
 
 # %%
 six_nine = six_nine_confusion(judge_preds, data.test.y, cfg.test_angles_deg)
-fig, axes = plots.plt.subplots(1, 2, figsize=(11, 3.4), sharey=True)
-plots.plot_vs_angle(six_nine, y="six_as_nine_pct", hue="model", ax=axes[0], ylabel="% of decoded 6s read as 9",
-                    title="6 → 9", colors=study.COLORS)
-plots.plot_vs_angle(six_nine, y="nine_as_six_pct", hue="model", ax=axes[1], ylabel="% of decoded 9s read as 6",
-                    title="9 → 6", colors=study.COLORS)
-fig.tight_layout()
+fig = plots.plot_six_nine(six_nine, colors=study.COLORS, what="decoded ")
 
 # %% [markdown]
 # The S-GVAE's code is exactly the same for a digit at every quarter turn, so whatever 6↔9 confusion it has at

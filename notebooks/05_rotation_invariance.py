@@ -143,12 +143,7 @@ fig.tight_layout()
 # %%
 six_nine = six_nine_confusion(upright_preds, data.upright_test.y, cfg.test_angles_deg,
                               names={k: study.MODELS[k].label for k in upright_preds})
-fig, axes = plots.plt.subplots(1, 2, figsize=(11, 3.4), sharey=True)
-plots.plot_vs_angle(six_nine, y="six_as_nine_pct", hue="model", ax=axes[0], ylabel="% of 6s read as 9",
-                    title="6 → 9", colors=study.COLORS)
-plots.plot_vs_angle(six_nine, y="nine_as_six_pct", hue="model", ax=axes[1], ylabel="% of 9s read as 6",
-                    title="9 → 6", colors=study.COLORS)
-fig.tight_layout()
+fig = plots.plot_six_nine(six_nine, colors=study.COLORS)
 
 # %% [markdown]
 # ## Protocol 2: the MNIST-rot replica

@@ -116,6 +116,18 @@ def plot_vs_angle(df, *, y: str, hue: str | None = None, x: str = "angle_deg", a
     return fig
 
 
+def plot_six_nine(six_nine, *, colors: Mapping[str, str] | None = None, what: str = ""):
+    """Two panels from :func:`rotcore.metrics.six_nine_confusion`'s table: the % of 6s read as 9 and of 9s
+    read as 6, by angle, one line per model. ``what`` qualifies the digits in the axis labels ("decoded ")."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), sharey=True)
+    plot_vs_angle(six_nine, y="six_as_nine_pct", hue="model", ax=axes[0], ylabel=f"% of {what}6s read as 9",
+                  title="6 → 9", colors=colors)
+    plot_vs_angle(six_nine, y="nine_as_six_pct", hue="model", ax=axes[1], ylabel=f"% of {what}9s read as 6",
+                  title="9 → 6", colors=colors)
+    fig.tight_layout()
+    return fig
+
+
 def plot_error_hist(errors: Mapping[str, Tensor], *, ax=None, bins: int = 36, title: str | None = None,
                     colors: Mapping[str, str] | None = None):
     """Histograms of circular errors in degrees (0–180), one step outline per model ``{label: errors}``."""

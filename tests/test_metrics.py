@@ -104,6 +104,14 @@ def test_six_nine_confusion_counts_swaps_per_angle():
     assert six_nine_confusion({"b": preds["a"]}, y, [0.0, 180.0]).model.tolist() == ["b", "b"]
     with pytest.raises(ValueError, match="shape"):
         six_nine_confusion(preds, y, [0.0])
+    # the figure both studies 03 and 05 draw from this table: one line per model in each panel, the data as given
+    from rotcore import plots
+
+    fig = plots.plot_six_nine(df, what="decoded ")
+    left, right = fig.axes
+    assert left.get_ylabel() == "% of decoded 6s read as 9" and right.get_title() == "9 → 6"
+    assert list(left.lines[0].get_ydata()) == [50.0, 100.0] and list(right.lines[0].get_ydata()) == [50.0, 0.0]
+    plots.plt.close(fig)
 
 
 def test_equivariance_error_of_an_equivariant_map():
