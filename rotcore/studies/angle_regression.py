@@ -301,7 +301,8 @@ PROFILES: dict[str, AngleRegressionConfig] = {
     # That page (7c3f5cf) took 1,417 s; rerun unchanged on a slower day (2026-12-04), 1,511 s, its training cell
     # 1,052 s against 986. The MNIST judge is now read on 5,000 of the 10,000 test digits (its two draws are
     # read twice, for the summary and for the per-image errors: 40k predictions at ~2.2 ms become 20k, ~-45 s;
-    # its interval widens by about 1.4x).
+    # its interval widens by about 1.4x). Measured on the next page (3799cbb, 1,477 s): the MNIST judge cell took
+    # 193 s against 209 s, so the cut saved 16 s, not 45 (the judge's training, not its reading, is most of it).
     # Not in the cpu run: seed_reflect, ours_vec / ours_bins (ResNet18 with our recipe: replaced by the 2x2),
     # rot90 TTA (4x the test images of every run).
     "cpu": AngleRegressionConfig(
@@ -363,10 +364,10 @@ ANCHORS = (
            None, "our target (upright clothes on plain backgrounds: an easier domain than scenes)", "≤ 10°",
            "lower", 10.0, unit="°", fmt="{:.2f}"),
     Anchor("pretrained_gain_deg", "2x2 at equal steps: MAE from scratch − MAE ImageNet-pretrained (held-out "
-           "COCO photos, mean over both data arms)", None, "this run's own 2x2 (EfficientNet-Lite0)",
+           "scene photos, mostly COCO; mean over both data arms)", None, "this run's own 2x2 (EfficientNet-Lite0)",
            "informative (how much comes from pretraining)", "higher", None, unit="°", fmt="{:.1f}"),
-    Anchor("data_gain_deg", "2x2 at equal steps: MAE on COCO only − MAE on COCO + clothing (held-out COCO photos, "
-           "mean over both inits)", None, "this run's own 2x2 (EfficientNet-Lite0)",
+    Anchor("data_gain_deg", "2x2 at equal steps: MAE on COCO only − MAE on COCO + clothing (held-out scene "
+           "photos, mostly COCO; mean over both inits)", None, "this run's own 2x2 (EfficientNet-Lite0)",
            "informative (how much comes from more photos)", "higher", None, unit="°", fmt="{:.1f}"),
     Anchor("photos_seed_style_mae_deg", "Photos, held-out photos: seed-style, from scratch (no pretraining, "
            "no augmentation)", 74.7, "an earlier CPU run of this code at 96 px (12 epochs, 16 repeats)",
@@ -1258,7 +1259,7 @@ def grid_metrics(evals: Mapping[str, Mapping[str, Evaluation]], best: str,
 
     ``pretrained_gain_deg``: the main effect of ImageNet pretraining, mean MAE of the two scratch cells − mean
     MAE of the two ImageNet cells (so positive = pretraining helps); ``data_gain_deg``: COCO-only cells −
-    COCO+clothing cells. Each on the held-out COCO photos with a paired bootstrap CI by photo, and on the
+    COCO+clothing cells. Each on the held-out scene photos (mostly COCO) with a paired bootstrap CI by photo, and on the
     clothing test split (``clothing_*``) by contributor; ``*_coco`` / ``*_mixed`` / ``*_scratch`` /
     ``*_imagenet`` are the simple effects within one row or column."""
     m: dict[str, Any] = {}
@@ -1461,8 +1462,7 @@ def discussion(m: Mapping[str, Any]) -> dict[str, str]:
             + ("lower." if d < 0 else "higher: at this scale it does no better than \"the sky is bright\"."))
     else:
         out["ar_baseline_sentence"] = ""
-    seen = m.get(f"photos_seen_mae_deg_{best}")
-    new = m.get(f"photos_mae_deg_{best}")
+    seen, new = m.get("photos_seen_mae_deg"), m.get("photos_mae_deg")  # the best run's, read with their intervals
     if seen is not None and new is not None:
         apart = _apart(m, "photos_seen_mae_deg", "photos_mae_deg")
         out["ar_memorise_sentence"] = (
