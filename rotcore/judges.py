@@ -252,11 +252,13 @@ def angle_judge(profile_or_config: str | AngleJudgeConfig = "cpu", *, overrides:
     return AngleJudge(model, cfg)
 
 
-def evaluate_angle_judge(judge: AngleJudge, test: Images, *, seeds=(0, 1, 2), interpolation: str = "bilinear"):
+def evaluate_angle_judge(judge: AngleJudge, test: Images, *, seeds=(0, 1, 2), interpolation: str = "bilinear",
+                         per_image: bool = False):
     """The judge's own error on real test digits rotated by uniform angles, one draw per seed.
 
     Returns ``(summary, per_digit)``: the pooled :func:`rotcore.metrics.angle_error_summary` with the
-    per-seed MAE spread, and a DataFrame of MAE per digit.
+    per-seed MAE spread, and a DataFrame of MAE per digit; with ``per_image``, also the circular error of
+    every reading ``(len(seeds) * len(test),)``, seed-major (so a caller needs no second pass to bootstrap it).
     """
     import pandas as pd
 
@@ -273,4 +275,4 @@ def evaluate_angle_judge(judge: AngleJudge, test: Images, *, seeds=(0, 1, 2), in
     per_digit = pd.DataFrame({"digit": list(range(10)),
                               "mae_deg": [err[y == d].mean().item() for d in range(10)],
                               "median_deg": [err[y == d].median().item() for d in range(10)]})
-    return summary, per_digit
+    return (summary, per_digit, err) if per_image else (summary, per_digit)

@@ -16,6 +16,13 @@ def test_judges_train_once_then_load(runs_dir, mnist_available):
     x = load_mnist("test").x[:8]
     assert torch.equal(a.predict_deg(x), b.predict_deg(x))
     assert ((a.predict_deg(x) >= 0) & (a.predict_deg(x) < 360)).all()
+    # its evaluation in one pass: the per-image errors are the readings behind the summary, seed-major
+    test = load_mnist("test").head(40)
+    summary, per_digit = judges.evaluate_angle_judge(a, test, seeds=(0, 1))
+    s2, _, err = judges.evaluate_angle_judge(a, test, seeds=(0, 1), per_image=True)
+    assert err.shape == (80,) and s2 == summary
+    assert err.mean().item() == pytest.approx(summary["mae_deg"], rel=1e-5)
+    assert err[40:].mean().item() != pytest.approx(err[:40].mean().item())  # two draws, not one read twice
 
 
 def test_digit_judges_are_separate(runs_dir, mnist_available):
