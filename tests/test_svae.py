@@ -648,6 +648,11 @@ def test_upright_subset_sentence_says_when_the_subset_flatters_the_worst_angle()
     assert study.upright_subset_sentence(above).endswith("its worst angle is at most 96.0 %.")
     assert study.upright_subset_sentence({}) == ""
 
+    # its target comes from the study's anchor, looked up through rotcore.report.anchor (a clear KeyError)
+    assert report.anchor(study, "sgvae_aug_nine_acc_min_pct") is study._anchor("sgvae_aug_nine_acc_min_pct")
+    with pytest.raises(KeyError, match="03_gcnn_hyperspherical_vae has no anchor 'sgvae_nine'"):
+        study._anchor("sgvae_nine")
+
 
 class _StubVAE(torch.nn.Module):
     """Decodes to ``out(x)``; a fixed KL per image (what collapse_table reads from evaluate_elbo)."""

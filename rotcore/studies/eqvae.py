@@ -49,6 +49,7 @@ import json
 import math
 import os
 import socket
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,7 @@ import torch
 import torch.nn.functional as F
 
 from rotcore import config as _config
+from rotcore import report
 from rotcore.config import ConfigError, check_positive
 from rotcore.data import load_photo_squares, photo_records, random_crop_batch, tiles
 from rotcore.metrics import (
@@ -1290,11 +1292,11 @@ def plot_tradeoff(points, *, target_ratio: float | None = None, ax=None):
 
 
 def _threshold(metric: str) -> float:
-    return next(a.threshold for a in ANCHORS if a.metric == metric)
+    return report.anchor(sys.modules[__name__], metric).threshold
 
 
 def _floor(metric: str) -> float:
-    return next(a.floor_threshold for a in ANCHORS if a.metric == metric)
+    return report.anchor(sys.modules[__name__], metric).floor_threshold
 
 
 def _frontier_sentences(m: Mapping[str, Any]) -> dict[str, str]:
