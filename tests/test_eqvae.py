@@ -364,38 +364,37 @@ def test_profiles_resolve_and_headline_keys_exist():
     assert m["ft180_roundtrip_mse_rot180_pm1"] == pytest.approx(4 * m["ft180_roundtrip_mse_rot180"])
 
 
+def _rows(model: str, ratios: dict[str, float], lat: float = 0.1, label: str | None = None) -> list[dict]:
+    """One model's results rows: round trip over reconstruction ``ratios[element]`` (1 where not given)."""
+    return [{"model": model, "label": label or model, "element": g, "recon_mse": 0.01, "recon_psnr_db": 20.0,
+             "roundtrip_mse": 0.01 * ratios.get(g, 1.0), "roundtrip_psnr_db": 20.0,
+             "roundtrip_ratio": ratios.get(g, 1.0), "latent_equiv_err": 0.0 if g == "e" else lat} for g in D4]
+
+
+def _headline(rows: list[dict], exact: dict[str, float]):
+    import pandas as pd
+
+    ex = pd.DataFrame([{"model": k, "element": g, "encoder": v, "decoder": v, "max": v} for k, v in exact.items()
+                       for g in D4])
+    table = pd.DataFrame({"parameters": [1], "train_time_s": [0.0]}, index=["ft"])
+    return study.headline_metrics(pd.DataFrame(rows), ex, table, base_source="pretrain", sweep=[(1.0, 0.5)])
+
+
 def test_missed_elements_are_read_from_the_seed_means_like_the_headline():
     """The sentence naming the D4 elements that miss the ratio target reads the same seed means as the
     headline ``ft_roundtrip_vs_twin_ratio_max``, not the first seed's run."""
-    import pandas as pd
-
-    def rows(model, r90):
-        return [{"model": model, "label": model, "element": g, "recon_mse": 0.01, "recon_psnr_db": 20.0,
-                 "roundtrip_mse": 0.01 * (r90 if g == "r90" else 1.0), "roundtrip_psnr_db": 20.0,
-                 "roundtrip_ratio": r90 if g == "r90" else 1.0, "latent_equiv_err": 0.1} for g in D4]
-
-    df = pd.DataFrame(rows("base", 3.0) + rows("ft180", 2.0) + rows("twin", 3.0) + rows("twin_s1", 3.0) + rows("ft_p0", 1.2)
-                      + rows("ft_p0_s1", 2.4))
-    exact = pd.DataFrame([{"model": k, "element": g, "encoder": 0.0, "decoder": 0.0, "max": 0.0}
-                          for k in ("base", "ft", "gavg", "equi") for g in D4])
-    table = pd.DataFrame({"parameters": [1], "train_time_s": [0.0]}, index=["ft"])
-    m = study.headline_metrics(df, exact, table, base_source="pretrain", sweep=[(1.0, 0.5)])
+    rows = [r for model, r90 in (("base", 3.0), ("ft180", 2.0), ("twin", 3.0), ("twin_s1", 3.0), ("ft_p0", 1.2),
+                                 ("ft_p0_s1", 2.4)) for r in _rows(model, {"r90": r90})]
+    m = _headline(rows, {k: 0.0 for k in ("base", "ft", "gavg", "equi")})
     assert m["ft_roundtrip_vs_twin_ratio_max"] == pytest.approx(1.8)
     assert "`r90` (1.800)" in study.discussion(m)["eqvae_ratio_missed"]  # the first seed alone (1.2) meets it
 
 
 def _metrics(ratios: dict[str, dict[str, float]], exact: dict[str, float]):
-    import pandas as pd
-
     names = {"ft": "ft_p0"}
-    rows = [{"model": names.get(k, k), "label": k, "element": g, "recon_mse": 0.01, "recon_psnr_db": 20.0,
-             "roundtrip_mse": 0.01 * r.get(g, 1.0), "roundtrip_psnr_db": 20.0, "roundtrip_ratio": r.get(g, 1.0),
-             "latent_equiv_err": 0.0 if g == "e" else lat}
-            for (k, r), lat in zip(ratios.items(), (0.8, 0.5, 0.4, 0.3, 0.0)) for g in D4]
-    ex = pd.DataFrame([{"model": k, "element": g, "encoder": v, "decoder": v, "max": v} for k, v in exact.items()
-                       for g in D4])
-    table = pd.DataFrame({"parameters": [1], "train_time_s": [0.0]}, index=["ft"])
-    return study.headline_metrics(pd.DataFrame(rows), ex, table, base_source="pretrain", sweep=[(1.0, 0.5)])
+    rows = [r for (k, ratio), lat in zip(ratios.items(), (0.8, 0.5, 0.4, 0.3, 0.0))
+            for r in _rows(names.get(k, k), ratio, lat, label=k)]
+    return _headline(rows, exact)
 
 
 def test_discussion_sentences_follow_the_numbers():
