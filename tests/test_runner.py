@@ -33,6 +33,20 @@ def test_bad_parameters_stop_before_any_work(monkeypatch, capsys):
     assert executed == []
 
 
+def test_a_published_run_without_native_bf16_says_it_will_not_compute_as_the_pages(tmp_path, monkeypatch, capsys):
+    published = paths.PUBLISHED_PROFILE
+    note = runner.precision_note(published, native_bf16=False, cuda=False)
+    assert "no native bf16" in note and "fp32" in note
+    assert runner.precision_note(published, native_bf16=True, cuda=False) is None
+    assert runner.precision_note(published, native_bf16=False, cuda=True) is None  # auto means bf16 on CUDA
+    assert runner.precision_note("smoke", native_bf16=False, cuda=False) is None
+    # `rotbook run` prints it before the first notebook starts, on stderr
+    monkeypatch.setattr(runner, "execute", lambda *a, **k: None)
+    monkeypatch.setattr(paths, "studies_dir", lambda profile: tmp_path)  # where a published run clears its placeholder
+    monkeypatch.setattr(runner, "precision_note", lambda profile: f"NOTE {profile}")
+    assert runner.main(["run", "--only", "05", "--profile", published, "--no-book"]) == 0
+    assert f"NOTE {published}" in capsys.readouterr().err
+
 def test_registry_matches_notebooks():
     for info in STUDIES.values():
         assert runner.notebook_source(info).exists()
