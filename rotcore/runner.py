@@ -107,26 +107,25 @@ def _failing_cell(notebook: Path) -> int | None:
     return None
 
 
-def precision_note(profile: str, *, native_bf16: bool | None = None, cuda: bool | None = None) -> str | None:
+def precision_note(profile: str, *, auto_precision: str | None = None) -> str | None:
     """A warning before a run of the published profile on a machine that would not compute as its pages did, else
     ``None``. The pages ran on 2-core CPUs with native bf16 (AVX512-BF16), where ``fit``'s ``precision="auto"``
-    means bf16 autocast; on a CPU without it, ``auto`` means fp32, which takes longer and follows other
-    training trajectories. ``native_bf16`` / ``cuda``: this machine's (``None``: detected)."""
+    means bf16 autocast; where it means fp32 the run takes longer and follows other training trajectories.
+    ``auto_precision``: what ``auto`` means here (``None``: :func:`rotcore.train.resolve_precision` on
+    :func:`rotcore.train.default_device`)."""
     if profile != paths.PUBLISHED_PROFILE:
         return None
-    if cuda is None or native_bf16 is None:
-        import torch
+    if auto_precision is None:
+        from rotcore.train import default_device, resolve_precision
 
-        from rotcore.train import cpu_has_native_bf16
-
-        cuda = torch.cuda.is_available() if cuda is None else cuda
-        native_bf16 = cpu_has_native_bf16() if native_bf16 is None else native_bf16
-    if cuda or native_bf16:
+        auto_precision = resolve_precision(default_device(), "auto")
+    if auto_precision == "bf16":
         return None
-    return (f"[rotbook] note: this CPU has no native bf16 (AVX512-BF16 or AMX), so the {profile} profile trains in "
-            "fp32 here: the published pages trained under bf16 autocast on CPUs that have it. Expect runs well over "
-            "the budgets (training measured 2.6-3.4x slower on a 2-core CPU without it: benchmarks/README.md) "
-            "and numbers that need not match the pages'.")
+    return (f"[rotbook] note: fit's precision 'auto' means {auto_precision} on this machine (no CUDA, and no CPU with "
+            f"native bf16: AVX512-BF16 or AMX), so the {profile} profile trains in {auto_precision} here: the "
+            "published pages trained under bf16 autocast on CPUs that have it. Expect runs well over the budgets "
+            "(training measured 2.6-3.4x slower on a 2-core CPU without it: benchmarks/README.md) and numbers that "
+            "need not match the pages'.")
 
 
 def execute(info: StudyInfo, profile: str, overrides: Mapping[str, Any], *, log=print) -> Path:

@@ -35,11 +35,10 @@ def test_bad_parameters_stop_before_any_work(monkeypatch, capsys):
 
 def test_a_published_run_without_native_bf16_says_it_will_not_compute_as_the_pages(tmp_path, monkeypatch, capsys):
     published = paths.PUBLISHED_PROFILE
-    note = runner.precision_note(published, native_bf16=False, cuda=False)
-    assert "no native bf16" in note and "fp32" in note
-    assert runner.precision_note(published, native_bf16=True, cuda=False) is None
-    assert runner.precision_note(published, native_bf16=False, cuda=True) is None  # auto means bf16 on CUDA
-    assert runner.precision_note("smoke", native_bf16=False, cuda=False) is None
+    note = runner.precision_note(published, auto_precision="fp32")
+    assert "native bf16" in note and "trains in fp32" in note
+    assert runner.precision_note(published, auto_precision="bf16") is None
+    assert runner.precision_note("smoke", auto_precision="fp32") is None
     # `rotbook run` prints it before the first notebook starts, on stderr
     monkeypatch.setattr(runner, "execute", lambda *a, **k: None)
     monkeypatch.setattr(paths, "studies_dir", lambda profile: tmp_path)  # where a published run clears its placeholder
