@@ -22,6 +22,7 @@ from rotcore.rotate import (
     rotate_batch,
 )
 from rotcore.studies import cvae as study
+from rotcore.studies.eqvae import state_dicts_equal  # the project's one weight comparison
 from rotcore.train import autocast
 
 SMALL = CVAEConfig(latent_dim=4, enc_channels=(4, 8), dec_channels=(8, 4), enc_hidden=16, dec_hidden=16, film_hidden=8)
@@ -372,8 +373,7 @@ def _assert_same_decoder(loaded, model, z, y, angle_deg):
     """A checkpoint round trip: the same weights bit for bit, and the same decodes once both models compute in
     the same memory layout. ``fit`` puts a conv net's weights in channels_last and a loaded model is contiguous;
     the two layouts' kernels may round differently (6e-8 apart on one AMD EPYC, equal on another)."""
-    for (name, a), (_, b) in zip(loaded.state_dict().items(), model.state_dict().items(), strict=True):
-        assert torch.equal(a, b), name
+    assert state_dicts_equal(loaded, model)
     if any(p.dim() == 4 and not p.is_contiguous() for p in model.parameters()):
         loaded = loaded.to(memory_format=torch.channels_last)
     with torch.no_grad():
