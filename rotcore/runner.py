@@ -7,6 +7,7 @@
     rotbook book [--profile smoke]       # build the site from already executed notebooks
     rotbook list [--flops]               # the studies, their profiles (and training FLOPs per profile)
     rotbook anchors [--check]            # write (or check) book/anchors.json, the anchors as plain data
+    rotbook status [--profile cpu]       # each page's run (runtime, budget, commit) and whether it is stale
     rotbook predict-angle CHECKPOINT photos/ [--min-confidence C] [--no-tta] [--json]  # study 04's model
     rotbook fetch-photos [--dest DIR] [--manifest PATH] [--limit N]  # rebuild $ROTBOOK_DATA/photos (Colab)
 
@@ -394,6 +395,78 @@ def list_studies(*, flops: bool = False, out=print) -> None:
         out(line)
 
 
+@dataclasses.dataclass(frozen=True)
+class PageStatus:
+    """What one study's results on a profile say about the run that made its page, and whether the page is
+    stale (:func:`rotcore.staleness.study_staleness`: its sources changed since that run's commit).
+    ``runtime_s`` etc. are ``None`` when the study has no results on the profile (``ran`` is then false);
+    ``budget_min`` is the study's wall-clock budget on the published profile, ``None`` on the others."""
+
+    number: str
+    name: str
+    ran: bool
+    runtime_s: float | None = None
+    budget_min: float | None = None
+    commit: str | None = None
+    created: str | None = None
+    device: str | None = None
+    stale_reason: str = ""
+    changed: tuple[str, ...] = ()
+
+    @property
+    def over_budget(self) -> bool:
+        return self.budget_min is not None and self.runtime_s is not None and self.runtime_s > 60 * self.budget_min
+
+    @property
+    def ok(self) -> bool:
+        """Ran, current, and within its budget."""
+        return self.ran and not self.stale_reason and not self.over_budget
+
+
+def page_status(profile: str = paths.PUBLISHED_PROFILE, *, root: Path | None = None) -> list[PageStatus]:
+    """:class:`PageStatus` of every study on ``profile``, from its results JSON (no notebook is imported or run;
+    git compares the sources)."""
+    from rotcore import staleness
+    from rotcore.results import read_results
+
+    rdir = paths.results_dir(profile)
+    out = []
+    for info in STUDIES.values():
+        path = rdir / f"{info.name}.json"
+        if not path.is_file():
+            out.append(PageStatus(info.number, info.name, ran=False))
+            continue
+        rec = read_results(path)
+        s = staleness.study_staleness(info, rec, root)
+        out.append(PageStatus(
+            info.number, info.name, ran=True, runtime_s=float(rec["runtime_s"]),
+            budget_min=info.cpu_budget_min if profile == paths.PUBLISHED_PROFILE else None,
+            commit=s.commit, created=str(rec.get("created", "")), device=str(rec.get("device", "")),
+            stale_reason=s.reason, changed=s.changed))
+    return out
+
+
+def status_lines(statuses: Sequence[PageStatus], profile: str) -> list[str]:
+    """:func:`page_status` as one line per study, with what to run for each page that is not current."""
+    lines = []
+    for s in statuses:
+        head = f"{s.number}  {s.name:28s}"
+        if not s.ran:
+            lines.append(f"{head} not run on {profile}: rotbook run --only {s.number} --profile {profile}")
+            continue
+        took = f"{s.runtime_s / 60:.1f} min" + (f" of {s.budget_min:g}" if s.budget_min is not None else "")
+        state = "current" if not s.stale_reason else f"STALE: {s.stale_reason}"
+        if s.changed:
+            state += " (" + ", ".join(s.changed[:4]) + (f" and {len(s.changed) - 4} more" if len(s.changed) > 4
+                                                        else "") + ")"
+        if s.over_budget:
+            state += " · OVER BUDGET"
+        lines.append(f"{head} {took:>14s} · commit {s.commit} · {s.device} · {state}")
+        if s.stale_reason:
+            lines.append(f"{'':32s}rerun: rotbook run --only {s.number} --profile {profile}")
+    return lines
+
+
 def _select(only: Sequence[str] | None) -> list[StudyInfo]:
     if not only:
         return list(STUDIES.values())
@@ -487,6 +560,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     book.add_argument("--profile", default="smoke")
     lst = sub.add_parser("list", help="list studies and profiles")
     lst.add_argument("--flops", action="store_true", help="also count each profile's training FLOPs (slow-ish)")
+    st = sub.add_parser(
+        "status", help="each page's run and whether its study's code changed since",
+        description="For every study: the run behind its results on the profile (runtime against the budget, "
+                    "commit, device) and whether its sources (notebook, study module and the rotcore modules "
+                    "they import) changed since that commit. Exit code 0 when every page ran, is current and "
+                    "within its budget, else 1.")
+    st.add_argument("--profile", default=paths.PUBLISHED_PROFILE)
     anc = sub.add_parser("anchors", help="write book/anchors.json (the anchors as plain data, for the book build)")
     anc.add_argument("--check", action="store_true", help="only check that the file is current (exit 1 if not)")
     pa = sub.add_parser(
@@ -526,6 +606,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "list":
             list_studies(flops=args.flops)
             return 0
+        if args.command == "status":
+            if args.profile not in paths.PROFILES:
+                raise ConfigError(f"unknown profile {args.profile!r}; choose one of: {', '.join(paths.PROFILES)}")
+            statuses = page_status(args.profile)
+            print("\n".join(status_lines(statuses, args.profile)))
+            note = precision_note(args.profile)
+            if note:
+                print(note)
+            return 0 if all(s.ok for s in statuses) else 1
         if args.command == "anchors":
             target = paths.project_root() / ANCHORS_FILE
             if args.check:

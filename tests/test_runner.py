@@ -241,3 +241,54 @@ def test_data_root_defaults_to_shared_data_beside_the_checkout(tmp_path, monkeyp
     assert paths.data_root() == (tmp_path / "shared" / "data").resolve()
     monkeypatch.setenv("ROTBOOK_DATA", str(tmp_path / "elsewhere"))
     assert paths.data_root() == (tmp_path / "elsewhere").resolve()
+
+
+def test_status_names_each_page_that_is_stale_missing_or_over_budget(tmp_path, monkeypatch, capsys):
+    """`rotbook status` reads each results JSON and asks git whether the study's sources changed since its
+    commit: a current page, one from an unknown commit, one over its budget, one never run, one whose notebook
+    changed since (named), and exit code 1 because not all are current."""
+    import subprocess
+
+    monkeypatch.setenv("ROTBOOK_ROOT", str(tmp_path))
+    monkeypatch.setattr(runner, "precision_note", lambda profile: None)
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True, text=True)
+
+    git("init", "-q")
+    nb = {n: tmp_path / "notebooks" / f"{i.name}.py" for n, i in STUDIES.items()}
+    nb["01"].parent.mkdir()
+    for f in nb.values():
+        f.write_text("x = 1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "pages")
+    sha = git("rev-parse", "--short=12", "HEAD").stdout.strip()
+    rdir = paths.results_dir("cpu")
+    rdir.mkdir()
+    runs = {"01": (sha, 20.0), "02": ("unknown", 20.0), "03": (sha, 26.0), "05": (sha, 39.0)}
+    for number, (commit, minutes) in runs.items():
+        (rdir / f"{STUDIES[number].name}.json").write_text(json.dumps(
+            {"study": STUDIES[number].name, "profile": "cpu", "device": "CPU (2 cores)", "git_commit": commit,
+             "created": "now", "runtime_s": 60 * minutes, "metrics": {}}))
+    nb["05"].write_text("x = 2\n")
+
+    status = {s.number: s for s in runner.page_status("cpu")}
+    assert status["01"].ok and status["01"].budget_min == 25 and not status["01"].stale_reason
+    assert "not known" in status["02"].stale_reason and not status["02"].ok
+    assert status["03"].over_budget and not status["03"].stale_reason and not status["03"].ok
+    assert not status["04"].ran and not status["04"].ok
+    assert status["05"].changed == ("notebooks/05_rotation_invariance.py",) and not status["05"].over_budget
+
+    assert runner.main(["status"]) == 1
+    lines = {line[:2]: line for line in capsys.readouterr().out.splitlines() if line[:2].isdigit()}
+    assert lines["01"].endswith("· current") and "20.0 min of 25" in lines["01"]
+    assert "OVER BUDGET" in lines["03"] and "not run on cpu: rotbook run --only 04 --profile cpu" in lines["04"]
+    assert "STALE" in lines["05"] and "notebooks/05_rotation_invariance.py" in lines["05"]
+    nb["05"].write_text("x = 1\n")
+    for info in STUDIES.values():  # every page current and within its budget
+        (rdir / f"{info.name}.json").write_text(json.dumps(
+            {"study": info.name, "profile": "cpu", "device": "CPU", "git_commit": sha, "created": "now",
+             "runtime_s": 60 * 20.0, "metrics": {}}))
+    assert runner.main(["status", "--profile", "cpu"]) == 0
+    assert runner.main(["status", "--profile", "turbo"]) == 2
+    assert "unknown profile 'turbo'" in capsys.readouterr().err
