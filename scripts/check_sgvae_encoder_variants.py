@@ -1,0 +1,169 @@
+"""Why does study 03's upright-only S-GVAE lose its digits between quarter turns? A check, not a choice made on test.
+
+Trains the S-GVAE (upright digits only, the cpu profile's settings and seed) once per encoder variant and reads
+**validation** digits rotated by 0-75° (every class modulo a quarter turn) as the page reads test digits: the
+code's location decoded, then read by the study's upright judge (``svae.evaluate_rotated``). For each variant it
+also prints the mean code change ``‖z(rot x) − z(x)‖`` at 15/30/45° against the mean distance between two
+digits' codes, and, for the page's encoder, where the change arises: the relative change of the group-pooled
+features (the encoder's invariant features, before its fully connected head) at each angle, against the
+``+45° then −45°`` control, which resamples the digit twice through the bilinear grid but does not turn it.
+
+    ROTBOOK_ROOT=. python scripts/check_sgvae_encoder_variants.py [--variants max aa blur fco] [--epochs 3]
+
+Variants (each still exactly invariant to quarter turns, checked before training in float64):
+* ``max``: the page's encoder (escnn C8, 2×2 max pooling);
+* ``aa``: escnn's ``PointwiseMaxPoolAntialiased2D`` (dense max, Gaussian blur σ = 0.6, then stride 2) in place
+  of both max poolings;
+* ``blur``: a fixed Gaussian blur (σ = 1 px) of the input in front of the encoder, in training and evaluation;
+* ``fco``: the filter basis' angular frequencies cut at 0.4π × ring radius instead of 0.8π (smoother filters;
+  423k parameters instead of 550k).
+
+Last run (2026-12-05, cpu profile: 22k digits, 3 epochs, batch 64; 2-core AMD EPYC **without native bf16**, so
+fp32, unlike the page; one seed; 2,000 validation digits, ~190 6s and ~200 9s; a one-off version of this script,
+same calls; accuracies in %, "min" over 0-75°):
+    variant  train s  val -ELBO  all mean / 45°   6s mean / min   9s mean / min   code change 15/30/45° (between digits)
+    max        807     110.2     73.8 / 45.3      77.8 / 48.7     67.9 / 33.7     0.66 / 1.15 / 1.38  (1.39)
+    aa         811     110.4     75.2 / 49.1      79.8 / 52.9     67.5 / 33.7     0.65 / 1.14 / 1.37  (1.39)
+    blur       851     110.1     75.1 / 47.3      80.6 / 55.5     73.0 / 44.9     0.65 / 1.15 / 1.37  (1.39)
+    fco        771     111.3     76.1 / 50.8      79.2 / 52.9     71.3 / 40.3     0.64 / 1.13 / 1.35  (1.39)
+Where the page's encoder loses invariance (its trained ``max`` model, 512 validation digits): the group-pooled
+features change by 14 / 26 / 33 % at 15 / 30 / 45° (their norm drops to 0.97 / 0.87 / 0.81 of upright), and by
+4.3 % under the +45° −45° control; normalised, their change at 45° (0.24) equals the mean distance between two
+digits' features (0.25). So the code is lost inside the G-CNN's feature maps, where C8's 45° equivariance holds
+only approximately on the pixel grid, not in the resampling of the input (the control moves the code by 0.16,
+against 1.38) nor in the head. Each variant aimed at aliasing reads 1.3-2.3 points more over all digits (one seed
+each: gains of a few points are not established) and leaves the code change at 45° where it was; none comes near
+the 95 % target for the S-GVAE's rotated 6s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import sys
+
+import torch
+import torch.nn.functional as F
+
+from rotcore import judges
+from rotcore.data import mnist_splits
+from rotcore.models.classifier import build_classifier
+from rotcore.models.svae import build_vae
+from rotcore.rotate import rotate_batch
+from rotcore.studies import svae
+from rotcore.train import TensorLoader, fit, run_dir
+
+KEY = "sgvae"
+ANGLES = (0.0, 15.0, 30.0, 45.0, 60.0, 75.0)
+
+
+class InputBlur(torch.nn.Module):
+    """A fixed isotropic Gaussian blur (σ px, symmetric support) in front of ``encoder``."""
+
+    def __init__(self, encoder: torch.nn.Module, sigma: float):
+        super().__init__()
+        self.encoder, r = encoder, int(round(3 * sigma))
+        t = torch.arange(-r, r + 1, dtype=torch.float32)
+        g = torch.exp(-t**2 / (2 * sigma**2))
+        g = g / g.sum()
+        self.register_buffer("kernel", (g[:, None] * g[None, :])[None, None])
+
+    def forward(self, x):
+        k = self.kernel.to(x.dtype)
+        return self.encoder(F.conv2d(x, k, padding=k.shape[-1] // 2))
+
+
+def build(variant: str, vc, seed: int) -> torch.nn.Module:
+    """The S-GVAE with the variant's encoder, weights drawn from ``seed`` as the page's are."""
+    from escnn import nn as enn
+
+    torch.manual_seed(seed)
+    model = build_vae(vc)
+    if variant == "aa":
+        feats = model.encoder.features
+        for name, m in list(feats._modules.items()):
+            if isinstance(m, enn.PointwiseMaxPool2D):
+                feats._modules[name] = enn.PointwiseMaxPoolAntialiased2D(m.in_type, 2, sigma=0.6)
+    elif variant == "blur":
+        model.encoder = InputBlur(model.encoder, 1.0)
+    elif variant == "fco":
+        model.encoder = build_classifier(dataclasses.replace(vc.encoder.backbone(vc.encoder_outputs),
+                                                             frequencies_cutoff_pi=0.4))
+    elif variant != "max":
+        raise SystemExit(f"unknown variant {variant!r}; choose from max, aa, blur, fco")
+    return model
+
+
+@torch.no_grad()
+def quarter_turn_error(model: torch.nn.Module) -> float:
+    """The largest code change under a quarter turn, on a float64 copy of ``model`` (random images)."""
+    m = copy.deepcopy(model).double().eval()
+    x = torch.rand(4, 1, 28, 28, dtype=torch.float64)
+    return max((m(torch.rot90(x, k, (-2, -1))) - m(x)).abs().max().item() for k in (1, 2, 3))
+
+
+@torch.no_grad()
+def feature_change(model, x: torch.Tensor) -> dict[str, float]:
+    """Relative change of the page encoder's group-pooled features under each angle and the +45° −45° control."""
+    from escnn import nn as enn
+
+    enc = model.encoder.eval()
+
+    def pooled(v):
+        return enc.invariant_features(enc.features(enn.GeometricTensor(v, enc.in_type)).tensor)
+
+    f0 = pooled(x)
+    inputs = {f"{a:g}°": rotate_batch(x, a) for a in (15.0, 30.0, 45.0)}
+    inputs["+45° −45°"] = rotate_batch(rotate_batch(x, 45.0), -45.0)
+    return {k: ((pooled(v) - f0).norm(dim=1) / f0.norm(dim=1)).mean().item() for k, v in inputs.items()}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--variants", nargs="+", default=["max", "aa", "blur", "fco"])
+    ap.add_argument("--epochs", type=int, default=None, help="default: the cpu profile's")
+    args = ap.parse_args(argv)
+    cfg = svae.PROFILES["cpu"]
+    if args.epochs is not None:
+        cfg = dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, epochs=args.epochs))
+    cfg = dataclasses.replace(cfg, test_angles_deg=ANGLES)
+    vc = svae.vae_config(KEY, cfg)
+    data = svae.load_data(cfg)
+    _, val, _ = mnist_splits(train_size=cfg.train_size, val_size=cfg.val_size, test_size=cfg.test_size)
+    judge = judges.digit_judge(cfg.judge_config(), rotated=False, device="cpu").model
+    for variant in args.variants:
+        model = build(variant, vc, cfg.fit.seed)
+        err = quarter_turn_error(model)
+        if err > 1e-9:
+            print(f"{variant}: not invariant to quarter turns ({err:.1e}); skipped", file=sys.stderr)
+            continue
+        run_cfg = {"study": "check_sgvae_encoder_variants", "vae": vc, "variant": variant,
+                   "data": svae.data_signature(cfg), "fit": cfg.fit}
+        loader = TensorLoader(data.train.x, batch_size=cfg.fit.batch_size, drop_last=True, seed=cfg.fit.seed)
+
+        def validate(m):
+            return {"val_neg_elbo": -svae.evaluate_elbo(m, data.val_bin, batch_size=cfg.eval_batch_size)["elbo"]}
+
+        res = fit(model, svae.loss_for(KEY), loader, config=cfg.fit, validate=validate, run_config=run_cfg,
+                  checkpoint=run_dir("check_sgvae_encoder_variants", variant, run_cfg) / "checkpoint.pt",
+                  progress=False, desc=variant)
+        model.eval()
+        ev = svae.evaluate_rotated(svae.Trained(KEY, variant, vc, model, res), judge,
+                                   dataclasses.replace(data, test=val), cfg, reuse_quarter_turns=False)
+        acc = {lab: ev.df[ev.df.label == lab].set_index("angle_deg").judge_acc_pct for lab in ("all", "6", "9")}
+        x = val.x[:512]
+        z = F.normalize(model(x), dim=-1)
+        change = "/".join(f"{svae.mean_code_change(model, x, a):.2f}" for a in (15.0, 30.0, 45.0))
+        elbo = -svae.evaluate_elbo(model, data.val_bin, batch_size=cfg.eval_batch_size)["elbo"]
+        print(f"{variant:6s} {res.train_time_s:6.0f} s  val -ELBO {elbo:.1f}  all {acc['all'].mean():.1f} / "
+              f"{acc['all'][45.0]:.1f}  6s {acc['6'].mean():.1f} / {acc['6'].min():.1f}  9s {acc['9'].mean():.1f} / "
+              f"{acc['9'].min():.1f}  code change {change} ({torch.cdist(z, z).mean().item():.2f})", flush=True)
+        if variant == "max":
+            print("  group-pooled feature change: " + ", ".join(f"{k} {v:.3f}" for k, v in
+                                                              feature_change(model, x).items()), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
