@@ -31,11 +31,14 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rotcore import paths, report
 from rotcore.config import ConfigError
 from rotcore.studies import STUDIES, Anchor, StudyInfo, get
+
+if TYPE_CHECKING:
+    from rotcore.staleness import Staleness
 
 
 def notebook_source(info: StudyInfo) -> Path:
@@ -398,7 +401,7 @@ def list_studies(*, flops: bool = False, out=print) -> None:
 @dataclasses.dataclass(frozen=True)
 class PageStatus:
     """What one study's results on a profile say about the run that made its page, and whether the page is
-    stale (:func:`rotcore.staleness.study_staleness`: its sources changed since that run's commit).
+    stale (``staleness``: :func:`rotcore.staleness.study_staleness`, its sources against that run's commit).
     ``runtime_s`` etc. are ``None`` when the study has no results on the profile (``ran`` is then false);
     ``budget_min`` is the study's wall-clock budget on the published profile, ``None`` on the others."""
 
@@ -407,11 +410,12 @@ class PageStatus:
     ran: bool
     runtime_s: float | None = None
     budget_min: float | None = None
-    commit: str | None = None
-    created: str | None = None
     device: str | None = None
-    stale_reason: str = ""
-    changed: tuple[str, ...] = ()
+    staleness: Staleness | None = None
+
+    @property
+    def stale(self) -> bool:
+        return self.staleness is not None and self.staleness.stale
 
     @property
     def over_budget(self) -> bool:
@@ -420,7 +424,7 @@ class PageStatus:
     @property
     def ok(self) -> bool:
         """Ran, current, and within its budget."""
-        return self.ran and not self.stale_reason and not self.over_budget
+        return self.ran and not self.stale and not self.over_budget
 
 
 def page_status(profile: str = paths.PUBLISHED_PROFILE, *, root: Path | None = None) -> list[PageStatus]:
@@ -437,17 +441,18 @@ def page_status(profile: str = paths.PUBLISHED_PROFILE, *, root: Path | None = N
             out.append(PageStatus(info.number, info.name, ran=False))
             continue
         rec = read_results(path)
-        s = staleness.study_staleness(info, rec, root)
         out.append(PageStatus(
             info.number, info.name, ran=True, runtime_s=float(rec["runtime_s"]),
             budget_min=info.cpu_budget_min if profile == paths.PUBLISHED_PROFILE else None,
-            commit=s.commit, created=str(rec.get("created", "")), device=str(rec.get("device", "")),
-            stale_reason=s.reason, changed=s.changed))
+            device=str(rec.get("device", "")), staleness=staleness.study_staleness(info, rec, root)))
     return out
 
 
 def status_lines(statuses: Sequence[PageStatus], profile: str) -> list[str]:
-    """:func:`page_status` as one line per study, with what to run for each page that is not current."""
+    """:func:`page_status` as one line per study; under a stale page, the site's note for it
+    (:func:`rotcore.staleness.note`: why, the files changed, the command that reruns it)."""
+    from rotcore import staleness
+
     lines = []
     for s in statuses:
         head = f"{s.number}  {s.name:28s}"
@@ -455,15 +460,10 @@ def status_lines(statuses: Sequence[PageStatus], profile: str) -> list[str]:
             lines.append(f"{head} not run on {profile}: rotbook run --only {s.number} --profile {profile}")
             continue
         took = f"{s.runtime_s / 60:.1f} min" + (f" of {s.budget_min:g}" if s.budget_min is not None else "")
-        state = "current" if not s.stale_reason else f"STALE: {s.stale_reason}"
-        if s.changed:
-            state += " (" + ", ".join(s.changed[:4]) + (f" and {len(s.changed) - 4} more" if len(s.changed) > 4
-                                                        else "") + ")"
-        if s.over_budget:
-            state += " · OVER BUDGET"
-        lines.append(f"{head} {took:>14s} · commit {s.commit} · {s.device} · {state}")
-        if s.stale_reason:
-            lines.append(f"{'':32s}rerun: rotbook run --only {s.number} --profile {profile}")
+        state = ("STALE" if s.stale else "current") + (" · OVER BUDGET" if s.over_budget else "")
+        lines.append(f"{head} {took:>14s} · commit {s.staleness.commit} · {s.device} · {state}")
+        if s.stale:
+            lines.append(f"{'':32s}{staleness.note(s.number, s.staleness, profile=profile)}")
     return lines
 
 

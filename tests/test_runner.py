@@ -273,17 +273,19 @@ def test_status_names_each_page_that_is_stale_missing_or_over_budget(tmp_path, m
     nb["05"].write_text("x = 2\n")
 
     status = {s.number: s for s in runner.page_status("cpu")}
-    assert status["01"].ok and status["01"].budget_min == 25 and not status["01"].stale_reason
-    assert "not known" in status["02"].stale_reason and not status["02"].ok
-    assert status["03"].over_budget and not status["03"].stale_reason and not status["03"].ok
+    assert status["01"].ok and status["01"].budget_min == 25 and not status["01"].stale
+    assert "not known" in status["02"].staleness.reason and not status["02"].ok
+    assert status["03"].over_budget and not status["03"].stale and not status["03"].ok
     assert not status["04"].ran and not status["04"].ok
-    assert status["05"].changed == ("notebooks/05_rotation_invariance.py",) and not status["05"].over_budget
+    assert status["05"].staleness.changed == ("notebooks/05_rotation_invariance.py",) and not status["05"].over_budget
 
     assert runner.main(["status"]) == 1
-    lines = {line[:2]: line for line in capsys.readouterr().out.splitlines() if line[:2].isdigit()}
+    out = capsys.readouterr().out
+    lines = {line[:2]: line for line in out.splitlines() if line[:2].isdigit()}
     assert lines["01"].endswith("· current") and "20.0 min of 25" in lines["01"]
     assert "OVER BUDGET" in lines["03"] and "not run on cpu: rotbook run --only 04 --profile cpu" in lines["04"]
-    assert "STALE" in lines["05"] and "notebooks/05_rotation_invariance.py" in lines["05"]
+    assert lines["05"].endswith("· STALE")
+    assert "`notebooks/05_rotation_invariance.py`" in out and "rotbook run --only 05 --profile cpu" in out
     nb["05"].write_text("x = 1\n")
     for info in STUDIES.values():  # every page current and within its budget
         (rdir / f"{info.name}.json").write_text(json.dumps(
