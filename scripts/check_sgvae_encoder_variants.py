@@ -39,7 +39,6 @@ the 95 % target for the S-GVAE's rotated 6s.
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import sys
 
@@ -48,11 +47,12 @@ import torch.nn.functional as F
 
 from rotcore import judges
 from rotcore.data import mnist_splits
+from rotcore.metrics import invariance_error
 from rotcore.models.classifier import build_classifier
 from rotcore.models.svae import build_vae
 from rotcore.rotate import rotate_batch
 from rotcore.studies import svae
-from rotcore.train import TensorLoader, fit, run_dir
+from rotcore.train import TensorLoader, fit, predict, run_dir
 
 KEY = "sgvae"
 ANGLES = (0.0, 15.0, 30.0, 45.0, 60.0, 75.0)
@@ -96,14 +96,6 @@ def build(variant: str, vc, seed: int) -> torch.nn.Module:
 
 
 @torch.no_grad()
-def quarter_turn_error(model: torch.nn.Module) -> float:
-    """The largest code change under a quarter turn, on a float64 copy of ``model`` (random images)."""
-    m = copy.deepcopy(model).double().eval()
-    x = torch.rand(4, 1, 28, 28, dtype=torch.float64)
-    return max((m(torch.rot90(x, k, (-2, -1))) - m(x)).abs().max().item() for k in (1, 2, 3))
-
-
-@torch.no_grad()
 def feature_change(model, x: torch.Tensor) -> dict[str, float]:
     """Relative change of the page encoder's group-pooled features under each angle and the +45° −45° control."""
     from escnn import nn as enn
@@ -134,7 +126,8 @@ def main(argv=None) -> int:
     judge = judges.digit_judge(cfg.judge_config(), rotated=False, device="cpu").model
     for variant in args.variants:
         model = build(variant, vc, cfg.fit.seed)
-        err = quarter_turn_error(model)
+        err = max(invariance_error(model, torch.rand(4, 1, 28, 28), (90.0, 180.0, 270.0),
+                                   dtype=torch.float64).values())
         if err > 1e-9:
             print(f"{variant}: not invariant to quarter turns ({err:.1e}); skipped", file=sys.stderr)
             continue
@@ -153,7 +146,7 @@ def main(argv=None) -> int:
                                    dataclasses.replace(data, test=val), cfg, reuse_quarter_turns=False)
         acc = {lab: ev.df[ev.df.label == lab].set_index("angle_deg").judge_acc_pct for lab in ("all", "6", "9")}
         x = val.x[:512]
-        z = F.normalize(model(x), dim=-1)
+        z = predict(model, x)  # the codes: unit vectors
         change = "/".join(f"{svae.mean_code_change(model, x, a):.2f}" for a in (15.0, 30.0, 45.0))
         elbo = -svae.evaluate_elbo(model, data.val_bin, batch_size=cfg.eval_batch_size)["elbo"]
         print(f"{variant:6s} {res.train_time_s:6.0f} s  val -ELBO {elbo:.1f}  all {acc['all'].mean():.1f} / "
