@@ -34,7 +34,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from rotcore import paths, report
-from rotcore.config import ConfigError
+from rotcore.config import ConfigError, resolve
 from rotcore.studies import STUDIES, Anchor, StudyInfo, get
 
 if TYPE_CHECKING:
@@ -607,8 +607,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             list_studies(flops=args.flops)
             return 0
         if args.command == "status":
-            if args.profile not in paths.PROFILES:
-                raise ConfigError(f"unknown profile {args.profile!r}; choose one of: {', '.join(paths.PROFILES)}")
+            resolve({p: p for p in paths.PROFILES}, args.profile)  # its errors: unknown, or the split `full`
             statuses = page_status(args.profile)
             print("\n".join(status_lines(statuses, args.profile)))
             note = precision_note(args.profile)

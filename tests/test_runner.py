@@ -294,3 +294,5 @@ def test_status_names_each_page_that_is_stale_missing_or_over_budget(tmp_path, m
     assert runner.main(["status", "--profile", "cpu"]) == 0
     assert runner.main(["status", "--profile", "turbo"]) == 2
     assert "unknown profile 'turbo'" in capsys.readouterr().err
+    assert runner.main(["status", "--profile", "full"]) == 2
+    assert "`full` profile was split in two" in capsys.readouterr().err
