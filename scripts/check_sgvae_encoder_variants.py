@@ -20,7 +20,8 @@ Variants (each still exactly invariant to quarter turns, checked before training
 * ``orbit``: orbit pooling (:class:`OrbitPooled`): the encoder also sees the input turned by 45°, and the two
   copies' group-pooled features are max-pooled before the head; one pass per copy, so in training each copy is
   batch-normalised by its own statistics. ``orbit_mean``: the same with the mean over the copies.
-* ``orbit_joint_w0.2``: orbit pooling with both copies in one batch (batch statistics shared), at width 0.2
+* ``orbit_joint``: orbit pooling with both copies in one batch (batch statistics shared in training);
+  ``orbit_joint_w0.2``: the same at width 0.2
   (181k encoder parameters, not 267k), where the two copies cost ~1.2x the page's encoder (fp32, 1 thread: 2.30
   against 1.94 s per step of 64); ``orbit_joint_c4``: the same over C4 at the page's width (291k parameters;
   the two copies cost what one C8 pass does: 2.12 against 2.12 s).
@@ -128,7 +129,7 @@ class OrbitPooled(torch.nn.Module):
         return self.encoder.head(f.amax(0) if self.reduce == "max" else f.mean(0))
 
 
-VARIANTS = ("max", "aa", "blur", "fco", "orbit", "orbit_mean", "orbit_joint_w0.2", "orbit_joint_c4")
+VARIANTS = ("max", "aa", "blur", "fco", "orbit", "orbit_mean", "orbit_joint", "orbit_joint_w0.2", "orbit_joint_c4")
 
 
 def build(variant: str, vc, seed: int) -> torch.nn.Module:
