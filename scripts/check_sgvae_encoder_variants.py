@@ -106,6 +106,13 @@ class InputBlur(torch.nn.Module):
         return self.encoder(F.conv2d(x, k, padding=k.shape[-1] // 2))
 
 
+def group_pooled(encoder: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The G-CNN ``encoder``'s group-pooled (invariant) features of plain images ``x``: what its head reads."""
+    from escnn import nn as enn
+
+    return encoder.invariant_features(encoder.features(enn.GeometricTensor(x, encoder.in_type)).tensor)
+
+
 class OrbitPooled(torch.nn.Module):
     """Orbit pooling: the G-CNN ``encoder``'s group-pooled features of the input and of its copies turned by
     ``angles`` (bilinear), pooled over the copies (``reduce``: max or mean) before the encoder's head. ``joint``:
@@ -119,18 +126,12 @@ class OrbitPooled(torch.nn.Module):
             raise ValueError(f"reduce={reduce!r}; choose 'max' or 'mean'")
         self.encoder, self.angles, self.reduce, self.joint = encoder, tuple(angles), reduce, joint
 
-    def _pooled(self, x):
-        from escnn import nn as enn
-
-        enc = self.encoder
-        return enc.invariant_features(enc.features(enn.GeometricTensor(x, enc.in_type)).tensor)
-
     def forward(self, x):
         copies = [x] + [rotate_batch(x, a) for a in self.angles]
         if self.joint:
-            f = self._pooled(torch.cat(copies)).view(len(copies), len(x), -1)
+            f = group_pooled(self.encoder, torch.cat(copies)).view(len(copies), len(x), -1)
         else:
-            f = torch.stack([self._pooled(c) for c in copies])
+            f = torch.stack([group_pooled(self.encoder, c) for c in copies])
         return self.encoder.head(f.amax(0) if self.reduce == "max" else f.mean(0))
 
 
@@ -168,17 +169,11 @@ def build(variant: str, vc, seed: int) -> torch.nn.Module:
 @torch.no_grad()
 def feature_change(model, x: torch.Tensor) -> dict[str, float]:
     """Relative change of the page encoder's group-pooled features under each angle and the +45° −45° control."""
-    from escnn import nn as enn
-
     enc = model.encoder.eval()
-
-    def pooled(v):
-        return enc.invariant_features(enc.features(enn.GeometricTensor(v, enc.in_type)).tensor)
-
-    f0 = pooled(x)
+    f0 = group_pooled(enc, x)
     inputs = {f"{a:g}°": rotate_batch(x, a) for a in (15.0, 30.0, 45.0)}
     inputs["+45° −45°"] = rotate_batch(rotate_batch(x, 45.0), -45.0)
-    return {k: ((pooled(v) - f0).norm(dim=1) / f0.norm(dim=1)).mean().item() for k, v in inputs.items()}
+    return {k: ((group_pooled(enc, v) - f0).norm(dim=1) / f0.norm(dim=1)).mean().item() for k, v in inputs.items()}
 
 
 def main(argv=None) -> int:
