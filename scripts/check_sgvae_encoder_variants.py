@@ -25,6 +25,10 @@ Variants (each still exactly invariant to quarter turns, checked before training
   (181k encoder parameters, not 267k), where the two copies cost ~1.2x the page's encoder (fp32, 1 thread: 2.30
   against 1.94 s per step of 64); ``orbit_joint_c4``: the same over C4 at the page's width (291k parameters;
   the two copies cost what one C8 pass does: 2.12 against 2.12 s).
+* ``orbit_sym``: orbit pooling in one batch over the input turned by -22.5° and +22.5° (not the input itself), so
+  both copies are resampled once and the network cannot tell a sharp copy from a resampled one;
+  ``orbit_joint_pcbn``: ``orbit_joint`` with each copy's block of the joint batch normalised by its own
+  statistics in training (:func:`copywise_batch_norm`), as one pass per copy is.
 
 Last run (2026-12-05, cpu profile: 22k digits, 3 epochs, batch 64; 2-core AMD EPYC **without native bf16**, so
 fp32, unlike the page; one seed; 2,000 validation digits, ~190 6s and ~200 9s; a one-off version of this script,
@@ -114,20 +118,21 @@ def group_pooled(encoder: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 class OrbitPooled(torch.nn.Module):
-    """Orbit pooling: the G-CNN ``encoder``'s group-pooled features of the input and of its copies turned by
-    ``angles`` (bilinear), pooled over the copies (``reduce``: max or mean) before the encoder's head. ``joint``:
-    the copies go through the network as one batch (batch norm's training statistics pooled over them); else one
-    pass per copy (each copy normalised by its own batch's statistics in training). Exactly invariant to quarter
-    turns like the encoder (a quarter turn of the square grid commutes with the bilinear turn of a copy)."""
+    """Orbit pooling: the G-CNN ``encoder``'s group-pooled features of the input turned by each of ``angles``
+    (bilinear; 0 is the input itself), pooled over the copies (``reduce``: max or mean) before the encoder's head.
+    ``joint``: the copies go through the network as one batch (batch norm's training statistics pooled over them,
+    unless :func:`copywise_batch_norm` was applied); else one pass per copy (each copy normalised by its own
+    batch's statistics in training). Exactly invariant to quarter turns like the encoder (a quarter turn of the
+    square grid commutes with the bilinear turn of a copy)."""
 
-    def __init__(self, encoder: torch.nn.Module, angles=(45.0,), *, reduce: str = "max", joint: bool = False):
+    def __init__(self, encoder: torch.nn.Module, angles=(0.0, 45.0), *, reduce: str = "max", joint: bool = False):
         super().__init__()
         if reduce not in ("max", "mean"):
             raise ValueError(f"reduce={reduce!r}; choose 'max' or 'mean'")
         self.encoder, self.angles, self.reduce, self.joint = encoder, tuple(angles), reduce, joint
 
     def forward(self, x):
-        copies = [x] + [rotate_batch(x, a) for a in self.angles]
+        copies = [x if a == 0 else rotate_batch(x, a) for a in self.angles]
         if self.joint:
             f = group_pooled(self.encoder, torch.cat(copies)).view(len(copies), len(x), -1)
         else:
@@ -135,7 +140,34 @@ class OrbitPooled(torch.nn.Module):
         return self.encoder.head(f.amax(0) if self.reduce == "max" else f.mean(0))
 
 
-VARIANTS = ("max", "aa", "blur", "fco", "orbit", "orbit_mean", "orbit_joint", "orbit_joint_w0.2", "orbit_joint_c4")
+class CopyWise(torch.nn.Module):
+    """An escnn batch norm that, in training, normalises each of ``copies`` equal blocks of the batch by its own
+    statistics (so a joint batch of orbit copies is normalised as one pass per copy would be); unchanged in eval."""
+
+    def __init__(self, norm: torch.nn.Module, copies: int):
+        super().__init__()
+        self.norm, self.copies, self.in_type, self.out_type = norm, copies, norm.in_type, norm.out_type
+
+    def forward(self, x):
+        if not self.training:
+            return self.norm(x)
+        parts = [self.norm(type(x)(t, x.type)).tensor for t in x.tensor.chunk(self.copies)]
+        return type(x)(torch.cat(parts), x.type)
+
+
+def copywise_batch_norm(orbit: OrbitPooled) -> OrbitPooled:
+    """Make ``orbit``'s joint batch keep one set of batch-norm statistics per copy in training (in place)."""
+    from escnn import nn as enn
+
+    feats = orbit.encoder.features
+    for name, m in list(feats._modules.items()):
+        if isinstance(m, enn.InnerBatchNorm):
+            feats._modules[name] = CopyWise(m, len(orbit.angles))
+    return orbit
+
+
+VARIANTS = ("max", "aa", "blur", "fco", "orbit", "orbit_mean", "orbit_joint", "orbit_joint_w0.2", "orbit_joint_c4",
+            "orbit_sym", "orbit_joint_pcbn")
 
 
 def build(variant: str, vc, seed: int) -> torch.nn.Module:
@@ -151,8 +183,11 @@ def build(variant: str, vc, seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
     model = build_vae(vc)
     if variant.startswith("orbit"):
-        model.encoder = OrbitPooled(model.encoder, (45.0,), reduce="mean" if variant == "orbit_mean" else "max",
-                                    joint="joint" in variant)
+        angles = (-22.5, 22.5) if variant == "orbit_sym" else (0.0, 45.0)
+        model.encoder = OrbitPooled(model.encoder, angles, reduce="mean" if variant == "orbit_mean" else "max",
+                                    joint="joint" in variant or variant == "orbit_sym")
+        if variant == "orbit_joint_pcbn":
+            copywise_batch_norm(model.encoder)
     elif variant == "aa":
         feats = model.encoder.features
         for name, m in list(feats._modules.items()):
