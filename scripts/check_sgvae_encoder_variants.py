@@ -50,7 +50,8 @@ same calls; accuracies in %, "min" over 0-75°):
 ``orbit_joint``, ``orbit_joint_pcbn`` and ``orbit_sym`` with this script, the others with a one-off version of
 it, same calls; ``orbit_sym`` trained while light tests ran beside it.)
 Upright (0°), all digits: max 95.2, orbit 92.0 (9s 89.3), orbit_mean 86.0, orbit_joint_w0.2 92.2, orbit_joint_c4
-92.8, orbit_joint_pcbn 91.8 (6s 94.8, 9s 84.7), orbit_sym 94.0 (6s 96.9, 9s 92.3). The ``orbit`` model's validation -ELBO was still falling steeply (159.0, 153.7, 143.5 by epoch); the others'
+92.8, orbit_joint_pcbn 91.8 (6s 94.8, 9s 84.7), orbit_sym 94.0 (6s 96.9, 9s 92.3). The ``orbit`` model's
+validation -ELBO was still falling steeply (159.0, 153.7, 143.5 by epoch); the others'
 had flattened (e.g. orbit_joint_c4: 135.3, 115.8, 110.9).
 Where the page's encoder loses invariance (its trained ``max`` model, 512 validation digits): the group-pooled
 features change by 14 / 26 / 33 % at 15 / 30 / 45° (their norm drops to 0.97 / 0.87 / 0.81 of upright), and by
@@ -67,9 +68,9 @@ comes near the target for rotated 6s (94.9 % on average), at a cost:
 validation -ELBO 143.7 against 110.2, upright digits 92.0 % against 95.2 %, and the encoder's work doubled
 (measured: 1.8x the training time of ``max`` for ``orbit_mean``, run alone). Between the orbit's angles (15°,
 30°) its code still moves by 0.53-0.55, 40 % of the distance between digits. The same pooling with the copies
-in one batch does not give the invariance at 45° (0.71-0.88), at the page's width and group too (``orbit_joint``: 0.76), while
-it trains as well as ``max`` (-ELBO 110.4): in these runs what gives the invariance is that each copy is
-normalised by its own batch statistics in training, not the width or the group. The two variants that give it
+in one batch does not give the invariance at 45° (0.71-0.88), at the page's width and group too
+(``orbit_joint``: 0.76), while it trains as well as ``max`` (-ELBO 110.4), so neither the width nor the group took
+the invariance away (what did is tested in the next paragraph). The two variants that give it
 nearly double the encoder's training time at the page's width (``orbit_joint``, the same work in one batch:
 1.6x ``max``), more than the page's budget holds without cutting elsewhere, and the one that reads rotated 6s
 best gives up 33 nats of validation -ELBO and 3 points of upright digits. One seed each: differences of a few
@@ -84,8 +85,8 @@ reads rotated 6s 95.1 % on average (min 92.7) and 9s 90.6 % (min 88.3), at -ELBO
 still falling: 143.0, 126.1, 118.8 by epoch). So in these runs a joint batch loses the invariance because the
 network can tell the sharp copy from the resampled one, not because the copies share a batch. Its cost: upright
 digits 94.0 % against 95.2 % (upright 9s 92.3 %, where the page's ``sgvae_nine_acc_upright_pct`` target is
-≥ 95), 1.65x ``max``'s training time, and between the orbit's angles the code still moves 0.65 at 15° and 0.64 at 30°
-(``max``: 0.66 and 1.15), about half the distance between two digits. One seed, fp32.
+≥ 95), 1.65x ``max``'s training time, and between the orbit's angles the code still moves 0.65 at 15° and 0.64
+at 30° (``max``: 0.66 and 1.15), about half the distance between two digits. One seed, fp32.
 
 The same on the S-GVAE-aug (``--model sgvae_aug``: random-angle inputs, upright targets), one seed, fp32:
     orbit_sym   3644 s*  val -ELBO 138.1  all 91.6 / 91.5  6s 96.4 / 95.8  9s 89.3 / 88.8  upright all/6s/9s
