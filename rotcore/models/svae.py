@@ -39,6 +39,7 @@ from torch import nn
 
 from rotcore.config import ConfigError, check_choice, check_positive
 from rotcore.models.classifier import GROUP_RE, ClassifierConfig, build_classifier
+from rotcore.rotate import rotate_batch
 
 Tensor = torch.Tensor
 
@@ -48,11 +49,13 @@ LATENTS = ("gaussian", "power_spherical")
 @dataclasses.dataclass(frozen=True)
 class EncoderConfig:
     """The encoder: the classifier layer plan (``rotcore.models.classifier``) over ``group`` at ``width``,
-    with a fully connected head ``fc`` that outputs the posterior's parameters."""
+    with a fully connected head ``fc`` that outputs the posterior's parameters. ``orbit_deg`` (G-CNNs only; empty:
+    none): the features are pooled over copies of the input turned by these angles (:class:`OrbitPooled`)."""
 
     group: str = "C1"
     width: float = 0.25
     fc: tuple[int, ...] = (128,)
+    orbit_deg: tuple[float, ...] = ()
 
     def __post_init__(self):
         if not GROUP_RE.match(self.group):
@@ -63,6 +66,15 @@ class EncoderConfig:
         check_positive("encoder width", self.width)
         for f in self.fc:
             check_positive("encoder fc", f)
+        if self.orbit_deg:
+            if not self.is_equivariant:
+                raise ConfigError("orbit_deg pools a G-CNN's group-pooled features over turned copies; it needs an "
+                                  f"equivariant group such as C8, got group={self.group!r}")
+            for a in self.orbit_deg:
+                if isinstance(a, bool) or not isinstance(a, (int, float)) or not math.isfinite(a):
+                    raise ConfigError(f"orbit_deg: {a!r} is not a finite angle in degrees")
+            if len(set(float(a) % 360.0 for a in self.orbit_deg)) != len(self.orbit_deg):
+                raise ConfigError(f"orbit_deg={self.orbit_deg}: an angle is repeated (mod 360°)")
 
     @property
     def is_equivariant(self) -> bool:
@@ -116,6 +128,39 @@ class VAEConfig:
         return 2 * self.latent_dim if self.latent == "gaussian" else self.latent_dim + 1
 
 
+class OrbitPooled(nn.Module):
+    """Orbit pooling in front of a G-CNN's head: the encoder's group-pooled (invariant) features of the input
+    turned by each of ``angles`` (bilinear, one batch: batch norm's training statistics are shared by the copies),
+    max-pooled over the copies, then the encoder's fully connected head.
+
+    C_N's equivariance to turns by 360°/N holds only approximately on the pixel grid: the C8 encoder's code moves
+    most at 45° (study 03). Pooling over copies turned by ±22.5° makes a 45° turn of the input swap the copies up to
+    resampling, so the code moves much less there. Both copies should be turned by an angle that is not a multiple
+    of 90°: with the untouched input among them, the network can tell the sharp copy from the resampled one, and
+    the measured 45° invariance was lost (``scripts/check_sgvae_encoder_variants.py``). Exactly invariant to quarter
+    turns, like the encoder (a quarter turn of the square grid commutes with the bilinear turn of a copy).
+
+    Reads the escnn :class:`rotcore.models.classifier.GCNN`'s ``features``, ``in_type``, ``invariant_features``
+    and ``head``, which is what its ``forward`` chains.
+    """
+
+    def __init__(self, gcnn: nn.Module, angles_deg: tuple[float, ...]):
+        super().__init__()
+        if not angles_deg:
+            raise ValueError("OrbitPooled needs at least one angle")
+        self.gcnn, self.angles_deg = gcnn, tuple(float(a) for a in angles_deg)
+
+    def forward(self, x: Tensor) -> Tensor:
+        from escnn import nn as enn
+
+        n, b = len(self.angles_deg), len(x)
+        angles = torch.tensor(self.angles_deg, dtype=torch.float64).repeat_interleave(b)
+        copies = rotate_batch(x.repeat(n, 1, 1, 1), angles)
+        g = self.gcnn
+        f = g.invariant_features(g.features(enn.GeometricTensor(copies, g.in_type)).tensor)
+        return g.head(f.view(n, b, -1).amax(0))
+
+
 class Decoder(nn.Module):
     """``z (B, d)`` → Bernoulli logits ``(B, 1, 28, 28)``."""
 
@@ -164,7 +209,8 @@ class VAE(nn.Module):
     def __init__(self, cfg: VAEConfig):
         super().__init__()
         self.config = cfg
-        self.encoder = build_classifier(cfg.encoder.backbone(cfg.encoder_outputs))
+        encoder = build_classifier(cfg.encoder.backbone(cfg.encoder_outputs))
+        self.encoder = OrbitPooled(encoder, cfg.encoder.orbit_deg) if cfg.encoder.orbit_deg else encoder
         self.decoder = Decoder(cfg.latent_dim, cfg.decoder)
 
     # -- the posterior -------------------------------------------------------------------------------------
