@@ -12,7 +12,7 @@ features (the encoder's invariant features, before its fully connected head) at 
         [--model sgvae_aug]
 
 Variants (each still exactly invariant to quarter turns, checked before training in float64):
-* ``max``: the page's encoder (escnn C8, 2×2 max pooling);
+* ``max``: the page's encoder before orbit pooling (escnn C8, 2×2 max pooling; the S-GVAE-aug's encoder);
 * ``aa``: escnn's ``PointwiseMaxPoolAntialiased2D`` (dense max, Gaussian blur σ = 0.6, then stride 2) in place
   of both max poolings;
 * ``blur``: a fixed Gaussian blur (σ = 1 px) of the input in front of the encoder, in training and evaluation;
@@ -75,6 +75,18 @@ nearly double the encoder's training time at the page's width (``orbit_joint``, 
 1.6x ``max``), more than the page's budget holds without cutting elsewhere, and the one that reads rotated 6s
 best gives up 33 nats of validation -ELBO and 3 points of upright digits. One seed each: differences of a few
 points are not established.
+
+The same two variants with bf16 autocast, on a 2-core Intel Xeon with AMX (native bf16, like the pages' machines;
+2026-12-05), one seed:
+    max        199 s  val -ELBO 110.0  all 74.8 / 48.1  6s 79.5 / 53.4  9s 67.0 / 36.7  upright all/6s/9s
+                95.3/97.4/93.9  code change 0.65 / 1.14 / 1.37 (1.39)
+    orbit_sym  344 s  val -ELBO 117.9  all 91.3 / 94.2  6s 96.6 / 94.8  9s 89.4 / 87.8  upright all/6s/9s
+                94.3/97.9/90.8  code change 0.65 / 0.65 / 0.09 (1.39)
+    orbit_sym, 4 epochs  340 s  val -ELBO 114.2  all 92.2 / 94.7  6s 95.6 / 95.3  9s 91.1 / 89.3  upright
+                all/6s/9s 94.8/96.3/92.3  code change 0.67 / 0.68 / 0.09 (1.39)
+So bf16 reproduces the fp32 rows within a few points. The 3-epoch ``orbit_sym`` run shared the cores with tests for
+part of its time; the 4-epoch run, alone, took about 85 s an epoch against ``max``'s 66: the orbit costs about 1.3x
+the S-GVAE's training time here. Study 03's S-GVAE takes ``orbit_sym`` at 3 epochs (``svae.ORBIT_DEG``).
 
 Why the joint batch loses the invariance, tested two ways (same cost as ``orbit_joint``, 1.6x ``max``):
 ``orbit_joint_pcbn`` keeps the joint batch but normalises each copy by its own statistics in training, and
@@ -201,6 +213,7 @@ def build(variant: str, vc, seed: int) -> torch.nn.Module:
 
     if variant not in VARIANTS:
         raise SystemExit(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    vc = dataclasses.replace(vc, encoder=dataclasses.replace(vc.encoder, orbit_deg=()))  # the bare C8 encoder
     if variant == "orbit_joint_w0.2":  # the width at which the two joint copies cost ~1.2x one page encoder
         vc = dataclasses.replace(vc, encoder=dataclasses.replace(vc.encoder, width=0.2))
     elif variant == "orbit_joint_c4":  # C4: about as many parameters as C8, half the work per copy

@@ -84,3 +84,23 @@ def test_every_variant_builds_and_an_unknown_one_is_refused(script):
         script.build("orbits", vc, 0)
     with pytest.raises(ValueError, match="reduce='sum'"):
         script.OrbitPooled(torch.nn.Identity(), reduce="sum")
+
+
+def test_the_scripts_orbit_sym_is_the_studys_orbit_pooling(script):
+    """The study's S-GVAE (``svae.ORBIT_DEG``, :class:`rotcore.models.svae.OrbitPooled`) is the script's
+    ``orbit_sym`` variant: same weights from the same seed, same outputs in training and in eval mode."""
+    from rotcore.models.svae import OrbitPooled
+    from rotcore.studies import svae
+
+    vc = svae.vae_config("sgvae", svae.PROFILES["smoke"])
+    assert vc.encoder.orbit_deg == svae.ORBIT_DEG
+    torch.manual_seed(0)
+    study_vae = build_vae(vc)
+    script_vae = script.build("orbit_sym", vc, 0)
+    assert isinstance(study_vae.encoder, OrbitPooled) and isinstance(script_vae.encoder, script.OrbitPooled)
+    x = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        for mode in (True, False):
+            a = study_vae.train(mode).posterior_params(x)[0]
+            b = script_vae.train(mode).posterior_params(x)[0]
+            assert torch.allclose(a, b, atol=1e-5), mode

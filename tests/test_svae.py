@@ -87,6 +87,50 @@ def test_escnn_code_is_only_approximately_invariant_at_45(escnn_vae, x):
     assert 0 < err < 2  # bounded (unit vectors), not zero: the pixel grid is not symmetric under 45°
 
 
+def orbit_vae(angles=(-22.5, 22.5)):
+    torch.manual_seed(0)
+    return build_vae(VAEConfig(latent_dim=6, encoder=EncoderConfig(group="C8", width=0.1, fc=(16,), orbit_deg=angles),
+                               **SMALL))
+
+
+def test_orbit_pooled_code_is_invariant_to_quarter_turns(x):
+    errs = latent_invariance_error(orbit_vae(), x, [90, 180, 270], dtype=torch.float64)
+    assert max(errs.values()) <= 1e-12, errs
+
+
+def test_orbit_pooling_is_the_max_over_per_copy_passes_of_the_same_weights(x, escnn_vae):
+    """One joint batch of copies gives, in eval mode, the max over one pass per turned copy through the bare
+    encoder's features; the orbit adds no parameters (same seed, same weights as the bare encoder) and changes the
+    output (so the test can fail)."""
+    from escnn import nn as enn
+
+    from rotcore.models.svae import OrbitPooled
+    from rotcore.rotate import rotate_batch
+
+    vae = orbit_vae().eval()
+    assert isinstance(vae.encoder, OrbitPooled) and vae.encoder.angles_deg == (-22.5, 22.5)
+    bare = escnn_vae.encoder.eval()
+    assert [p.shape for p in vae.encoder.gcnn.parameters()] == [p.shape for p in bare.parameters()]
+    assert all(torch.equal(p, q) for p, q in zip(vae.encoder.gcnn.parameters(), bare.parameters()))
+    g = vae.encoder.gcnn
+    with torch.no_grad():
+        per_copy = torch.stack([g.invariant_features(g.features(enn.GeometricTensor(rotate_batch(x, a), g.in_type)).tensor)
+                                for a in (-22.5, 22.5)]).amax(0)
+        assert torch.allclose(vae.encoder(x), g.head(per_copy), atol=1e-5)
+        assert not torch.allclose(vae.encoder(x), g(x), atol=1e-3)
+    escnn_vae.train()
+
+
+def test_orbit_configs_raise_clear_errors():
+    with pytest.raises(ConfigError, match="equivariant group"):
+        EncoderConfig(group="C1", orbit_deg=(-22.5, 22.5))
+    with pytest.raises(ConfigError, match="repeated"):
+        EncoderConfig(group="C8", orbit_deg=(22.5, 382.5))
+    with pytest.raises(ConfigError, match="finite angle"):
+        EncoderConfig(group="C8", orbit_deg=(float("nan"),))
+    assert not EncoderConfig(group="C8").orbit_deg
+
+
 def test_plain_code_is_not_invariant(x):
     assert latent_invariance_error(small_vae(d=6), x, 90.0, dtype=torch.float64) > 1e-3
 
@@ -562,6 +606,12 @@ def test_short_names_and_new_discussion_sentences():
     tie = {**m_aug, **{f"svae_aug_{d}_acc_{s}_pct": m_aug[f"sgvae_aug_{d}_acc_{s}_pct"] for d in ("six", "nine")
                        for s in ("mean", "min")}}
     assert "tie" in study.aug_sentence(tie)
+    assert "against upright training (S-GVAE)" in study.aug_sentence(tie)
+    orbit = study.orbit_text(study.PROFILES["cpu"])
+    assert orbit == "−22.5°/+22.5°" and study.orbit_text(dataclasses.replace(study.PROFILES["cpu"],
+                                                                             sgvae_orbit_deg=())) == ""
+    assert f"upright training with orbit pooling over {orbit} (S-GVAE)" in study.aug_sentence(
+        {**tie, "sgvae_orbit_deg": orbit})
     collapsed = {**ahead, "svae_aug_collapsed": True}
     assert "not compared, because the S-VAE-aug has collapsed" in study.aug_sentence(collapsed)
     p = {"probe_auc_69_upright": 0.97, "probe_auc_69_rot180": 0.97, "svae_probe_auc_69_upright": 0.99,
