@@ -362,7 +362,8 @@ path = run.publish(metrics)
 # {glue:md}`sgvae_six_acc_min_pct_verdict`; its rotated 9s at worst {glue:md}`sgvae_nine_acc_min_pct_with_ci`,
 # which {glue:md}`sgvae_nine_acc_min_pct_verdict`. Upright, on all {glue:text}`sgvae_six_acc_upright_pct_n`
 # test 6s and {glue:text}`sgvae_nine_acc_upright_pct_n` test 9s (the per-angle tables use the evaluation
-# subset, about 50 of each), the same model scores {glue:text}`sgvae_six_acc_upright_pct:.1f` % on 6s and
+# subset: {glue:text}`sgvae_six_acc_min_pct_n` 6s and {glue:text}`sgvae_nine_acc_min_pct_n` 9s), the same model
+# scores {glue:text}`sgvae_six_acc_upright_pct:.1f` % on 6s and
 # {glue:md}`sgvae_nine_acc_upright_pct_with_ci` on 9s.
 # Against the seed's S-GVAE, its mean over angles {glue:md}`sgvae_six_acc_mean_pct_verdict` for 6s and
 # {glue:md}`sgvae_nine_acc_mean_pct_verdict` for 9s; upright 9s alone {glue:md}`sgvae_nine_acc_upright_pct_verdict`.

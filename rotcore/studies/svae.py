@@ -245,10 +245,15 @@ PROFILES: dict[str, SVAEConfig] = {
     # of 3 (~-48 s, measured) and the ELBO table's d = 2 VAEs 1 epoch over 8k digits at batch 64 (125 steps,
     # more than the 86 of 1 epoch over 22k at batch 256, in ~3/8 of the time: ~-45 s). The page at 1db5ed1 took
     # 1,364 s (data + judge 106 s, training 967 s, rotated evaluation 106 s, ELBO table 48 s).
+    # With the orbit-pooled S-GVAE (ORBIT_DEG) the page took 929 s on a 2-core Xeon with AMX (training 615 s,
+    # rotated evaluation 93 s, headline intervals 29 s; 2026-12-05), against 1,235 s for the page of stop 38 on
+    # another bf16 machine. The headroom pays for 1,000 test digits instead of 500 (about 100 6s and 100 9s per
+    # angle, not 50: the per-angle intervals were 15-20 points wide and a worst angle over 24 such estimates is
+    # biased low): about +150 s here, about 1,400 s at stop 38's machine's speed.
     "cpu": SVAEConfig(
         plain_encoder=EncoderConfig(group="C1", width=0.2),
         equivariant_encoder=EncoderConfig(group="C8", width=0.25),
-        kappa_init=KAPPA_INIT, train_size=22_000, val_size=2_000, test_size=500, collapse_test_size=1_000,
+        kappa_init=KAPPA_INIT, train_size=22_000, val_size=2_000, test_size=1_000, collapse_test_size=1_000,
         fit=FitConfig(epochs=3, batch_size=64, lr=2e-3, lr_schedule="cosine", grad_clip=50.0,
                       monitor="val_neg_elbo", monitor_mode="min"),
         knn_reference_size=5_000,
@@ -1185,7 +1190,7 @@ def gap_sentence(m: Mapping[str, Any]) -> str:
 
 def upright_subset_sentence(m: Mapping[str, Any], key: str = "sgvae_aug") -> str:
     """A model's upright 6s and 9s read on **all** of MNIST test's (:func:`upright_six_nine`) against its worst
-    angle, which the per-angle evaluation reads on the ``test_size`` subset (about 50 of each digit). Upright
+    angle, which the per-angle evaluation reads on the ``test_size`` subset (about 100 of each digit on ``cpu``). Upright
     (0°) is one of the test angles, so the worst angle over all the test digits is at most the upright reading
     on them: where that lies below the subset's worst angle, the subset's minimum flatters the model, and the
     sentence says by how much it at least misses its target. Empty when the numbers are missing."""
@@ -1205,7 +1210,7 @@ def upright_subset_sentence(m: Mapping[str, Any], key: str = "sgvae_aug") -> str
         if up >= low:
             continue
         text += (f" Its upright {digits} there read **below** its worst angle on the "
-                 f"{count(n_sub) if n_sub else 'about 50'}-digit evaluation subset ({low:.1f} %): the subset "
+                 + (f"{count(n_sub)}-digit " if n_sub else "") + f"evaluation subset ({low:.1f} %): the subset "
                  f"flatters it, and over those {digits} its worst angle is at most {up:.1f} %")
         target = _anchor(f"{key}_{n}_acc_min_pct").threshold
         text += (f", {target - up:.1f} points or more short of the {target:.0f} % target." if target is not None
