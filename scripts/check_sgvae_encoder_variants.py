@@ -9,7 +9,7 @@ features (the encoder's invariant features, before its fully connected head) at 
 ``+45° then −45°`` control, which resamples the digit twice through the bilinear grid but does not turn it.
 
     ROTBOOK_ROOT=. python scripts/check_sgvae_encoder_variants.py [--variants max aa ... orbit] [--epochs 3]
-        [--model sgvae_aug]
+        [--model sgvae_aug] [--seed 1]
 
 Variants (each still exactly invariant to quarter turns, checked before training in float64):
 * ``max``: the page's encoder before orbit pooling (escnn C8, 2×2 max pooling; the S-GVAE-aug's encoder);
@@ -253,12 +253,16 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     ap.add_argument("--epochs", type=int, default=None, help="default: the cpu profile's")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="training seed (weights and batches; default: the cpu profile's, as the page's)")
     ap.add_argument("--model", default="sgvae", choices=("sgvae", "sgvae_aug"),
                     help="sgvae: upright digits only (default); sgvae_aug: random-angle inputs, upright targets")
     args = ap.parse_args(argv)
     cfg = svae.PROFILES["cpu"]
     if args.epochs is not None:
         cfg = dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, epochs=args.epochs))
+    if args.seed is not None:
+        cfg = dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, seed=args.seed))
     cfg = dataclasses.replace(cfg, test_angles_deg=ANGLES)
     key = args.model
     vc = svae.vae_config(key, cfg)
