@@ -84,6 +84,13 @@ The same two variants with bf16 autocast, on a 2-core Intel Xeon with AMX (nativ
                 94.3/97.9/90.8  code change 0.65 / 0.65 / 0.09 (1.39)
     orbit_sym, 4 epochs  340 s  val -ELBO 114.2  all 92.2 / 94.7  6s 95.6 / 95.3  9s 91.1 / 89.3  upright
                 all/6s/9s 94.8/96.3/92.3  code change 0.67 / 0.68 / 0.09 (1.39)
+And with ``--seed 1`` (weights and batches; the same machine, sharing the cores with a CI run, so times are not
+comparable):
+    max        val -ELBO 110.9  all 74.5 / 46.5  6s 79.8 / 51.8  9s 72.0 / 41.8  upright all/6s/9s 94.8/96.3/93.9
+                code change 0.64 / 1.13 / 1.35 (1.39)
+    orbit_sym  val -ELBO 117.6  all 92.0 / 94.5  6s 96.2 / 94.8  9s 92.3 / 89.8  upright all/6s/9s 94.6/97.4/93.4
+                code change 0.64 / 0.65 / 0.06 (1.39)
+Over the two seeds the orbit raises rotated 6s by 16-17 points on average and costs 0.5-3.1 points of upright 9s.
 So bf16 reproduces the fp32 rows within a few points. The 3-epoch ``orbit_sym`` run shared the cores with tests for
 part of its time; the 4-epoch run, alone, took about 85 s an epoch against ``max``'s 66: the orbit costs about 1.3x
 the S-GVAE's training time here. Study 03's S-GVAE takes ``orbit_sym`` at 3 epochs (``svae.ORBIT_DEG``).
