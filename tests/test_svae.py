@@ -124,10 +124,13 @@ def test_orbit_pooling_is_the_max_over_per_copy_passes_of_the_same_weights(x, es
 def test_orbit_configs_raise_clear_errors():
     with pytest.raises(ConfigError, match="equivariant group"):
         EncoderConfig(group="C1", orbit_deg=(-22.5, 22.5))
-    with pytest.raises(ConfigError, match="repeated"):
+    with pytest.raises(ConfigError, match="duplicate angles"):
         EncoderConfig(group="C8", orbit_deg=(22.5, 382.5))
-    with pytest.raises(ConfigError, match="finite angle"):
+    with pytest.raises(ConfigError, match="not a finite number"):
         EncoderConfig(group="C8", orbit_deg=(float("nan"),))
+    with pytest.raises(ConfigError, match="not a finite number"):
+        EncoderConfig(group="C8", orbit_deg=("22.5",))
+    assert EncoderConfig(group="C8", orbit_deg=(-22.5, 22.5)).orbit_deg == (-22.5, 22.5)  # signed angles are kept
     assert not EncoderConfig(group="C8").orbit_deg
 
 
@@ -874,3 +877,108 @@ def test_upright_six_nine_reads_what_the_rotated_evaluation_reads_at_0(monkeypat
     assert 5.0 < up["sgvae_six_acc_upright_pct"] < 95.0  # readings that could differ between the two paths
     with pytest.raises(ConfigError, match="upright_six_nine_size"):
         dataclasses.replace(cfg, upright_six_nine_size=0)
+
+
+def test_angle_accuracy_ci_over_seeds_resamples_seeds_and_digits():
+    """Several training seeds of one model: the estimate is the statistic of the seed-averaged per-angle accuracy,
+    and the interval resamples the seeds too. One seed gives exactly the one-model interval; two seeds that
+    disagree completely give an interval that spans both; two identical seeds keep the estimate."""
+    import numpy as np
+
+    g = torch.Generator().manual_seed(0)
+    correct = torch.rand(5, 60, generator=g) < torch.tensor([0.9, 0.8, 0.6, 0.85, 0.95])[:, None]  # (angles, N)
+    for stat in ("mean", "min"):
+        assert study.angle_accuracy_ci(correct[None], stat, n_boot=200) == study.angle_accuracy_ci(correct, stat,
+                                                                                                   n_boot=200)
+    # seed 0 reads every digit right, seed 1 none: the pooled estimate is 50 %, and a quarter of the resamples
+    # draw seed 0 twice (100 %), a quarter seed 1 twice (0 %)
+    split = torch.stack([torch.ones(5, 60, dtype=torch.bool), torch.zeros(5, 60, dtype=torch.bool)])
+    for stat in ("mean", "min"):
+        est, (lo, hi), n, method = study.angle_accuracy_ci(split, stat, n_boot=400)
+        assert est == 50.0 and (lo, hi) == (0.0, 100.0) and n == 60
+        assert "2 training seeds and 60 digits" in method
+    # two seeds that read alike: the same estimate, an interval of about the one-seed width
+    twin = torch.stack([correct, correct])
+    for stat in ("mean", "min"):
+        one, two = study.angle_accuracy_ci(correct, stat, n_boot=400), study.angle_accuracy_ci(twin, stat, n_boot=400)
+        assert two.estimate == pytest.approx(one.estimate)
+        assert two.ci[1] - two.ci[0] == pytest.approx(one.ci[1] - one.ci[0], abs=4.0)
+        assert 0.0 <= two.ci[0] <= two.estimate <= two.ci[1] <= 100.0
+    # the worst angle of the seed-averaged accuracy, not the mean of each seed's worst angle
+    # (seeds, angles, N): seed 0 reads every digit wrong at angle 1, seed 1 every digit wrong at angle 0; each
+    # seed's worst angle is 0 %, the seed-averaged accuracy is 50 % at both angles
+    c = torch.tensor([[True, False], [False, True]])[:, :, None].expand(2, 2, 10)
+    assert study.angle_accuracy_ci(c, "min", n_boot=50).estimate == 50.0
+    assert np.isclose(study.angle_accuracy_ci(c, "mean", n_boot=50).estimate, 50.0)
+    with pytest.raises(ValueError, match="seeds, angles, N"):
+        study.angle_accuracy_ci(torch.ones(2, 3, 4, 5, dtype=torch.bool))
+
+
+def test_seeds_are_pooled_in_the_tables_and_resampled_in_the_headline_intervals():
+    """:func:`evaluate_rotated_seeds` lays two seeds' readings side by side: the per-angle accuracies are their
+    mean, the 6/9 confusion and label tables pool them, each seed stays visible apart, and the headline
+    intervals resample seeds (a seed that reads every 6 wrong widens the interval to include it)."""
+    from rotcore.data import Images
+
+    y = torch.tensor([6, 6, 9, 9, 1, 2])
+    test = Images(torch.zeros(6, 1, 28, 28), y)
+    right = torch.stack([y, y])  # (angles, N): both angles read right
+    sixes_as_nine = torch.stack([torch.where(y == 6, 9, y)] * 2)  # another seed: every 6 read as 9
+    ev = study.RotatedEval(None, torch.cat([right, sixes_as_nine], 1), torch.cat([right, right], 1), n_seeds=2)
+    assert torch.equal(ev.labels(y), torch.cat([y, y])) and ev.per_seed(ev.judge_pred).shape == (2, 2, 6)
+    out = study.headline_cis({"sgvae": ev}, test, n_boot=400)
+    assert out["sgvae_six_acc_mean_pct"] == 50.0 and out["sgvae_nine_acc_mean_pct"] == 100.0
+    assert out["sgvae_six_acc_mean_pct_ci95"] == [0.0, 100.0] and out["sgvae_six_acc_mean_pct_n"] == 2
+    assert out["sgvae_n_seeds"] == 2 and "2 training seeds" in out["sgvae_six_acc_mean_pct_ci_method"]
+    six_nine = study.six_nine_table({"sgvae": ev}, test, (0.0, 90.0), {"sgvae": "S-GVAE"})
+    assert six_nine.six_as_nine_pct.tolist() == [50.0, 50.0] and set(six_nine.model) == {"S-GVAE"}
+    labels = study.judge_label_table({"sgvae": ev}, test)
+    assert labels.loc[("sgvae", 6), "9"] == 50.0 and labels.loc[("sgvae", 9), "9"] == 100.0
+    seeds = study.seed_spread_table({"sgvae": ev}, test)
+    assert seeds["6s: mean (%)"].tolist() == [100.0, 0.0] and seeds["k-NN: worst angle (%)"].tolist() == [100.0] * 2
+    assert study.seed_spread_table({"sgvae": study.RotatedEval(None, right, right)}, test).empty
+    m = study.headline_metrics(*_seeded_frames(), cis=out, seeds_df=seeds)
+    assert m["sgvae_six_acc_mean_pct_by_seed"] == [100.0, 0.0]
+    text = study.seeds_sentence(m)
+    assert "trained with 2 seeds" in text and "100.0 / 0.0 %" in text and "up to 100.0 points" in text
+    assert "one training seed each" in study.seeds_text({}, ("svae", "sgvae"))
+    assert study.seeds_text({"sgvae_n_seeds": 2}, ("svae", "sgvae")) == "S-VAE: one, S-GVAE: 2 training seeds"
+
+
+def _seeded_frames():
+    """The DataFrames :func:`study.headline_metrics` needs, for one model (the S-GVAE) at two angles."""
+    import pandas as pd
+
+    rows = [{"model": study.MODEL_LABELS["sgvae"], "angle_deg": a, "label": lab, "judge_acc_pct": 90.0,
+             "knn_acc_pct": 90.0, "n": 2} for a in (0.0, 90.0) for lab in ("all", "6", "9")]
+    rot_df = pd.DataFrame(rows)
+    inv_df = pd.DataFrame({"rot90_max": [0.0]}, index=["sgvae"])
+    empty = pd.DataFrame(columns=["elbo", "iwll", "recon", "kl"])
+    models = pd.DataFrame({"parameters": [1]}, index=["sgvae"])
+    judge_df = pd.DataFrame({"acc_pct": [99.0], "acc_pct_6": [99.0], "acc_pct_9": [99.0]})
+    six_nine = pd.DataFrame({"model": [study.MODEL_LABELS["sgvae"]] * 2, "angle_deg": [0.0, 90.0],
+                             "six_as_nine_pct": [0.0, 0.0], "nine_as_six_pct": [0.0, 0.0]})
+    return rot_df, inv_df, empty, empty, models, judge_df, six_nine
+
+
+def test_replicates_train_the_same_model_with_other_seeds(tmp_path, monkeypatch):
+    """:func:`train_replicates` trains each ``replicated`` model once per ``replicate_seeds`` seed: the same
+    config, other weights; its collapse-table row is named by its seed. Bad replicate settings raise."""
+    monkeypatch.setenv("ROTBOOK_RUNS", str(tmp_path))
+    cfg = report.resolve_config(study, "smoke", {"train_size": 96, "val_size": 32, "test_size": 16,
+                                                 "fit.batch_size": 32, "replicated": ["svae"], "replicate_seeds": [3]})
+    assert cfg.seeds("svae") == (0, 3) and cfg.seeds("sgvae") == (0,)
+    data = study.load_data(cfg)
+    reps = study.train_replicates(cfg, data, progress=False)
+    (t,) = reps["svae"]
+    assert list(reps) == ["svae"] and t.seed == 3 and t.replicate and t.name == "svae_seed3"
+    assert t.config == study.vae_config("svae", cfg) and "seed 3" in t.label
+    first = study.train_vae("svae", "S-VAE", study.vae_config("svae", cfg), cfg.fit, cfg, data, progress=False)
+    assert first.name == "svae" and not torch.equal(first.model.decoder.fc.weight, t.model.decoder.fc.weight)
+    assert study.replicated_text(cfg) == "S-VAE: seeds 0 and 3"
+    with pytest.raises(ConfigError, match="replicated"):
+        report.resolve_config(study, "smoke", {"replicated": ["gvae"]})
+    with pytest.raises(ConfigError, match="seed of its own"):
+        report.resolve_config(study, "smoke", {"replicate_seeds": [0]})
+    with pytest.raises(ConfigError, match="seed of its own"):
+        report.resolve_config(study, "smoke", {"replicate_seeds": [1, 1]})

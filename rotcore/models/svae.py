@@ -11,7 +11,9 @@ One model class, :class:`VAE`, built from a frozen :class:`VAEConfig`:
   ``"C16"`` are escnn G-CNNs over regular fields, made invariant by group pooling before the head, so the
   whole posterior (direction *and* concentration) is invariant to the input's rotation: exactly for
   quarter turns of a 28×28 image (the plan has no strided step on an odd grid and its 2×2 poolings tile
-  20×20 and 10×10 symmetrically), approximately for other angles.
+  20×20 and 10×10 symmetrically), approximately for other angles. ``orbit_deg`` (:class:`OrbitPooled`) also
+  max-pools those invariant features over copies of the input turned by the given angles (e.g. ±22.5°), which
+  makes the code nearly invariant between quarter turns too, at no extra parameters.
 * **decoder** (:class:`Decoder`, one design for every encoder): ``z`` → linear → ``(C, 7, 7)`` → 3×3 convs
   with two nearest-neighbour upsamplings → Bernoulli logits ``(B, 1, 28, 28)``.
 
@@ -37,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rotcore.config import ConfigError, check_choice, check_positive
+from rotcore.config import ConfigError, check_angles, check_choice, check_positive
 from rotcore.models.classifier import GROUP_RE, ClassifierConfig, build_classifier
 from rotcore.rotate import rotate_batch
 
@@ -70,11 +72,9 @@ class EncoderConfig:
             if not self.is_equivariant:
                 raise ConfigError("orbit_deg pools a G-CNN's group-pooled features over turned copies; it needs an "
                                   f"equivariant group such as C8, got group={self.group!r}")
-            for a in self.orbit_deg:
-                if isinstance(a, bool) or not isinstance(a, (int, float)) or not math.isfinite(a):
-                    raise ConfigError(f"orbit_deg: {a!r} is not a finite angle in degrees")
-            if len(set(float(a) % 360.0 for a in self.orbit_deg)) != len(self.orbit_deg):
-                raise ConfigError(f"orbit_deg={self.orbit_deg}: an angle is repeated (mod 360°)")
+            # signed angles are fine (−22.5°); taken mod 360° they must be distinct finite angles
+            check_angles("orbit_deg (mod 360°)", tuple(
+                a % 360.0 if isinstance(a, (int, float)) and not isinstance(a, bool) else a for a in self.orbit_deg))
 
     @property
     def is_equivariant(self) -> bool:
