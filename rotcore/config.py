@@ -19,6 +19,8 @@ import typing
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
+from rotcore.paths import PROFILES
+
 C = TypeVar("C")
 
 
@@ -41,6 +43,11 @@ def check_choice(name: str, value: Any, choices: Iterable[Any]) -> None:
     choices = tuple(choices)
     if value not in choices:
         raise ConfigError(f"{name}={value!r} is not one of {', '.join(map(repr, choices))}")
+
+
+def check_profile(name: str, value: Any) -> None:
+    """``value`` must name a profile (:data:`rotcore.paths.PROFILES`: smoke, cpu, gpu), e.g. a judge's profile."""
+    check_choice(name, value, PROFILES)
 
 
 def check_angles(name: str, angles_deg: Iterable[float], *, allow_empty: bool = False) -> None:

@@ -2,7 +2,8 @@
 
 Schema (all studies)::
 
-    {"study": "05_rotation_invariance", "profile": "cpu", "device": "CPU (2 cores, x86_64)",
+    {"study": "05_rotation_invariance", "profile": "cpu", "device": "CPU (2 cores, x86_64, <model name>)",
+     "auto_precision": "bf16",                             # what fit's precision="auto" computed in
      "git_commit": "abc1234", "created": "2026-11-23T10:00:00Z", "runtime_s": 412.3,
      "metrics": {"rotmnist_test_error_pct": 0.71,         # flat: name -> number | string | null,
                  "rotmnist_test_error_pct_ci95": [0.6, 0.8], # or a [lo, hi] interval (rotcore.metrics.with_ci)
@@ -33,14 +34,39 @@ REQUIRED_KEYS = ("study", "profile", "device", "git_commit", "created", "runtime
 
 
 def describe_device(device: Any = None) -> str:
-    """A human-readable name of the compute device, e.g. ``"NVIDIA H100 80GB HBM3"`` or ``"CPU (2 cores)"``."""
+    """A human-readable name of the compute device, e.g. ``"NVIDIA H100 80GB HBM3"`` or ``"CPU (2 cores,
+    x86_64, Intel(R) Xeon(R) Processor)"`` (the model name where ``/proc/cpuinfo`` gives one)."""
     import torch
 
     dev = torch.device(device) if device is not None else None
     if (dev is None or dev.type == "cuda") and torch.cuda.is_available():
         return torch.cuda.get_device_name(dev.index if dev is not None and dev.index is not None else 0)
     cpu = platform.processor() or platform.machine()
-    return f"CPU ({os.cpu_count()} cores, {cpu})"
+    model = cpu_model_name()
+    return f"CPU ({os.cpu_count()} cores, {cpu}{', ' + model if model else ''})"
+
+
+def cpu_model_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
+    """The CPU's model name from ``/proc/cpuinfo`` (Linux), else ``None``."""
+    try:
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                return " ".join(value.split())
+    except OSError:
+        pass
+    return None
+
+
+def describe_precision(device: Any = None) -> str:
+    """What :func:`rotcore.train.fit`'s ``precision="auto"`` computes in on ``device`` (default: the default
+    device): ``"bf16"`` (bf16 autocast: CUDA, or a CPU with native bf16) or ``"fp32"``. Stamped on every results
+    file, since the two train along different trajectories and at different speeds."""
+    import torch
+
+    from rotcore.train import default_device, resolve_precision
+
+    return resolve_precision(torch.device(device) if device is not None else default_device(), "auto")
 
 
 def git_commit(root: Path | None = None) -> str:
@@ -114,6 +140,7 @@ def write_results(study: str, metrics: Mapping[str, Any], *, profile: str, runti
         "study": study,
         "profile": profile,
         "device": describe_device(device),
+        "auto_precision": describe_precision(device),
         "git_commit": git_commit(),
         "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "runtime_s": round(float(runtime_s), 1),
@@ -185,7 +212,8 @@ def run_card(study: str, *, profile: str, device: Any = None, runtime_s: float |
     """Markdown that says how this page was produced and how to rerun it."""
     nb = f"notebooks/{study}.ipynb"
     lines = [
-        f"**Profile** `{profile}` · **device** {describe_device(device)} · **commit** `{git_commit()}`"
+        f"**Profile** `{profile}` · **device** {describe_device(device)} · **precision** "
+        f"{describe_precision(device)} (`precision=\"auto\"`) · **commit** `{git_commit()}`"
         + (f" · **runtime** {runtime_s / 60:.1f} min" if runtime_s is not None else ""),
         "",
         "Rerun this study (from the repository root, after `make setup`; profiles: `smoke` ~1 min, `cpu` the "

@@ -298,7 +298,7 @@ def summary_markdown(profile: str) -> str:
         rec = read_results(path)
         m = rec["metrics"]
         runtimes[info.number] = rec["runtime_s"]
-        lines += [f"Profile `{rec['profile']}` · {rec['device']} · runtime {rec['runtime_s'] / 60:.1f} min · "
+        lines += [f"Profile `{rec['profile']}` · {rec['device']}{_precision(rec)} · runtime {rec['runtime_s'] / 60:.1f} min · "
                   f"commit `{rec['git_commit']}` · {rec['created']}", ""]
         results, checks = report.tables(anchors, m)
         if len(results):
@@ -444,8 +444,13 @@ def page_status(profile: str = paths.PUBLISHED_PROFILE, *, root: Path | None = N
         out.append(PageStatus(
             info.number, info.name, ran=True, runtime_s=float(rec["runtime_s"]),
             budget_min=info.cpu_budget_min if profile == paths.PUBLISHED_PROFILE else None,
-            device=str(rec.get("device", "")), staleness=staleness.study_staleness(info, rec, root)))
+            device=str(rec.get("device", "")) + _precision(rec), staleness=staleness.study_staleness(info, rec, root)))
     return out
+
+
+def _precision(record: Mapping[str, Any]) -> str:
+    """`` · bf16`` from a results record's ``auto_precision`` (older records have none: ``""``)."""
+    return f" · {record['auto_precision']}" if record.get("auto_precision") else ""
 
 
 def status_lines(statuses: Sequence[PageStatus], profile: str) -> list[str]:

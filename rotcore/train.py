@@ -160,6 +160,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def state_dicts_equal(a: nn.Module, b: nn.Module) -> bool:
+    """Same keys and bit-identical tensors (compared on the CPU): the project's one weight comparison."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k].cpu(), sb[k].cpu()) for k in sa)
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), where bf16 autocast pays off."""
     try:

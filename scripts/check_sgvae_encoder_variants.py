@@ -156,9 +156,7 @@ class InputBlur(torch.nn.Module):
 
 def group_pooled(encoder: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The G-CNN ``encoder``'s group-pooled (invariant) features of plain images ``x``: what its head reads."""
-    from escnn import nn as enn
-
-    return encoder.invariant_features(encoder.features(enn.GeometricTensor(x, encoder.in_type)).tensor)
+    return encoder.pooled_features(x)
 
 
 class OrbitPooled(torch.nn.Module):

@@ -78,3 +78,12 @@ def test_flat_keys_and_diff():
 def test_configs_are_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         FitConfig().epochs = 3
+
+
+def test_check_profile_names_the_profiles():
+    from rotcore.config import ConfigError, check_profile
+
+    for p in ("smoke", "cpu", "gpu"):
+        check_profile("judge_profile", p)
+    with pytest.raises(ConfigError, match="judge_profile='full' is not one of 'smoke', 'cpu', 'gpu'"):
+        check_profile("judge_profile", "full")

@@ -22,8 +22,10 @@ from rotcore.rotate import (
     rotate_batch,
 )
 from rotcore.studies import cvae as study
-from rotcore.studies.eqvae import state_dicts_equal  # the project's one weight comparison
-from rotcore.train import autocast
+from rotcore.train import (
+    autocast,
+    state_dicts_equal,  # the project's one weight comparison
+)
 
 SMALL = CVAEConfig(latent_dim=4, enc_channels=(4, 8), dec_channels=(8, 4), enc_hidden=16, dec_hidden=16, film_hidden=8)
 
@@ -434,13 +436,13 @@ def test_generation_stats_are_the_seed_summarys(tiny_run):
     import pandas as pd
 
     class Reader:  # reads every sample as digit 0 at angle 0
-        def predict(self, x, batch_size=None):
-            return torch.zeros(len(x), dtype=torch.long)
+        def probs(self, x, batch_size=None):
+            return _one_hot(torch.zeros(len(x), dtype=torch.long))
 
         def predict_deg(self, x, batch_size=None):
             return torch.zeros(len(x))
 
-    gen = study.evaluate_generation([trained], Reader(), Reader(), cfg)
+    gen = study.evaluate_generation([trained], study.DigitJudgePanel([Reader()]), Reader(), cfg)
     stats = study.generation_stats(gen)
     no_recon, no_sweep = gen.iloc[:0].assign(mse=[], ssim=[], n=[]), gen.iloc[:0].assign(step_err_deg=[])
     summary = study.seed_summary(gen, no_recon, no_sweep)
@@ -484,9 +486,12 @@ def test_a_judge_panel_reads_the_mean_of_its_members_probabilities():
     judge = DigitJudge(build_classifier(ClassifierConfig(group="C1", width=0.1)), None)
     one = study.DigitJudgePanel([judge])
     assert torch.equal(one.predict(x), judge.predict(x))
-    assert torch.equal(study.member_predictions(judge, x), judge.predict(x)[None])
+    assert torch.equal(study.member_predictions(one, x), judge.predict(x)[None])
     with pytest.raises(ValueError, match="at least one"):
         study.DigitJudgePanel([])
+    # a bare judge is refused (it would read in fp32, whatever the panel's precision), with the fix named
+    with pytest.raises(TypeError, match=r"DigitJudgePanel\(\[judge\]"):
+        study.member_predictions(judge, x)
 
 
 def test_the_panel_reads_in_its_own_precision_wherever_it_is_called():
@@ -561,10 +566,10 @@ def test_the_rescaled_reading_is_taken_at_trained_angles_and_checked_against_the
     import pandas as pd
 
     class ByInk:  # reads a sample as a 1 when its brightest pixel is at least 0.99, else as a 0
-        def predict(self, x, batch_size=None):
-            return (study.peak_of(x) >= 0.99).long()
+        def probs(self, x, batch_size=None):
+            return _one_hot((study.peak_of(x) >= 0.99).long())
 
-    gen = study.evaluate_generation([trained], ByInk(), _ConstJudge(), cfg)
+    gen = study.evaluate_generation([trained], study.DigitJudgePanel([ByInk()]), _ConstJudge(), cfg)
     trained_rows = gen.seen.to_numpy()
     assert gen.correct_rescaled[~trained_rows].isna().all() and gen.correct_rescaled[trained_rows].notna().all()
     assert ((gen.peak >= 0) & (gen.peak <= 1)).all()
@@ -810,14 +815,18 @@ def test_reconstruction_can_be_trimmed(tiny_run):
     assert sorted(rec.angle_deg.unique()) == [0.0, 180.0] and rec.n.sum() == 2 * 10
 
 
+def _one_hot(labels):
+    return torch.nn.functional.one_hot(labels, 10).float()
+
+
 class _ConstJudge:
     """A stand-in judge: every digit read as ``digit``, every angle as ``angle_deg``."""
 
     def __init__(self, digit=0, angle_deg=0.0):
         self.digit, self.angle_deg = digit, angle_deg
 
-    def predict(self, x, *, batch_size=1_000):
-        return torch.full((len(x),), self.digit, dtype=torch.long)
+    def probs(self, x, *, batch_size=1_000):
+        return _one_hot(torch.full((len(x),), self.digit, dtype=torch.long))
 
     def predict_deg(self, x, *, batch_size=1_000):
         return torch.full((len(x),), float(self.angle_deg))
@@ -829,8 +838,9 @@ def test_choose_settings_ranks_grid_points_on_validation_only(tiny_run, tmp_path
     poisoned = study.StudyData(data.train, data.val, study.Images(torch.full_like(data.test.x, float("nan")),
                                                                   data.test.y))
     grid = study.SettingsGrid(batch_size=(64,), beta=(1.0, 2.0), epochs=(1, 2))
-    table, chosen = study.choose_settings(cfg, poisoned, _ConstJudge(digit=3), grid=grid, models=("rotation",),
-                                          seeds=(100,), max_images=len(data.train), progress=False)
+    threes = study.DigitJudgePanel([_ConstJudge(digit=3)])
+    table, chosen = study.choose_settings(cfg, poisoned, threes, grid=grid, models=("rotation",), seeds=(100,),
+                                          max_images=len(data.train), progress=False)
     assert len(table) == 4 and set(table.epochs) == {1, 2}
     assert list(table.affordable) == [e * len(data.train) <= len(data.train) for e in table.epochs]
     assert chosen is not None and chosen["epochs"] == 1  # the 2-epoch points exceed the budget
@@ -841,7 +851,8 @@ def test_choose_settings_ranks_grid_points_on_validation_only(tiny_run, tmp_path
     with pytest.raises(ConfigError, match="empty"):
         study.SettingsGrid(beta=())
     with pytest.raises(ConfigError, match="rank_by"):
-        study.choose_settings(cfg, poisoned, _ConstJudge(), grid=grid, rank_by=("test_acc_pct",))
+        study.choose_settings(cfg, poisoned, study.DigitJudgePanel([_ConstJudge()]), grid=grid,
+                              rank_by=("test_acc_pct",))
 
 
 def test_the_judges_upright_floor_and_ratio():
@@ -849,7 +860,8 @@ def test_the_judges_upright_floor_and_ratio():
     g = torch.Generator().manual_seed(0)
     test = study.Images(torch.rand(40, 1, 28, 28, generator=g), torch.arange(40) % 10)
     # an angle judge that always says 10°: on upright digits it is 10° off; at uniform angles it is far worse
-    m, _, per_digit = study.judge_scores(_ConstJudge(digit=0), _ConstJudge(angle_deg=10.0), test, cfg)
+    m, _, per_digit = study.judge_scores(study.DigitJudgePanel([_ConstJudge(digit=0)]), _ConstJudge(angle_deg=10.0),
+                                         test, cfg)
     assert m["judge_angle_upright_mae_deg"] == pytest.approx(10.0)
     assert m["judge_angle_mae_over_upright_ratio"] == pytest.approx(m["judge_angle_mae_deg"] / 10.0)
     lo, hi = m["judge_angle_mae_over_upright_ratio_ci95"]

@@ -20,7 +20,7 @@ from rotcore.models.eqvae import (
 )
 from rotcore.rotate import D4, apply_d4, apply_d4_batch, d4_compose, d4_index, d4_inverse, d4_subgroup_table
 from rotcore.studies import eqvae as study
-from rotcore.train import FitConfig
+from rotcore.train import FitConfig, state_dicts_equal
 
 TINY_SD = SDVAEConfig(block_out_channels=(8, 8, 16, 16), layers_per_block=1, norm_num_groups=4, sample_size=32)
 TINY_EQ = EquivariantVAEConfig(block_fields=(2, 2, 4, 4), layers_per_block=1, norm_num_groups=2)
@@ -280,13 +280,13 @@ def test_finetuned_weights_round_trip_through_save_pretrained(tmp_path, runs_dir
     torch.manual_seed(0)
     base = study.Trained("base", build_autoencoder_kl(TINY_SD), None, {"base": "test"})
     ft = study.finetune("ft", base, cfg, data, device="cpu", progress=False)
-    assert not study.state_dicts_equal(ft.model, base.model)  # it did train
+    assert not state_dicts_equal(ft.model, base.model)  # it did train
     folder = study.export_pretrained(ft, tmp_path / "vae", cfg)
     assert (folder / "config.json").exists() and (folder / "rotbook_eqvae.json").exists()
     reloaded = AutoencoderKL.from_pretrained(folder)
-    assert study.state_dicts_equal(reloaded, ft.model)
+    assert state_dicts_equal(reloaded, ft.model)
     assert type(study.load_exported(folder)) is AutoencoderKL
-    assert study.state_dicts_equal(study.load_exported(folder), ft.model)
+    assert state_dicts_equal(study.load_exported(folder), ft.model)
     extra = json.loads((folder / "rotbook_eqvae.json").read_text())
     assert extra["variant"] == "ft" and extra["run_config"]["loss"]["elements"] == list(D4)
     assert reloaded.config.block_out_channels == list(TINY_SD.block_out_channels)
@@ -300,7 +300,7 @@ def test_equivariant_vae_round_trips_through_save_pretrained(tmp_path):
     model = build_equivariant_vae(TINY_EQ)
     model.save_pretrained(tmp_path / "eq")
     reloaded = study.load_exported(tmp_path / "eq")
-    assert isinstance(reloaded, EquivariantAutoencoderKL) and study.state_dicts_equal(reloaded, model)
+    assert isinstance(reloaded, EquivariantAutoencoderKL) and state_dicts_equal(reloaded, model)
 
 
 def test_unreachable_hub_id_fails_fast_with_a_clear_message(monkeypatch):
@@ -512,7 +512,7 @@ def test_taef2_download_is_pinned_and_checked(tmp_path, monkeypatch):
     monkeypatch.setattr(urllib.request, "urlopen", serve)
     model = taesd.load_taef2()
     assert len(urls) == 2 and all(taesd.TAEF2_COMMIT in u for u in urls)
-    assert study.state_dicts_equal(model, taesd.load_taef2(real))
+    assert state_dicts_equal(model, taesd.load_taef2(real))
     assert taesd._has_weights(tmp_path / "cache" / "taesd")
     monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: _Response(b"not the weights"))
     with pytest.raises(MissingDataError, match="sha256"):
@@ -546,10 +546,10 @@ def test_finetuned_taef2_round_trips_through_its_own_format(tmp_path):
     photos = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
     data = study.PhotoData(photos, torch.rand(4, 3, 16, 16), ["x"] * 4, 8, 1)
     ft = study.finetune("ft", base, cfg, data, device="cpu", progress=False)
-    assert ft.name == "ft_p0" and ft.point == 0 and ft.seed == 3 and not study.state_dicts_equal(ft.model, base.model)
+    assert ft.name == "ft_p0" and ft.point == 0 and ft.seed == 3 and not state_dicts_equal(ft.model, base.model)
     folder = study.export_pretrained(ft, tmp_path / "export", cfg)
     assert all((folder / f).is_file() for f in TAEF2_FILES)
-    assert study.state_dicts_equal(study.load_exported(folder), ft.model)
+    assert state_dicts_equal(study.load_exported(folder), ft.model)
 
 
 def test_seeds_name_runs_and_pair_twins_with_d4_finetunes():
@@ -672,8 +672,8 @@ def test_decoder_only_finetune_keeps_the_encoder_and_refuses_the_encoder_term():
     photos = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
     data = study.PhotoData(photos, torch.rand(4, 3, 16, 16), ["x"] * 4, 8, 1)
     ft = study.finetune("ft", base, cfg, data, device="cpu", progress=False)
-    assert study.state_dicts_equal(ft.model.encoder, base.model.encoder)
-    assert not study.state_dicts_equal(ft.model.decoder, base.model.decoder)
+    assert state_dicts_equal(ft.model.encoder, base.model.encoder)
+    assert not state_dicts_equal(ft.model.decoder, base.model.decoder)
     assert ft.run_config["params"] == "decoder"
 
 

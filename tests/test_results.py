@@ -50,3 +50,27 @@ def test_the_page_states_its_own_studys_cpu_budget():
     assert "≤ 40 min on 2 cores" in run_card("05_rotation_invariance", profile="cpu", budget_min=40.0)
     budgets = {n: report.study_info(type("M", (), {"STUDY": i.name})).cpu_budget_min for n, i in STUDIES.items()}
     assert budgets == {"01": 25.0, "02": 25.0, "03": 25.0, "04": 25.0, "05": 40.0}
+
+
+def test_results_and_run_card_say_what_precision_auto_computed_in(tmp_path, monkeypatch):
+    """Every results file and run card stamps what fit's precision="auto" meant on the machine (bf16 autocast or
+    fp32: the two train along different trajectories), and the CPU's model name where /proc/cpuinfo has one."""
+    import rotcore.train
+    from rotcore import runner
+    from rotcore.results import cpu_model_name, describe_precision, run_card
+
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(rotcore.train, "cpu_has_native_bf16", lambda native=native: native)
+        assert describe_precision("cpu") == expected
+        rec = json.loads(write_results("99_demo", {}, profile="smoke", runtime_s=1, device="cpu",
+                                       out_dir=tmp_path).read_text())
+        assert rec["auto_precision"] == expected
+        assert f"**precision** {expected}" in run_card("99_demo", profile="smoke", device="cpu")
+        assert runner._precision(rec) == f" · {expected}"
+    assert runner._precision({"device": "CPU (2 cores)"}) == ""  # records written before the stamp
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: Intel(R)  Xeon(R) Processor\nflags\t: avx2\n")
+    assert cpu_model_name(info) == "Intel(R) Xeon(R) Processor"
+    assert cpu_model_name(tmp_path / "missing") is None
+    info.write_text("processor\t: 0\n")
+    assert cpu_model_name(info) is None

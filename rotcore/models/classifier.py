@@ -154,10 +154,14 @@ class GCNN(nn.Module):
         self.head = _head(len(self.out_type), cfg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pooled_features(x))
+
+    def pooled_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The group-pooled (invariant) features of plain images ``x`` ``(B, C, H, W)``: what the head reads,
+        ``(B, fields)`` (the escnn features, then :meth:`invariant_features`)."""
         from escnn import nn as enn
 
-        z = self.features(enn.GeometricTensor(x, self.in_type)).tensor
-        return self.head(self.invariant_features(z))
+        return self.invariant_features(self.features(enn.GeometricTensor(x, self.in_type)).tensor)
 
     def invariant_features(self, z: torch.Tensor) -> torch.Tensor:
         """Group pooling (max over each regular field's |G| channels), ELU, then a spatial max:

@@ -140,8 +140,8 @@ class OrbitPooled(nn.Module):
     the measured 45° invariance was lost (``scripts/check_sgvae_encoder_variants.py``). Exactly invariant to quarter
     turns, like the encoder (a quarter turn of the square grid commutes with the bilinear turn of a copy).
 
-    Reads the escnn :class:`rotcore.models.classifier.GCNN`'s ``features``, ``in_type``, ``invariant_features``
-    and ``head``, which is what its ``forward`` chains.
+    Calls the escnn :class:`rotcore.models.classifier.GCNN`'s ``pooled_features`` and ``head``, which is what its
+    ``forward`` chains.
     """
 
     def __init__(self, gcnn: nn.Module, angles_deg: tuple[float, ...]):
@@ -151,14 +151,11 @@ class OrbitPooled(nn.Module):
         self.gcnn, self.angles_deg = gcnn, tuple(float(a) for a in angles_deg)
 
     def forward(self, x: Tensor) -> Tensor:
-        from escnn import nn as enn
-
         n, b = len(self.angles_deg), len(x)
         angles = torch.tensor(self.angles_deg, dtype=torch.float64).repeat_interleave(b)
         copies = rotate_batch(x.repeat(n, 1, 1, 1), angles)
-        g = self.gcnn
-        f = g.invariant_features(g.features(enn.GeometricTensor(copies, g.in_type)).tensor)
-        return g.head(f.view(n, b, -1).amax(0))
+        f = self.gcnn.pooled_features(copies)
+        return self.gcnn.head(f.view(n, b, -1).amax(0))
 
 
 class Decoder(nn.Module):

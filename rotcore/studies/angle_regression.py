@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from rotcore import fiftyone_io, paths
-from rotcore.config import ConfigError, check_choice, check_positive
+from rotcore.config import ConfigError, check_choice, check_positive, check_profile
 from rotcore.data import PhotoRecord, load_mnist, load_photo_squares, mnist_train_count, subset
 from rotcore.explain import angle_confidence_score, grad_cam
 from rotcore.judges import ANGLE_JUDGE_PROFILES, AngleJudgeConfig, angle_judge, evaluate_angle_judge
@@ -233,7 +233,7 @@ class AngleRegressionConfig:
             raise ConfigError("max_shift and color_jitter must be in [0, 1)")
         if not self.coverages_pct or any(not 0 < c <= 100 for c in self.coverages_pct):
             raise ConfigError(f"coverages_pct must be percentages in (0, 100], got {self.coverages_pct}")
-        check_choice("judge_profile", self.judge_profile, ("smoke", "cpu", "gpu"))
+        check_profile("judge_profile", self.judge_profile)
         if self.judge_train_size is not None:
             check_positive("judge_train_size", self.judge_train_size)
         if not self.mnist_seeds:

@@ -39,7 +39,14 @@ import numpy as np
 import torch
 
 from rotcore import judges
-from rotcore.config import ConfigError, check_angle_intervals, check_angles, check_choice, check_positive
+from rotcore.config import (
+    ConfigError,
+    check_angle_intervals,
+    check_angles,
+    check_choice,
+    check_positive,
+    check_profile,
+)
 from rotcore.data import MNIST_TRAIN_SIZE, Images, mnist_splits, mnist_train_count, subset
 from rotcore.judges import ANGLE_JUDGE_PROFILES, DIGIT_JUDGE_PROFILES, AngleJudge, DigitJudge
 from rotcore.metrics import (
@@ -186,7 +193,7 @@ class CVAEStudyConfig:
         if self.recon_angles_deg is not None:
             object.__setattr__(self, "recon_angles_deg", tuple(float(a) for a in self.recon_angles_deg))
             check_angles("recon_angles_deg", self.recon_angles_deg)
-        check_choice("judge_profile", self.judge_profile, ("smoke", "cpu", "gpu"))
+        check_profile("judge_profile", self.judge_profile)
         seeds = tuple(self.seeds) if isinstance(self.seeds, (list, tuple)) else None
         if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds) \
                 or len(set(seeds)) != len(seeds):
@@ -600,19 +607,25 @@ class DigitJudgePanel:
         return self.probs(x, batch_size=batch_size).argmax(-1)
 
 
-def member_predictions(judge, x: torch.Tensor, *, batch_size: int = 1_000) -> torch.Tensor:
-    """Each member judge's labels for ``x``, shape ``(members, n)``: a :class:`DigitJudgePanel`'s members, or
-    the one judge itself."""
+def member_predictions(judge: DigitJudgePanel, x: torch.Tensor, *, batch_size: int = 1_000) -> torch.Tensor:
+    """Each member judge's labels for ``x``, shape ``(members, n)``."""
     return read_digits(judge, x, batch_size=batch_size)[1]
 
 
-def read_digits(judge, x: torch.Tensor, *, batch_size: int = 1_000) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(labels, member labels)``: the judge's reading of ``x`` and each member's alone (``(members, n)``),
-    from one pass of every member (a single judge is its own only member)."""
+def check_panel(judge) -> DigitJudgePanel:
+    """``judge`` if it is a :class:`DigitJudgePanel`, else a ``TypeError``: the study reads digits through a panel
+    only, so that every reading runs at the panel's ``precision`` (a bare judge would read in fp32)."""
     if not isinstance(judge, DigitJudgePanel):
-        pred = judge.predict(x, batch_size=batch_size)
-        return pred, pred[None]
-    probs = judge.member_probs(x, batch_size=batch_size)
+        raise TypeError(f"the digit judge must be a DigitJudgePanel (wrap one judge as DigitJudgePanel([judge], "
+                        f"precision=...)), got {type(judge).__name__}")
+    return judge
+
+
+def read_digits(judge: DigitJudgePanel, x: torch.Tensor, *,
+                batch_size: int = 1_000) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(labels, member labels)``: the panel's reading of ``x`` and each member's alone (``(members, n)``),
+    from one pass of every member."""
+    probs = check_panel(judge).member_probs(x, batch_size=batch_size)
     return probs.mean(0).argmax(-1), probs.argmax(-1)
 
 
@@ -761,7 +774,7 @@ class SettingsGrid:
 
 
 @torch.no_grad()
-def validation_scores(t: Trained, val: Images, digit_judge: DigitJudge | DigitJudgePanel, cfg: CVAEStudyConfig, *,
+def validation_scores(t: Trained, val: Images, digit_judge: DigitJudgePanel, cfg: CVAEStudyConfig, *,
                       draw_seed_offset: int = 101) -> dict[str, float]:
     """What :func:`choose_settings` ranks by, for one trained model; no test digit is read.
 
@@ -771,6 +784,7 @@ def validation_scores(t: Trained, val: Images, digit_judge: DigitJudge | DigitJu
     at another, read as their own digit. ``val_pair_bce``: that drawing's binary cross-entropy against the
     validation digit really rotated to the second angle (nats per image; free of β, so comparable across it).
     """
+    check_panel(digit_judge)
     device = next(t.model.parameters()).device
     a1 = _val_angles(cfg, len(val), val.x.device, seed=81)
     a2 = _val_angles(cfg, len(val), val.x.device, seed=82)
@@ -789,7 +803,7 @@ def validation_scores(t: Trained, val: Images, digit_judge: DigitJudge | DigitJu
     return {"sample_acc_seen_pct": sample_acc, "val_pair_acc_pct": pair_acc, "val_pair_bce": bce}
 
 
-def choose_settings(cfg: CVAEStudyConfig, data: StudyData, digit_judge: DigitJudge | DigitJudgePanel, *,
+def choose_settings(cfg: CVAEStudyConfig, data: StudyData, digit_judge: DigitJudgePanel, *,
                     grid: SettingsGrid = SettingsGrid(), models: Sequence[str] = ("latent",),
                     seeds: Sequence[int] = (100,), max_images: int | None = None,
                     rank_by: Sequence[str] = ("sample_acc_seen_pct", "val_pair_acc_pct"), device=None,
@@ -919,7 +933,7 @@ def generation_grid(cfg: CVAEStudyConfig, device, *, seed: int | None = None, la
     return digits.to(device), angles.to(device), z.to(device)
 
 
-def evaluate_generation(trained: Sequence[Trained], digit_judge: DigitJudge | DigitJudgePanel, angle_judge: AngleJudge,
+def evaluate_generation(trained: Sequence[Trained], digit_judge: DigitJudgePanel, angle_judge: AngleJudge,
                         cfg: CVAEStudyConfig, *, temperature: float = SAMPLE_TEMPERATURE, draw_seed_offset: int = 1):
     """Generate every (digit, angle) cell from the same prior draws and score each image with the judges.
     ``temperature`` and ``draw_seed_offset``: as in :func:`generation_grid` (the page uses the defaults).
@@ -927,7 +941,7 @@ def evaluate_generation(trained: Sequence[Trained], digit_judge: DigitJudge | Di
     Returns a long DataFrame with one row per generated image: ``key``, ``seed``, ``digit``, ``draw`` (the
     prior draw, the same at every angle), ``angle_deg``, ``correct`` (the digit judge agrees with the
     conditioned digit), ``correct_judge<k>`` (member ``k`` of a :class:`DigitJudgePanel` alone agrees; one
-    column, ``correct_judge0``, for a single judge), ``correct_rescaled`` (the judge agrees once the image is
+    column, ``correct_judge0``, for a panel of one), ``correct_rescaled`` (the judge agrees once the image is
     rescaled to a brightest pixel of 1, :func:`rescale_to_peak`: a sensitivity check), ``peak`` (the image's
     brightest pixel), ``angle_err_deg`` (:func:`angle_error_deg`: axial for 0/1/8, circular otherwise),
     ``circ_err_deg``, plus ``seen``, ``dist_to_train_deg`` (circular distance from the angle to the training
@@ -935,6 +949,7 @@ def evaluate_generation(trained: Sequence[Trained], digit_judge: DigitJudge | Di
     """
     import pandas as pd
 
+    check_panel(digit_judge)
     frames = []
     for t in trained:
         device = next(t.model.parameters()).device
@@ -1205,14 +1220,14 @@ def z_angle_probe(trained: Sequence[Trained], data: StudyData, cfg: CVAEStudyCon
 
 
 @torch.no_grad()
-def judge_scores(digit_judge: DigitJudge | DigitJudgePanel, angle_judge: AngleJudge, test: Images, cfg: CVAEStudyConfig, *,
+def judge_scores(digit_judge: DigitJudgePanel, angle_judge: AngleJudge, test: Images, cfg: CVAEStudyConfig, *,
                  angle_draws: int = 3):
     """The judges' own scores on real test digits, with 95 % CIs from a bootstrap clustered by test digit
     (each digit is seen at every evaluation angle, or at ``angle_draws`` random angles).
 
     Returns ``(metrics, digit_df, angle_per_digit_df)``: ``judge_digit_acc_pct`` (every evaluation angle, all
     digits), its worst angle, its accuracy on 6 and 9 and the lowest and highest accuracy of a single member
-    of the panel (``judge_digit_acc_member_min_pct`` / ``_max_pct``; the judge itself when it is one); ``judge_angle_mae_deg`` (:func:`angle_error_deg`,
+    of the panel (``judge_digit_acc_member_min_pct`` / ``_max_pct``); ``judge_angle_mae_deg`` (:func:`angle_error_deg`,
     axial for 0/1/8), the same as a plain circular error over all digits (``judge_angle_mae_circular_deg``)
     and the median; per angle the digit accuracy, per digit the angle judge's axial and circular errors.
 
@@ -1224,6 +1239,7 @@ def judge_scores(digit_judge: DigitJudge | DigitJudgePanel, angle_judge: AngleJu
     """
     import pandas as pd
 
+    check_panel(digit_judge)
     y = test.y.cpu()
     rotated = [rotate_batch(test.x, float(a)) for a in cfg.eval_angles_deg]
     # the floor's sensitivity check on real digits: each test digit at one random trained angle, read as it is

@@ -873,12 +873,6 @@ def load_exported(folder: str | Path):
     return cls.from_pretrained(folder, low_cpu_mem_usage=False)
 
 
-def state_dicts_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
-    """Same keys and bit-identical tensors (compared on the CPU)."""
-    sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(torch.equal(sa[k].cpu(), sb[k].cpu()) for k in sa)
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Evaluation
 

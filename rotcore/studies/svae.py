@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from rotcore import report
-from rotcore.config import ConfigError, check_angles, check_choice, check_positive
+from rotcore.config import ConfigError, check_angles, check_choice, check_positive, check_profile
 from rotcore.data import Images, binarize, mnist_splits, mnist_train_count, subset
 from rotcore.metrics import (
     Estimate,
@@ -212,7 +212,7 @@ class SVAEConfig:
         for d in self.elbo_dims:
             if isinstance(d, bool) or not isinstance(d, int) or d < 2:
                 raise ConfigError(f"elbo_dims: {d!r} is not an integer >= 2")
-        check_choice("judge_profile", self.judge_profile, ("smoke", "cpu", "gpu"))
+        check_profile("judge_profile", self.judge_profile)
         for name in ("fit", "elbo_fit"):
             if getattr(self, name).monitor not in (None, "val_neg_elbo"):
                 raise ConfigError(f"{name}.monitor must be 'val_neg_elbo' (the only validation metric) or None")
