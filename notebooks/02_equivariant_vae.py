@@ -73,7 +73,7 @@ from rotcore.models.eqvae import build_equivariant_vae
 from rotcore.results import glue_text
 from rotcore.rotate import D4
 from rotcore.studies import eqvae as study
-from rotcore.train import seed_everything
+from rotcore.train import seed_everything, state_dicts_equal
 
 run = report.start(study, profile, overrides)  # raises on an unknown profile or key, before any work
 cfg, device = run.cfg, run.device
@@ -302,7 +302,7 @@ fig.tight_layout()
 ft_run = first["ft"]
 folder = study.export_pretrained(ft_run, ft_run.result.checkpoint.parent / "export", cfg)
 reloaded = study.load_exported(folder)
-export_exact = study.state_dicts_equal(reloaded, ft_run.model)
+export_exact = state_dicts_equal(reloaded, ft_run.model)
 print(f"{type(reloaded).__name__} reloaded from {folder.name}/: weights identical = {export_exact}")
 sorted(p.name for p in folder.iterdir())
 
