@@ -198,8 +198,8 @@ study.seed_table(rot_df).round(1)
 # The models trained with several seeds, each seed apart (the same numbers, and the code's 5-NN accuracy):
 
 # %%
-seeds_df = study.seed_spread_table(evals, data.test, {k: t.label for k, t in trained.items()})
-seeds_df.round(1)
+seeds_df = study.seed_spread_table(evals, {k: t.label for k, t in trained.items()})
+seeds_df.rename(columns=study.SEED_SPREAD_COLUMNS).round(1)
 
 # %% [markdown]
 # **By angle class.** A quarter turn maps the 28×28 grid onto itself, so the test angles fall into classes by

@@ -762,6 +762,15 @@ def test_collapse_table_flags_a_decoder_that_draws_one_digit():
     m = study.headline_metrics(*_empty_frames(), collapse_df=t)
     assert m["bad_collapsed"] is True and m["good_collapsed"] is False and m["no_six_collapsed"] is True
     assert m["no_six_worst_digit"] == 6 and m["no_six_worst_digit_acc_pct"] == 0.0
+    # a model trained with several seeds: one row per seed; the model counts as collapsed if any seed did, and
+    # its worst digit is the worst over its seeds (the row names are not parsed: "good_seed" is another model)
+    trained += [study.Trained("good", "good", no_six.config, no_six, None, seed=1, replicate=True),
+                study.Trained("good_seed", "good seed", bad.config, bad, None)]
+    t = study.collapse_table(trained, _PixelJudge(), data, cfg)
+    assert t.loc["good_seed1", "key"] == "good" and t.loc["good_seed1", "seed"] == 1
+    m = study.headline_metrics(*_empty_frames(), collapse_df=t)
+    assert m["good_collapsed"] is True and m["good_seed1_collapsed"] is True and m["good_worst_digit"] == 6
+    assert m["good_seed_collapsed"] is True and m["good_worst_digit_acc_pct"] == 0.0
     # a collapsed model is not compared: the ELBO sentence and the like-with-like comparison say so
     elbo = {"ps_d2_collapsed": True, "gauss_d2_collapsed": False, "iwll_ps_d2": -140.0, "iwll_gauss_d2": -139.0}
     assert "not compared" in study.discussion({**_discussion_metrics(), **elbo})["sv_elbo_sentence"]
@@ -924,8 +933,14 @@ def test_seeds_are_pooled_in_the_tables_and_resampled_in_the_headline_intervals(
     test = Images(torch.zeros(6, 1, 28, 28), y)
     right = torch.stack([y, y])  # (angles, N): both angles read right
     sixes_as_nine = torch.stack([torch.where(y == 6, 9, y)] * 2)  # another seed: every 6 read as 9
-    ev = study.RotatedEval(None, torch.cat([right, sixes_as_nine], 1), torch.cat([right, right], 1), n_seeds=2)
+    one, other = (study.rotated_eval(p, right, y, (0.0, 90.0), "S-GVAE") for p in (right, sixes_as_nine))
+    ev = study.pool_seeds([one, other], y, (0.0, 90.0))
+    assert ev.n_seeds == 2 and ev.seeds == (one, other) and study.pool_seeds([one], y, (0.0, 90.0)) is one
+    assert torch.equal(ev.judge_pred, torch.cat([right, sixes_as_nine], 1))
     assert torch.equal(ev.labels(y), torch.cat([y, y])) and ev.per_seed(ev.judge_pred).shape == (2, 2, 6)
+    # the pooled accuracies are the seeds' mean, and count test digits, not readings
+    six = ev.df[ev.df.label == "6"]
+    assert six.judge_acc_pct.tolist() == [50.0, 50.0] and six.n.tolist() == [2, 2] and set(ev.df.model) == {"S-GVAE"}
     out = study.headline_cis({"sgvae": ev}, test, n_boot=400)
     assert out["sgvae_six_acc_mean_pct"] == 50.0 and out["sgvae_nine_acc_mean_pct"] == 100.0
     assert out["sgvae_six_acc_mean_pct_ci95"] == [0.0, 100.0] and out["sgvae_six_acc_mean_pct_n"] == 2
@@ -934,9 +949,10 @@ def test_seeds_are_pooled_in_the_tables_and_resampled_in_the_headline_intervals(
     assert six_nine.six_as_nine_pct.tolist() == [50.0, 50.0] and set(six_nine.model) == {"S-GVAE"}
     labels = study.judge_label_table({"sgvae": ev}, test)
     assert labels.loc[("sgvae", 6), "9"] == 50.0 and labels.loc[("sgvae", 9), "9"] == 100.0
-    seeds = study.seed_spread_table({"sgvae": ev}, test)
-    assert seeds["6s: mean (%)"].tolist() == [100.0, 0.0] and seeds["k-NN: worst angle (%)"].tolist() == [100.0] * 2
-    assert study.seed_spread_table({"sgvae": study.RotatedEval(None, right, right)}, test).empty
+    seeds = study.seed_spread_table({"sgvae": ev})
+    assert seeds["six_acc_mean_pct"].tolist() == [100.0, 0.0] and seeds["latent_knn_acc_min_pct"].tolist() == [100.0] * 2
+    assert set(seeds.columns) == {"label", *study.SEED_SPREAD_COLUMNS}
+    assert study.seed_spread_table({"sgvae": one}).empty
     m = study.headline_metrics(*_seeded_frames(), cis=out, seeds_df=seeds)
     assert m["sgvae_six_acc_mean_pct_by_seed"] == [100.0, 0.0]
     text = study.seeds_sentence(m)

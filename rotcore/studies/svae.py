@@ -644,7 +644,8 @@ def collapse_table(trained: Sequence[Trained], judge: nn.Module, data: StudyData
     the judge reads at least ``COLLAPSE_MODE_PCT`` % of the decodes as one label, fewer than ``COLLAPSE_ACC_PCT``
     % right, or fewer than ``COLLAPSE_DIGIT_PCT`` % of some digit's decodes right (a model that never draws a 6
     passes the first two): the decoder does not draw the digit it was given, so the model has not learned its
-    task and its other numbers are a training failure, not a finding. A DataFrame indexed by model key."""
+    task and its other numbers are a training failure, not a finding. A DataFrame indexed by row name
+    (:attr:`Trained.name`), with the model's ``key`` and training ``seed`` as columns."""
     import pandas as pd
 
     n = cfg.collapse_test_size
@@ -657,7 +658,7 @@ def collapse_table(trained: Sequence[Trained], judge: nn.Module, data: StudyData
         mode_pct = (counts.max() * 100 / counts.sum()).item()
         acc = accuracy_pct(pred, y)
         worst, worst_acc = worst_digit(pred, y)
-        rows.append({"model": t.name, "label": t.label, "kl": kl, "kl_per_dim": kl / t.config.latent_dim,
+        rows.append({"model": t.name, "key": t.key, "seed": t.seed, "label": t.label, "kl": kl, "kl_per_dim": kl / t.config.latent_dim,
                      "upright_decode_acc_pct": acc, "mode_label": int(counts.argmax()), "mode_pct": mode_pct,
                      "worst_digit": worst, "worst_digit_acc_pct": worst_acc,
                      "collapsed": bool(mode_pct >= COLLAPSE_MODE_PCT or acc < COLLAPSE_ACC_PCT
@@ -730,14 +731,15 @@ class RotatedEval:
     """One model on the rotated test digits: ``df`` a long DataFrame (``model``, ``angle_deg``, ``label`` =
     ``"all"`` or the digit, ``judge_acc_pct``, ``knn_acc_pct``, ``n`` test digits); ``judge_pred`` and
     ``knn_pred`` the judge's and the ``knn_k``-NN labels ``(angles, n_seeds·N)`` on the CPU, row ``i`` for
-    ``test_angles_deg[i]``. With ``n_seeds`` > 1 (:func:`evaluate_rotated_seeds`) the columns hold each training
-    seed's readings of the same ``N`` test digits, one seed after the other, and every accuracy in ``df`` pools
-    the seeds (their mean, since each reads the same digits)."""
+    ``test_angles_deg[i]``. With ``n_seeds`` > 1 (:func:`pool_seeds`) the columns hold each training seed's
+    readings of the same ``N`` test digits, one seed after the other, every accuracy in ``df`` pools the seeds
+    (their mean, since each reads the same digits), and ``seeds`` keeps each seed's own evaluation."""
 
     df: Any
     judge_pred: Tensor
     knn_pred: Tensor
     n_seeds: int = 1
+    seeds: tuple[RotatedEval, ...] = ()
 
     def labels(self, y: Tensor) -> Tensor:
         """The true labels of the prediction columns, from the test digits' labels ``y`` ``(N,)``."""
@@ -746,6 +748,34 @@ class RotatedEval:
     def per_seed(self, pred: Tensor) -> Tensor:
         """``pred`` ``(angles, n_seeds·N)`` as ``(n_seeds, angles, N)``."""
         return pred.reshape(pred.shape[0], self.n_seeds, -1).transpose(0, 1)
+
+
+def rotated_eval(judge_pred: Tensor, knn_pred: Tensor, y: Tensor, angles_deg: Sequence[float], label: str, *,
+                 n_seeds: int = 1) -> RotatedEval:
+    """A :class:`RotatedEval` from its labels ``(angles, n_seeds·N)`` and the ``N`` test digits' labels ``y``:
+    the accuracies of every angle, over all digits and per digit (``n`` counts test digits, not readings)."""
+    import pandas as pd
+
+    y = y.cpu().repeat(n_seeds)
+    rows = []
+    for i, a in enumerate(angles_deg):
+        j = _accuracy_rows(judge_pred[i], y, float(a), "judge_acc_pct")
+        k = _accuracy_rows(knn_pred[i], y, float(a), "knn_acc_pct")
+        rows += [{**rj, "knn_acc_pct": rk["knn_acc_pct"], "n": rj["n"] // n_seeds} for rj, rk in zip(j, k)]
+    df = pd.DataFrame(rows)
+    df.insert(0, "model", label)
+    return RotatedEval(df, judge_pred, knn_pred, n_seeds=n_seeds)
+
+
+def pool_seeds(evals: Sequence[RotatedEval], y: Tensor, angles_deg: Sequence[float]) -> RotatedEval:
+    """One model's evaluations for several training seeds (on the same test digits, labels ``y``), pooled: the
+    predictions side by side, seed after seed, the accuracies over all of them, each seed's own evaluation kept
+    in ``seeds`` (the first one's model label shown). One evaluation is returned as it is."""
+    if len(evals) == 1:
+        return evals[0]
+    pooled = rotated_eval(torch.cat([e.judge_pred for e in evals], 1), torch.cat([e.knn_pred for e in evals], 1),
+                          y, angles_deg, evals[0].df.model.iloc[0], n_seeds=len(evals))
+    return dataclasses.replace(pooled, seeds=tuple(evals))
 
 
 def quarter_turn_class(angle_deg: float) -> float:
@@ -782,13 +812,10 @@ def evaluate_rotated(trained: Trained, judge: nn.Module, data: StudyData, cfg: S
     :func:`invariance_errors` measures the code change, ~1e-6; a test compares both paths); it cuts the escnn
     models' evaluation to one angle in four. Not guaranteed for an encoder that is not exactly invariant.
     """
-    import pandas as pd
-
     test, vae, bs = data.test, trained.model, cfg.eval_batch_size
     reuse = trained.key in EQUIVARIANT if reuse_quarter_turns is None else reuse_quarter_turns
     ref_z, ref_y = knn_reference(trained, data, cfg)
-    y = test.y.cpu()
-    rows, preds, knns = [], [], []
+    preds, knns = [], []
     done: dict[float, tuple[Tensor, Tensor]] = {}
     for a in cfg.test_angles_deg:
         cls = quarter_turn_class(a)
@@ -801,53 +828,39 @@ def evaluate_rotated(trained: Trained, judge: nn.Module, data: StudyData, cfg: S
             done[cls] = (p_judge, p_knn)
         preds.append(p_judge)
         knns.append(p_knn)
-        j, k = _accuracy_rows(p_judge, y, float(a), "judge_acc_pct"), _accuracy_rows(p_knn, y, float(a), "knn_acc_pct")
-        rows += [{**rj, "knn_acc_pct": rk["knn_acc_pct"]} for rj, rk in zip(j, k)]
-    df = pd.DataFrame(rows)
-    df.insert(0, "model", trained.label)
-    return RotatedEval(df, torch.stack(preds), torch.stack(knns))
+    return rotated_eval(torch.stack(preds), torch.stack(knns), test.y, cfg.test_angles_deg, trained.label)
 
 
 def evaluate_rotated_seeds(models: Sequence[Trained], judge: nn.Module, data: StudyData,
                            cfg: SVAEConfig) -> RotatedEval:
-    """:func:`evaluate_rotated` for each of ``models`` (one model trained with several seeds, the first one's
-    label shown), pooled: the predictions side by side, seed after seed, and the accuracies over all of them
-    (:class:`RotatedEval` with ``n_seeds``). One model is returned as :func:`evaluate_rotated` gives it."""
-    evs = [evaluate_rotated(t, judge, data, cfg) for t in models]
-    if len(evs) == 1:
-        return evs[0]
+    """:func:`evaluate_rotated` for each of ``models`` (one model trained with several seeds), pooled
+    (:func:`pool_seeds`). One model is returned as :func:`evaluate_rotated` gives it."""
+    return pool_seeds([evaluate_rotated(t, judge, data, cfg) for t in models], data.test.y, cfg.test_angles_deg)
+
+
+# seed_spread_table's columns (metric names, as the results JSON's ``<model>_<column>_by_seed``) and their
+# names on the page
+SEED_SPREAD_COLUMNS = {"six_acc_mean_pct": "6s: mean (%)", "six_acc_min_pct": "6s: worst angle (%)",
+                       "nine_acc_mean_pct": "9s: mean (%)", "nine_acc_min_pct": "9s: worst angle (%)",
+                       "latent_knn_acc_mean_pct": "k-NN: mean (%)", "latent_knn_acc_min_pct": "k-NN: worst angle (%)"}
+
+
+def seed_spread_table(evals: Mapping[str, RotatedEval], labels: Mapping[str, str] | None = None):
+    """Each training seed of the models trained more than once, apart (each seed's own :class:`RotatedEval`): the
+    judge's accuracy on decoded rotated 6s and 9s and the code's ``k``-NN accuracy over all digits (mean over
+    angles and worst angle), one row per (model, seed index), columns :data:`SEED_SPREAD_COLUMNS`'s keys (rename
+    with it to show). A DataFrame; empty when every model has one seed."""
     import pandas as pd
 
-    judge_pred, knn_pred = torch.cat([e.judge_pred for e in evs], 1), torch.cat([e.knn_pred for e in evs], 1)
-    y = data.test.y.cpu().repeat(len(evs))
-    rows = []
-    for i, a in enumerate(cfg.test_angles_deg):
-        j = _accuracy_rows(judge_pred[i], y, float(a), "judge_acc_pct")
-        k = _accuracy_rows(knn_pred[i], y, float(a), "knn_acc_pct")
-        rows += [{**rj, "knn_acc_pct": rk["knn_acc_pct"], "n": rj["n"] // len(evs)} for rj, rk in zip(j, k)]
-    df = pd.DataFrame(rows)
-    df.insert(0, "model", models[0].label)
-    return RotatedEval(df, judge_pred, knn_pred, n_seeds=len(evs))
-
-
-def seed_spread_table(evals: Mapping[str, RotatedEval], test: Images, labels: Mapping[str, str] | None = None):
-    """Each training seed of the models trained more than once, apart: the judge's accuracy on decoded rotated 6s
-    and 9s and the code's ``k``-NN accuracy over all digits (mean over angles and worst angle), one row per (model,
-    seed index). A DataFrame; empty when every model has one seed."""
-    import pandas as pd
-
-    y = test.y.cpu()
     rows = []
     for key, ev in evals.items():
-        if ev.n_seeds == 1:
-            continue
-        for i, (jp, kp) in enumerate(zip(ev.per_seed(ev.judge_pred), ev.per_seed(ev.knn_pred))):
+        for i, one in enumerate(ev.seeds):
             row = {"model": key, "label": (labels or {}).get(key, key), "seed_index": i}
-            for digit, name in ((SIX, "6s"), (NINE, "9s")):
-                acc = (jp[:, y == digit] == digit).double().mean(1) * 100
-                row.update({f"{name}: mean (%)": acc.mean().item(), f"{name}: worst angle (%)": acc.min().item()})
-            acc = (kp == y).double().mean(1) * 100
-            row.update({"k-NN: mean (%)": acc.mean().item(), "k-NN: worst angle (%)": acc.min().item()})
+            for digit, name in ((SIX, "six"), (NINE, "nine")):
+                acc = one.df[one.df.label == str(digit)].judge_acc_pct
+                row.update({f"{name}_acc_mean_pct": acc.mean(), f"{name}_acc_min_pct": acc.min()})
+            acc = one.df[one.df.label == "all"].knn_acc_pct
+            row.update({"latent_knn_acc_mean_pct": acc.mean(), "latent_knn_acc_min_pct": acc.min()})
             rows.append(row)
     return pd.DataFrame(rows).set_index(["model", "seed_index"]) if rows else pd.DataFrame()
 
@@ -1678,22 +1691,16 @@ def headline_metrics(rot_df, inv_df, elbo_df, main_elbo, models_df, judge_df, si
             if "worst_digit" in row:
                 m[f"{key}_worst_digit"] = int(row.worst_digit)
                 m[f"{key}_worst_digit_acc_pct"] = float(row.worst_digit_acc_pct)
-        for key in MODEL_LABELS:  # a model trained with several seeds: collapsed if any seed is; its worst digit
-            rows = collapse_df[collapse_df.index.str.startswith(f"{key}_seed")]
-            if key in collapse_df.index and len(rows):
-                m[f"{key}_collapsed"] = bool(collapse_df.loc[key, "collapsed"] or rows.collapsed.any())
-                if "worst_digit" in rows:
-                    worst = rows.worst_digit_acc_pct.idxmin()
-                    if rows.loc[worst, "worst_digit_acc_pct"] < m[f"{key}_worst_digit_acc_pct"]:
-                        m[f"{key}_worst_digit"] = int(rows.loc[worst, "worst_digit"])
-                        m[f"{key}_worst_digit_acc_pct"] = float(rows.loc[worst, "worst_digit_acc_pct"])
+        for key, rows in collapse_df.groupby("key", sort=False):  # a model trained with several seeds:
+            if len(rows) > 1:  # collapsed if any seed is; its worst digit the worst over its seeds
+                worst = rows.worst_digit_acc_pct.idxmin()
+                m[f"{key}_collapsed"] = bool(rows.collapsed.any())
+                m[f"{key}_worst_digit"] = int(rows.loc[worst, "worst_digit"])
+                m[f"{key}_worst_digit_acc_pct"] = float(rows.loc[worst, "worst_digit_acc_pct"])
     if seeds_df is not None and len(seeds_df):
-        cols = {"6s: mean (%)": "six_acc_mean_pct", "6s: worst angle (%)": "six_acc_min_pct",
-                "9s: mean (%)": "nine_acc_mean_pct", "9s: worst angle (%)": "nine_acc_min_pct",
-                "k-NN: mean (%)": "latent_knn_acc_mean_pct", "k-NN: worst angle (%)": "latent_knn_acc_min_pct"}
         for key, part in seeds_df.groupby(level="model", sort=False):
-            for col, name in cols.items():
-                m[f"{key}_{name}_by_seed"] = [float(v) for v in part[col]]
+            for name in SEED_SPREAD_COLUMNS:
+                m[f"{key}_{name}_by_seed"] = [float(v) for v in part[name]]
     m.update(cis or {})
     m.update(short_names(m))
     for a in ANCHORS:
