@@ -36,6 +36,16 @@ Its page (5c4a259, 1,411 s) read FiLM 95.1 %, scalar 82.3 %, learned rotation 78
 epochs, paid for by reading the judges in bf16 (1294dfa, reverted; branch judge-bf16-12ep), took 1,511 s,
 over the budget, and read FiLM 94.8 %, scalar 85.3 %, learned rotation 76.7 %: no further model crossed.
 
+On the 2-core Xeon with AMX (2026-12-05, ``--model latent --points 10000:16 10000:24``, then ``--model scalar
+--points 10000:16 10000:20``; seed 100, the page's panel; train_s of the 24-epoch point inflated by other work):
+    model             digits  epochs  sample_acc_seen_pct  val_pair_acc_pct  train_s
+    learned rotation   10000      16                 80.6              95.3      100
+    learned rotation   10000      24                 83.7              97.8     (459)
+    scalar             10000      16                 92.6              99.2      106
+    scalar             10000      20                 94.2              99.7      133
+The page at 10 epochs took 875 s on that machine, so the cpu profile now trains 20 epochs; the learned rotation
+gains ~0.4 points per epoch and stays under the floor.
+
 Cost on 2 CPU cores: ~0.8-0.95 ms per training image at the cpu profile's half width (~1.05-1.35 ms at
 ``--channels 32,64``), so each 10k images of a point ~9 s (~12 s), plus the judges when they are not cached
 (~10 min for the panel of three).
