@@ -431,18 +431,67 @@ def test_sample_temperature_scales_the_same_prior_draws():
             study.generation_grid(cfg, "cpu", temperature=bad)
 
 
+class _ZeroReader:
+    """A stand-in digit and angle judge that reads every sample as digit 0 at angle 0."""
+
+    def probs(self, x, batch_size=None):
+        return _one_hot(torch.zeros(len(x), dtype=torch.long))
+
+    def predict_deg(self, x, batch_size=None):
+        return torch.zeros(len(x))
+
+
+def test_code_gaussians_fit_each_digits_codes_and_map_the_same_draws(tiny_run):
+    """Per-digit Gaussians of the training codes: each digit's mean and covariance are those of its codes (the
+    model's own encoding, angle-free for the explicit rotation), and the sampler maps the same standard normal
+    draws at every angle through them."""
+    cfg, data, trained = tiny_run
+    codes = study.fit_code_gaussians(trained.model, data.train, cfg)
+    a = study._val_angles(cfg, len(data.train), data.train.x.device, seed=83)
+    with torch.no_grad():
+        mu, _ = trained.model.eval().encode(rotate_batch(data.train.x, a), a)
+    for d in (0, 7):
+        own = mu[data.train.y == d].double()
+        torch.testing.assert_close(codes.mean[d].double(), own.mean(0), rtol=0, atol=1e-5)
+        torch.testing.assert_close((codes.chol[d] @ codes.chol[d].T).double(), torch.cov(own.T), rtol=0, atol=1e-4)
+    d, a, z = study.generation_grid(cfg, "cpu")
+    _, _, zc = study.generation_grid(cfg, "cpu", codes=codes)
+    k = 10 * cfg.samples_per_cell
+    assert torch.equal(zc[:k], zc[k:2 * k])  # the same draws at every angle
+    first = d == 3
+    torch.testing.assert_close(zc[first], codes.mean[3] + z[first] @ codes.chol[3].T, rtol=0, atol=1e-5)
+    few = study.Images(data.train.x[:20], data.train.y[:20])
+    with pytest.raises(ConfigError, match="fewer than"):
+        study.fit_code_gaussians(trained.model, few, cfg)
+
+
+def test_fitted_sampler_metrics_and_sentence(tiny_run):
+    """The page's fitted-sampler numbers come from the same statistics as the prior's; the sentence says when a
+    model reaches the floor with that sampler only, and that the verdicts stay with the prior's samples."""
+    cfg, data, trained = tiny_run
+
+    fit = study.evaluate_generation([trained], study.DigitJudgePanel([_ZeroReader()]), _ZeroReader(), cfg,
+                                    codes_from=data.train)
+    m = study.fitted_metrics(fit, n_boot=50)
+    assert m["gen_digit_acc_seen_pct_fitted_rotation"] == pytest.approx(10.0)
+    assert 0.0 <= m["gen_digit_acc_seen_pct_fitted_rotation_ci95"][0] <= 10.0 <= m["gen_digit_acc_seen_pct_fitted_rotation_ci95"][1]
+    assert set(m) >= {f"gen_{s}_fitted_rotation" for s in study.FITTED_STATS}
+    metrics = {"gen_digit_acc_seen_pct_latent": 83.0, "gen_digit_acc_seen_pct_fitted_latent": 96.0,
+               "gen_digit_acc_drop_pts_fitted_latent": 12.0, "gen_angle_err_gap_deg_fitted_latent": 4.0,
+               "gen_digit_acc_seen_pct_film": 97.0, "gen_digit_acc_seen_pct_fitted_film": 99.0}
+    text = study.fitted_sentence(metrics)
+    assert "learned rotation" in text and "reaches the floor with this sampler only" in text and "12.0 points" in text
+    assert "stay with the prior" in text and "Below the floor even" not in text
+    text = study.fitted_sentence({**metrics, "gen_digit_acc_seen_pct_fitted_latent": 85.0})
+    assert "only" not in text and "Below the floor even with this sampler: learned rotation" in text
+    assert study.fitted_sentence({}) == "This run did not draw from fitted Gaussians."
+
+
 def test_generation_stats_are_the_seed_summarys(tiny_run):
     cfg, data, trained = tiny_run
     import pandas as pd
 
-    class Reader:  # reads every sample as digit 0 at angle 0
-        def probs(self, x, batch_size=None):
-            return _one_hot(torch.zeros(len(x), dtype=torch.long))
-
-        def predict_deg(self, x, batch_size=None):
-            return torch.zeros(len(x))
-
-    gen = study.evaluate_generation([trained], study.DigitJudgePanel([Reader()]), Reader(), cfg)
+    gen = study.evaluate_generation([trained], study.DigitJudgePanel([_ZeroReader()]), _ZeroReader(), cfg)
     stats = study.generation_stats(gen)
     no_recon, no_sweep = gen.iloc[:0].assign(mse=[], ssim=[], n=[]), gen.iloc[:0].assign(step_err_deg=[])
     summary = study.seed_summary(gen, no_recon, no_sweep)

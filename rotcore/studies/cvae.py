@@ -331,6 +331,8 @@ PROFILES: dict[str, CVAEStudyConfig] = {
     # judges now read in bf16 (see above DigitJudgePanel): ~200 s of fp32 reading at half the cost, ~-100 s.
     # 2026-12-05, the 2-core Xeon with AMX: the page took 875 s (judges 458 s, generators 334 s); 20 epochs
     # (see CPU_EPOCHS): ~1,200 s expected here. On the slower machines of earlier days it would not fit.
+    # The page at dc367a7 took 1,174 s. The fitted-code sampler (evaluate_generation(codes_from=...), the page's
+    # check of why a model misses the floor) reads every generation cell once more: ~+60 s.
     "cpu": CVAEStudyConfig(
         enc_channels=CPU_ENC_CHANNELS, dec_channels=CPU_DEC_CHANNELS,
         train_size=CPU_TRAIN_SIZE, val_size=2_000, test_size=300, recon_test_size=200,
@@ -920,20 +922,63 @@ def generate(model: CVAE, digits: torch.Tensor, angles_deg: torch.Tensor, z: tor
     return torch.cat(out)
 
 
+@dataclasses.dataclass(frozen=True)
+class CodeGaussians:
+    """One Gaussian per digit fitted to a model's codes: ``mean`` ``(10, d)`` and the lower Cholesky factor
+    ``chol`` ``(10, d, d)`` of each covariance. A sampler to draw codes from instead of the prior N(0, I)."""
+
+    mean: torch.Tensor
+    chol: torch.Tensor
+
+    def transform(self, eps: torch.Tensor) -> torch.Tensor:
+        """Standard normal draws ``eps`` ``(10, n, d)`` (row ``k`` for digit ``k``) as draws of each digit's
+        Gaussian: ``mean[k] + chol[k] @ eps``."""
+        return self.mean[:, None, :] + torch.einsum("knd,ked->kne", eps.to(self.mean.dtype), self.chol)
+
+
+@torch.no_grad()
+def fit_code_gaussians(model: CVAE, images: Images, cfg: CVAEStudyConfig, *, seed: int = 83,
+                       jitter: float = 1e-5) -> CodeGaussians:
+    """Per-digit Gaussians (full covariance, float32, on the CPU) of the posterior means of ``images`` (the
+    generators' **training** digits), each encoded at a random training angle, as the model encodes them (so
+    the learned and explicit rotations' codes are the angle-free ones). ``jitter`` is added to each covariance's
+    diagonal. A clear error when a digit has fewer digits than code dimensions + 1."""
+    model.eval()
+    a = _val_angles(cfg, len(images), images.x.device, seed=seed)
+    bs = cfg.eval_batch_size
+    mu = torch.cat([model.encode(rotate_batch(images.x[i:i + bs], a[i:i + bs]), a[i:i + bs])[0]
+                    for i in range(0, len(images), bs)]).double().cpu()
+    y = images.y.cpu()
+    means, chols = [], []
+    for d in range(10):
+        codes = mu[y == d]
+        if len(codes) <= mu.shape[1]:
+            raise ConfigError(f"fit_code_gaussians: digit {d} has {len(codes)} images, fewer than the "
+                              f"{mu.shape[1] + 1} a {mu.shape[1]}-dimensional covariance needs")
+        cov = torch.cov(codes.T) + jitter * torch.eye(mu.shape[1], dtype=codes.dtype)
+        means.append(codes.mean(0))
+        chols.append(torch.linalg.cholesky(cov))
+    return CodeGaussians(torch.stack(means).float(), torch.stack(chols).float())
+
+
 def generation_grid(cfg: CVAEStudyConfig, device, *, seed: int | None = None, latent_dim: int | None = None,
                     angles_deg: Sequence[float] | None = None, samples_per_cell: int | None = None,
-                    draw_seed_offset: int = 1, temperature: float = SAMPLE_TEMPERATURE):
+                    draw_seed_offset: int = 1, temperature: float = SAMPLE_TEMPERATURE,
+                    codes: CodeGaussians | None = None):
     """The (digit, angle, z) triples a model is judged on: ``samples_per_cell`` prior draws per digit (drawn
     from ``seed``, default the first of ``cfg.seeds``), the **same** draws at every evaluation angle (or
     ``angles_deg``), so angle is the only thing that changes. ``z ~ N(0, T² I)`` with ``T = temperature``
-    (default :data:`SAMPLE_TEMPERATURE`; 1: the prior itself, no truncation). Order: angle-major, then digit,
-    then draw."""
+    (default :data:`SAMPLE_TEMPERATURE`; 1: the prior itself, no truncation). With ``codes``
+    (:func:`fit_code_gaussians`) the same standard normal draws are mapped through each digit's fitted Gaussian
+    instead. Order: angle-major, then digit, then draw."""
     if not temperature > 0:
         raise ConfigError(f"temperature must be > 0 (the prior's scale), got {temperature!r}")
     g = torch.Generator().manual_seed((cfg.seeds[0] if seed is None else seed) + draw_seed_offset)
     angles_deg = cfg.eval_angles_deg if angles_deg is None else tuple(angles_deg)
     n, k = samples_per_cell or cfg.samples_per_cell, len(angles_deg)
     z0 = temperature * torch.randn(10, n, latent_dim or cfg.latent_dim, generator=g)
+    if codes is not None:
+        z0 = codes.transform(z0)
     digits = torch.arange(10)[None, :, None].expand(k, 10, n).reshape(-1)
     angles = torch.tensor(angles_deg, dtype=torch.float32)[:, None, None].expand(k, 10, n).reshape(-1)
     z = z0[None].expand(k, 10, n, -1).reshape(-1, z0.shape[-1])
@@ -941,9 +986,12 @@ def generation_grid(cfg: CVAEStudyConfig, device, *, seed: int | None = None, la
 
 
 def evaluate_generation(trained: Sequence[Trained], digit_judge: DigitJudgePanel, angle_judge: AngleJudge,
-                        cfg: CVAEStudyConfig, *, temperature: float = SAMPLE_TEMPERATURE, draw_seed_offset: int = 1):
+                        cfg: CVAEStudyConfig, *, temperature: float = SAMPLE_TEMPERATURE, draw_seed_offset: int = 1,
+                        codes_from: Images | None = None):
     """Generate every (digit, angle) cell from the same prior draws and score each image with the judges.
     ``temperature`` and ``draw_seed_offset``: as in :func:`generation_grid` (the page uses the defaults).
+    ``codes_from``: draw each model's codes from per-digit Gaussians fitted to its codes of these digits
+    (:func:`fit_code_gaussians`; the page passes the training digits) instead of the prior N(0, I).
 
     Returns a long DataFrame with one row per generated image: ``key``, ``seed``, ``digit``, ``draw`` (the
     prior draw, the same at every angle), ``angle_deg``, ``correct`` (the digit judge agrees with the
@@ -960,8 +1008,9 @@ def evaluate_generation(trained: Sequence[Trained], digit_judge: DigitJudgePanel
     frames = []
     for t in trained:
         device = next(t.model.parameters()).device
+        codes = None if codes_from is None else fit_code_gaussians(t.model, codes_from, cfg)
         digits, angles, z = generation_grid(cfg, device, seed=t.seed, temperature=temperature,
-                                            draw_seed_offset=draw_seed_offset)
+                                            draw_seed_offset=draw_seed_offset, codes=codes)
         x = generate(t.model, digits, angles, z, batch_size=cfg.eval_batch_size)
         pred_digit, by_member = (p.cpu() for p in read_digits(digit_judge, x, batch_size=cfg.eval_batch_size))
         # the sensitivity check reads rescaled samples at trained angles only, where the floor is measured
@@ -1462,17 +1511,7 @@ def headline_metrics(gen_df, per_seed, judge_metrics: Mapping[str, Any], models_
     seeds = sorted(per_seed.seed.unique())
     m["n_seeds"] = len(seeds)
     for key, part in per_seed.groupby("model", sort=False):
-        draws = _Draws.of(gen_df[gen_df.key == key])
-        ids = np.arange(len(draws.correct))
-        if len(seeds) >= 2:  # every statistic by the bootstrap clustered by (seed, digit), not a t over few seeds
-            for s in GEN_STATS:
-                m.update(with_ci(f"gen_{s}_{key}", *bootstrap_ci95(
-                    ids, clusters=draws.seed_digit, statistic=lambda r, s=s, d=draws: d.stat(s, r.astype(int)),
-                    n_boot=n_boot, unit="(seed, digit) cluster")))
-        else:
-            for s in GEN_STATS:
-                m.update(with_ci(f"gen_{s}_{key}", *bootstrap_ci95(
-                    ids, statistic=lambda r, s=s, d=draws: d.stat(s, r.astype(int)), n_boot=n_boot, unit="sample")))
+        m.update(_stats_with_ci(gen_df[gen_df.key == key], GEN_STATS, "gen_{}_" + key, n_boot=n_boot))
         for col in part.columns.drop(["model", "seed", *GEN_STATS]):
             m[f"{col}_{key}"] = float(part[col].mean())
         m.update(rescaled_check(gen_df[gen_df.key == key], key))
@@ -1503,6 +1542,36 @@ def headline_metrics(gen_df, per_seed, judge_metrics: Mapping[str, Any], models_
     for a in ANCHORS:
         m.setdefault(a.metric, None)
     return m
+
+
+def _stats_with_ci(part, stats: Sequence[str], name: str, *, n_boot: int = 2_000) -> dict[str, Any]:
+    """``stats`` of one model's rows of :func:`evaluate_generation`, each as ``name.format(stat)`` with its
+    interval: with two or more seeds a percentile bootstrap clustered by (seed, digit), with one seed a
+    percentile bootstrap over the draws (a draw is decoded at every angle)."""
+    draws = _Draws.of(part)
+    ids = np.arange(len(draws.correct))
+    several = part.seed.nunique() >= 2
+    out: dict[str, Any] = {}
+    for s in stats:
+        out.update(with_ci(name.format(s), *bootstrap_ci95(
+            ids, clusters=draws.seed_digit if several else None,
+            statistic=lambda r, s=s, d=draws: d.stat(s, r.astype(int)), n_boot=n_boot,
+            unit="(seed, digit) cluster" if several else "sample")))
+    return out
+
+
+# what the page reads from the samples drawn from per-digit Gaussians fitted to the training codes
+FITTED_STATS = ("digit_acc_seen_pct", "digit_acc_unseen_pct", "digit_acc_drop_pts", "angle_err_gap_deg")
+
+
+def fitted_metrics(fit_df, *, n_boot: int = 2_000) -> dict[str, Any]:
+    """``gen_<stat>_fitted_<model>`` (with intervals) for ``FITTED_STATS`` of :func:`evaluate_generation`'s
+    images drawn with ``codes_from`` (per-digit Gaussians fitted to the training codes instead of the prior):
+    the same decoders and cells, another sampler."""
+    out: dict[str, Any] = {}
+    for key, part in fit_df.groupby("key", sort=False):
+        out.update(_stats_with_ci(part, FITTED_STATS, "gen_{}_fitted_" + key, n_boot=n_boot))
+    return out
 
 
 def rescaled_check(part, key: str) -> dict[str, float]:
@@ -1793,7 +1862,38 @@ def discussion(m: Mapping[str, Any]) -> dict[str, str]:
               "and part of each error is the judge's own (see its per-digit error above).")
     else:
         out["cvae_claim_sentence"] = "Neither scalar model was part of this run, so the seed's 1/7 vs 8/0 claim is not tested."
+    out["cvae_fitted_sentence"] = fitted_sentence(m)
     return out
+
+
+def fitted_sentence(m: Mapping[str, Any]) -> str:
+    """What the samples read once each model's codes are drawn from per-digit Gaussians fitted to its training
+    codes (``gen_*_fitted_<model>``, :func:`fitted_metrics`) instead of the prior: per model, at trained angles
+    beside the prior's reading, and for the models that reach the floor only with that sampler, their drop.
+    The floor's verdict stays with the prior's samples."""
+    keys = [k for k in MODELS if _num(m, f"gen_digit_acc_seen_pct_fitted_{k}") is not None]
+    if not keys:
+        return "This run did not draw from fitted Gaussians."
+    parts = [f"{MODELS[k]} {m[f'gen_digit_acc_seen_pct_fitted_{k}']:.1f} %"
+             f"{_ci_text(m, f'gen_digit_acc_seen_pct_fitted_{k}', ' %')} (prior {m[f'gen_digit_acc_seen_pct_{k}']:.1f} %)"
+             for k in keys]
+    text = ("The same decoders, with each digit's codes drawn from a Gaussian fitted to the codes of that digit's "
+            "training images (full covariance; the encoder is never told the label, so its codes can also say which "
+            "digit it saw, and the prior N(0, I) mixes the digits' regions), read as the intended digit at trained "
+            "angles: " + "; ".join(parts) + ".")
+    rescued = [k for k in keys if k != SEED_RECIPE and _floor_holds(m, k) is False
+               and m[f"gen_digit_acc_seen_pct_fitted_{k}"] >= SAMPLE_FLOOR_PCT]
+    for k in rescued:
+        text += (f" The {MODELS[k]} model reaches the floor with this sampler only: its decoder draws the intended "
+                 "digit from codes like its own, and the prior's draws are what keep its samples below the floor. "
+                 f"With this sampler its drop at unseen angles is {m[f'gen_digit_acc_drop_pts_fitted_{k}']:.1f} points"
+                 f"{_ci_text(m, f'gen_digit_acc_drop_pts_fitted_{k}', ' points')} and its angle-error gap "
+                 f"{m[f'gen_angle_err_gap_deg_fitted_{k}']:.1f}°{_ci_text(m, f'gen_angle_err_gap_deg_fitted_{k}', '°')}.")
+    still = [MODELS[k] for k in keys if k != SEED_RECIPE and m[f"gen_digit_acc_seen_pct_fitted_{k}"] < SAMPLE_FLOOR_PCT]
+    if still:
+        text += f" Below the floor even with this sampler: {', '.join(still)}."
+    return text + (" The floor's verdicts and the targets stay with the prior's samples, the sampling this study "
+                   "and the seed project define.")
 
 
 # ---------------------------------------------------------------------------------------------------------
