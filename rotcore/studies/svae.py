@@ -658,8 +658,8 @@ def collapse_table(trained: Sequence[Trained], judge: nn.Module, data: StudyData
         mode_pct = (counts.max() * 100 / counts.sum()).item()
         acc = accuracy_pct(pred, y)
         worst, worst_acc = worst_digit(pred, y)
-        rows.append({"model": t.name, "key": t.key, "seed": t.seed, "label": t.label, "kl": kl, "kl_per_dim": kl / t.config.latent_dim,
-                     "upright_decode_acc_pct": acc, "mode_label": int(counts.argmax()), "mode_pct": mode_pct,
+        rows.append({"model": t.name, "key": t.key, "seed": t.seed, "label": t.label, "kl": kl,
+                     "kl_per_dim": kl / t.config.latent_dim, "upright_decode_acc_pct": acc, "mode_label": int(counts.argmax()), "mode_pct": mode_pct,
                      "worst_digit": worst, "worst_digit_acc_pct": worst_acc,
                      "collapsed": bool(mode_pct >= COLLAPSE_MODE_PCT or acc < COLLAPSE_ACC_PCT
                                        or worst_acc < COLLAPSE_DIGIT_PCT)})
@@ -731,15 +731,19 @@ class RotatedEval:
     """One model on the rotated test digits: ``df`` a long DataFrame (``model``, ``angle_deg``, ``label`` =
     ``"all"`` or the digit, ``judge_acc_pct``, ``knn_acc_pct``, ``n`` test digits); ``judge_pred`` and
     ``knn_pred`` the judge's and the ``knn_k``-NN labels ``(angles, n_seeds·N)`` on the CPU, row ``i`` for
-    ``test_angles_deg[i]``. With ``n_seeds`` > 1 (:func:`pool_seeds`) the columns hold each training seed's
-    readings of the same ``N`` test digits, one seed after the other, every accuracy in ``df`` pools the seeds
-    (their mean, since each reads the same digits), and ``seeds`` keeps each seed's own evaluation."""
+    ``test_angles_deg[i]``. Pooled over training seeds (:func:`pool_seeds`), ``seeds`` keeps each seed's own
+    evaluation, the columns hold each seed's readings of the same ``N`` test digits, one seed after the other,
+    and every accuracy in ``df`` pools the seeds (their mean, since each reads the same digits)."""
 
     df: Any
     judge_pred: Tensor
     knn_pred: Tensor
-    n_seeds: int = 1
     seeds: tuple[RotatedEval, ...] = ()
+
+    @property
+    def n_seeds(self) -> int:
+        """The training seeds the predictions hold (1 for one seed's evaluation)."""
+        return max(1, len(self.seeds))
 
     def labels(self, y: Tensor) -> Tensor:
         """The true labels of the prediction columns, from the test digits' labels ``y`` ``(N,)``."""
@@ -751,11 +755,13 @@ class RotatedEval:
 
 
 def rotated_eval(judge_pred: Tensor, knn_pred: Tensor, y: Tensor, angles_deg: Sequence[float], label: str, *,
-                 n_seeds: int = 1) -> RotatedEval:
+                 seeds: Sequence[RotatedEval] = ()) -> RotatedEval:
     """A :class:`RotatedEval` from its labels ``(angles, n_seeds·N)`` and the ``N`` test digits' labels ``y``:
-    the accuracies of every angle, over all digits and per digit (``n`` counts test digits, not readings)."""
+    the accuracies of every angle, over all digits and per digit (``n`` counts test digits, not readings).
+    ``seeds``: the per-seed evaluations the labels pool (:func:`pool_seeds`); none for one seed."""
     import pandas as pd
 
+    n_seeds = max(1, len(seeds))
     y = y.cpu().repeat(n_seeds)
     rows = []
     for i, a in enumerate(angles_deg):
@@ -764,7 +770,7 @@ def rotated_eval(judge_pred: Tensor, knn_pred: Tensor, y: Tensor, angles_deg: Se
         rows += [{**rj, "knn_acc_pct": rk["knn_acc_pct"], "n": rj["n"] // n_seeds} for rj, rk in zip(j, k)]
     df = pd.DataFrame(rows)
     df.insert(0, "model", label)
-    return RotatedEval(df, judge_pred, knn_pred, n_seeds=n_seeds)
+    return RotatedEval(df, judge_pred, knn_pred, seeds=tuple(seeds))
 
 
 def pool_seeds(evals: Sequence[RotatedEval], y: Tensor, angles_deg: Sequence[float]) -> RotatedEval:
@@ -773,9 +779,8 @@ def pool_seeds(evals: Sequence[RotatedEval], y: Tensor, angles_deg: Sequence[flo
     in ``seeds`` (the first one's model label shown). One evaluation is returned as it is."""
     if len(evals) == 1:
         return evals[0]
-    pooled = rotated_eval(torch.cat([e.judge_pred for e in evals], 1), torch.cat([e.knn_pred for e in evals], 1),
-                          y, angles_deg, evals[0].df.model.iloc[0], n_seeds=len(evals))
-    return dataclasses.replace(pooled, seeds=tuple(evals))
+    return rotated_eval(torch.cat([e.judge_pred for e in evals], 1), torch.cat([e.knn_pred for e in evals], 1),
+                        y, angles_deg, evals[0].df.model.iloc[0], seeds=evals)
 
 
 def quarter_turn_class(angle_deg: float) -> float:
