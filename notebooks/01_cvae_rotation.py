@@ -219,7 +219,8 @@ fig.tight_layout()
 # %%
 members = study.member_stats(gen_df).pivot_table(index="model", columns="judge", values="digit_acc_seen_pct",
                                                  sort=False).add_prefix("judge ")
-members.insert(0, "panel", study.generation_stats(gen_df).groupby("model", sort=False).digit_acc_seen_pct.mean())
+prior_seen = study.generation_stats(gen_df).groupby("model", sort=False).digit_acc_seen_pct.mean()
+members.insert(0, "panel", prior_seen)
 members.rename(index=study.MODELS).round(1)
 
 # %% [markdown]
@@ -233,8 +234,7 @@ members.rename(index=study.MODELS).round(1)
 fit_df = study.evaluate_generation(trained, digit_judge, angle_judge, cfg, codes_from=data.train)
 fitted = study.generation_stats(fit_df).groupby("model", sort=False)[
     ["digit_acc_seen_pct", "digit_acc_unseen_pct", "digit_acc_drop_pts"]].mean().add_prefix("fitted: ")
-fitted.insert(0, "prior: digit_acc_seen_pct",
-              study.generation_stats(gen_df).groupby("model", sort=False).digit_acc_seen_pct.mean())
+fitted.insert(0, "prior: digit_acc_seen_pct", prior_seen)
 fitted.rename(index=study.MODELS).round(1)
 
 # %% [markdown]

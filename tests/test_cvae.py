@@ -447,7 +447,7 @@ def test_code_gaussians_fit_each_digits_codes_and_map_the_same_draws(tiny_run):
     draws at every angle through them."""
     cfg, data, trained = tiny_run
     codes = study.fit_code_gaussians(trained.model, data.train, cfg)
-    a = study._val_angles(cfg, len(data.train), data.train.x.device, seed=83)
+    a = study._angles_in_training(cfg, len(data.train), data.train.x.device, seed=83)
     with torch.no_grad():
         mu, _ = trained.model.eval().encode(rotate_batch(data.train.x, a), a)
     for d in (0, 7):
@@ -472,6 +472,7 @@ def test_fitted_sampler_metrics_and_sentence(tiny_run):
 
     fit = study.evaluate_generation([trained], study.DigitJudgePanel([_ZeroReader()]), _ZeroReader(), cfg,
                                     codes_from=data.train)
+    assert "correct_rescaled" not in fit and study.rescaled_check(fit, "rotation") == {}  # read for the prior only
     m = study.fitted_metrics(fit, n_boot=50)
     assert m["gen_digit_acc_seen_pct_fitted_rotation"] == pytest.approx(10.0)
     assert 0.0 <= m["gen_digit_acc_seen_pct_fitted_rotation_ci95"][0] <= 10.0 <= m["gen_digit_acc_seen_pct_fitted_rotation_ci95"][1]

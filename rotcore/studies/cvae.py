@@ -702,7 +702,9 @@ def cvae_loss(train_angles_deg: Sequence[tuple[float, float]], *, beta: float = 
     return loss_fn
 
 
-def _val_angles(cfg: CVAEStudyConfig, n: int, device, *, seed: int = 77) -> torch.Tensor:
+def _angles_in_training(cfg: CVAEStudyConfig, n: int, device, *, seed: int = 77) -> torch.Tensor:
+    """``n`` random angles in the training intervals, one fixed draw per ``seed`` (validation digits, and the
+    training digits the fitted sampler encodes, are read at these)."""
     return random_angles_in(cfg.train_angles_deg, n, generator=torch.Generator().manual_seed(seed)).to(device)
 
 
@@ -722,11 +724,11 @@ def train(key: str, cfg: CVAEStudyConfig, data: StudyData, *, seed: int | None =
     run_cfg = {"study": STUDY, "model": cfg.model_config(key), "recipe": recipe,
                "train_angles_deg": cfg.train_angles_deg, "beta": cfg.beta,
                "data": {"train_size": cfg.train_size, "val_size": cfg.val_size}, "fit": fit_cfg}
-    val_a = _val_angles(cfg, len(data.val), data.val.x.device)
+    val_a = _angles_in_training(cfg, len(data.val), data.val.x.device)
     val_x = rotate_batch(data.val.x, val_a)
     # every model is validated on its own training task: pair models draw the digit at a second training angle
     pairs = recipe == "pairs"
-    val_t = _val_angles(cfg, len(data.val), data.val.x.device, seed=78) if pairs else val_a
+    val_t = _angles_in_training(cfg, len(data.val), data.val.x.device, seed=78) if pairs else val_a
     val_target = rotate_batch(data.val.x, val_t) if pairs else val_x
 
     def validate(m):
@@ -795,8 +797,8 @@ def validation_scores(t: Trained, val: Images, digit_judge: DigitJudgePanel, cfg
     """
     check_panel(digit_judge)
     device = next(t.model.parameters()).device
-    a1 = _val_angles(cfg, len(val), val.x.device, seed=81)
-    a2 = _val_angles(cfg, len(val), val.x.device, seed=82)
+    a1 = _angles_in_training(cfg, len(val), val.x.device, seed=81)
+    a2 = _angles_in_training(cfg, len(val), val.x.device, seed=82)
     x_in, target = rotate_batch(val.x, a1), rotate_batch(val.x, a2)
     t.model.eval()
     x_hat = torch.cat([t.model(x_in[i:i + cfg.eval_batch_size], val.y[i:i + cfg.eval_batch_size],
@@ -828,7 +830,8 @@ def choose_settings(cfg: CVAEStudyConfig, data: StudyData, digit_judge: DigitJud
     meant to raise, and a β that helps samples can cost reconstruction), then ``val_pair_acc_pct``.
 
     Returns ``(table, chosen)``: a DataFrame with one row per grid point (means over ``models`` and
-    ``seeds``, plus ``steps_per_run``, ``images_per_run`` and ``affordable``) and the chosen row as a dict.
+    ``seeds``; with several models, each one's ``sample_acc_seen_pct_<key>`` too; plus ``steps_per_run``,
+    ``images_per_run`` and ``affordable``) and the chosen row as a dict.
     """
     import pandas as pd
 
@@ -845,8 +848,12 @@ def choose_settings(cfg: CVAEStudyConfig, data: StudyData, digit_judge: DigitJud
                 rows.append({"batch_size": batch_size, "beta": beta, "epochs": epochs, "key": key, "seed": seed,
                              **validation_scores(t, data.val, digit_judge, point)})
     per_run = pd.DataFrame(rows)
-    table = per_run.groupby(["batch_size", "beta", "epochs"], sort=False)[
+    point_cols = ["batch_size", "beta", "epochs"]
+    table = per_run.groupby(point_cols, sort=False)[
         ["sample_acc_seen_pct", "val_pair_acc_pct", "val_pair_bce"]].mean().reset_index()
+    if len(models) > 1:  # each model's own sample reading beside the mean (the floor is per model)
+        by_model = per_run.pivot_table(index=point_cols, columns="key", values="sample_acc_seen_pct", sort=False)
+        table = table.merge(by_model.add_prefix("sample_acc_seen_pct_").reset_index(), on=point_cols)
     table["images_per_run"] = table.epochs * len(data.train)
     table["steps_per_run"] = table.epochs * (len(data.train) // table.batch_size)
     table["affordable"] = True if max_images is None else table.images_per_run <= max_images
@@ -944,7 +951,7 @@ def fit_code_gaussians(model: CVAE, images: Images, cfg: CVAEStudyConfig, *, see
     the learned and explicit rotations' codes are the angle-free ones). ``jitter`` is added to each covariance's
     diagonal. A clear error when a digit has fewer digits than code dimensions + 1."""
     model.eval()
-    a = _val_angles(cfg, len(images), images.x.device, seed=seed)
+    a = _angles_in_training(cfg, len(images), images.x.device, seed=seed)
     bs = cfg.eval_batch_size
     mu = torch.cat([model.encode(rotate_batch(images.x[i:i + bs], a[i:i + bs]), a[i:i + bs])[0]
                     for i in range(0, len(images), bs)]).double().cpu()
@@ -1000,7 +1007,8 @@ def evaluate_generation(trained: Sequence[Trained], digit_judge: DigitJudgePanel
     rescaled to a brightest pixel of 1, :func:`rescale_to_peak`: a sensitivity check), ``peak`` (the image's
     brightest pixel), ``angle_err_deg`` (:func:`angle_error_deg`: axial for 0/1/8, circular otherwise),
     ``circ_err_deg``, plus ``seen``, ``dist_to_train_deg`` (circular distance from the angle to the training
-    set) and ``six_nine_near_180``. ``correct_rescaled`` is read at trained angles only (NaN elsewhere).
+    set) and ``six_nine_near_180``. ``correct_rescaled`` is read at trained angles only (NaN elsewhere), and
+    only for the prior's samples (absent with ``codes_from``).
     """
     import pandas as pd
 
@@ -1013,19 +1021,23 @@ def evaluate_generation(trained: Sequence[Trained], digit_judge: DigitJudgePanel
                                             draw_seed_offset=draw_seed_offset, codes=codes)
         x = generate(t.model, digits, angles, z, batch_size=cfg.eval_batch_size)
         pred_digit, by_member = (p.cpu() for p in read_digits(digit_judge, x, batch_size=cfg.eval_batch_size))
-        # the sensitivity check reads rescaled samples at trained angles only, where the floor is measured
-        at_trained = _seen_mask(cfg, angles.cpu().tolist())
-        rescaled = torch.full((len(x),), -1, dtype=torch.long)
-        rescaled[at_trained] = digit_judge.predict(rescale_to_peak(x[at_trained.to(x.device)]),
-                                                   batch_size=cfg.eval_batch_size).cpu()
         pred_angle = angle_judge.predict_deg(x, batch_size=cfg.eval_batch_size).cpu()
         d, a = digits.cpu(), angles.cpu()
+        rescaled = {}
+        if codes_from is None:
+            # the floor's sensitivity check reads the prior's samples rescaled, at trained angles only (where
+            # the floor is measured); the fitted sampler is itself a check and is not read twice
+            at_trained = _seen_mask(cfg, a.tolist())
+            pred = torch.full((len(x),), -1, dtype=torch.long)
+            pred[at_trained] = digit_judge.predict(rescale_to_peak(x[at_trained.to(x.device)]),
+                                                   batch_size=cfg.eval_batch_size).cpu()
+            rescaled["correct_rescaled"] = np.where(at_trained.numpy(), (pred == d).numpy(), np.nan)
         frames.append(pd.DataFrame({
             "model": t.label, "key": t.key, "seed": t.seed, "digit": d.numpy(),
             "draw": np.tile(np.arange(cfg.samples_per_cell), len(d) // cfg.samples_per_cell),
             "angle_deg": a.double().numpy(), "correct": (pred_digit == d).numpy(),
             **{f"correct_judge{k}": (p == d).numpy() for k, p in enumerate(by_member)},
-            "correct_rescaled": np.where(at_trained.numpy(), (rescaled == d).numpy(), np.nan),
+            **rescaled,
             "peak": peak_of(x).cpu().double().numpy(),
             "angle_err_deg": angle_error_deg(pred_angle, a, d).double().numpy(),
             "circ_err_deg": circular_error_deg(pred_angle, a).double().numpy()}))
@@ -1218,7 +1230,7 @@ def latent_traversal(t: Trained, test: Images, cfg: CVAEStudyConfig, *, digit: i
 @torch.no_grad()
 def active_dims(t: Trained, test: Images, cfg: CVAEStudyConfig) -> list[int]:
     """Latent dimensions sorted by mean KL to the prior on test digits at training angles (most used first)."""
-    a = _val_angles(cfg, len(test), test.x.device)
+    a = _angles_in_training(cfg, len(test), test.x.device)
     mu, logvar = t.model.encode(rotate_batch(test.x, a), a)
     return kl_per_dim(mu, logvar).mean(0).argsort(descending=True).tolist()
 
@@ -1261,8 +1273,8 @@ def z_angle_probe(trained: Sequence[Trained], data: StudyData, cfg: CVAEStudyCon
     for t in trained:
         t.model.eval()
         dev = next(t.model.parameters()).device
-        a_fit = _val_angles(cfg, len(data.val), dev, seed=79)
-        a_test = _val_angles(cfg, len(data.test), dev, seed=80)
+        a_fit = _angles_in_training(cfg, len(data.val), dev, seed=79)
+        a_test = _angles_in_training(cfg, len(data.test), dev, seed=80)
         z_fit = codes(t.model, Images(rotate_batch(data.val.x, a_fit), data.val.y), a_fit)
         z_test = codes(t.model, Images(rotate_batch(data.test.x, a_test), data.test.y), a_test)
         target = lambda a: torch.stack([torch.cos(torch.deg2rad(a)), torch.sin(torch.deg2rad(a))], 1).cpu()  # noqa: E731
