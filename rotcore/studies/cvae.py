@@ -266,8 +266,15 @@ class CVAEStudyConfig:
 # 2026-12-05 (scripts/check_cvae_floor_budget.py): scalar 16 / 20 epochs 92.6 / 94.2 %, learned rotation
 # 16 / 24 epochs 80.6 / 83.7 % (validation pairs 95.3 / 97.8 %): 20 epochs for every model (~+330 s, ~1,200 s
 # in all). The learned rotation stays under the floor at any epoch count this budget holds.
+# beta at 20 epochs (2026-12-06, same Xeon, scripts/choose_cvae_settings.py, seed 100, batch 32, the page's
+# judge panel; samples at trained angles read right, %, learned rotation / scalar / FiLM / explicit rotation):
+#   beta 3: 80.8 / 94.2 / - / -    beta 5: 93.4 / 98.7 / 99.0 / 99.8    beta 6: 90.0 / 98.8 / 99.4 / 100.0
+#   beta 8: 80.8 / - / - / -       beta 10: 77.1 / 89.2 / - / -
+# (validation pairs read right at beta 5: 97.2 / 99.5 / 100.0 / 100.0 %). beta 5 has the best mean and the best
+# worst model; the learned rotation's reading moves by several points between neighbouring betas, so its
+# margin over the floor is not large.
 CPU_BATCH_SIZE = 32
-CPU_BETA = 3.0
+CPU_BETA = 5.0
 CPU_EPOCHS = 20
 CPU_TRAIN_SIZE = 10_000
 CPU_ENC_CHANNELS = (16, 32)  # half the default width (see above)
