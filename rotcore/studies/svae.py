@@ -659,7 +659,8 @@ def collapse_table(trained: Sequence[Trained], judge: nn.Module, data: StudyData
         acc = accuracy_pct(pred, y)
         worst, worst_acc = worst_digit(pred, y)
         rows.append({"model": t.name, "key": t.key, "seed": t.seed, "label": t.label, "kl": kl,
-                     "kl_per_dim": kl / t.config.latent_dim, "upright_decode_acc_pct": acc, "mode_label": int(counts.argmax()), "mode_pct": mode_pct,
+                     "kl_per_dim": kl / t.config.latent_dim, "upright_decode_acc_pct": acc,
+                     "mode_label": int(counts.argmax()), "mode_pct": mode_pct,
                      "worst_digit": worst, "worst_digit_acc_pct": worst_acc,
                      "collapsed": bool(mode_pct >= COLLAPSE_MODE_PCT or acc < COLLAPSE_ACC_PCT
                                        or worst_acc < COLLAPSE_DIGIT_PCT)})
