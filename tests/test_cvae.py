@@ -905,6 +905,25 @@ def test_choose_settings_ranks_grid_points_on_validation_only(tiny_run, tmp_path
                               rank_by=("test_acc_pct",))
 
 
+def test_choose_settings_shows_each_models_reading_beside_the_mean(tiny_run, monkeypatch):
+    """The floor is per model, so a grid point's row shows each model's sample reading as well as the mean the
+    choice ranks by (training and scoring stubbed: this checks the table, not the models)."""
+    cfg, data, _ = tiny_run
+    readings = {("rotation", 1.0): 80.0, ("scalar", 1.0): 100.0, ("rotation", 2.0): 95.0, ("scalar", 2.0): 97.0}
+    monkeypatch.setattr(study, "train", lambda key, point, *a, **k: (key, point.beta))
+    monkeypatch.setattr(study, "validation_scores", lambda t, *a, **k: {
+        "sample_acc_seen_pct": readings[t], "val_pair_acc_pct": 50.0, "val_pair_bce": 1.0})
+    grid = study.SettingsGrid(batch_size=(64,), beta=(1.0, 2.0), epochs=(1,))
+    table, chosen = study.choose_settings(cfg, data, study.DigitJudgePanel([_ConstJudge()]), grid=grid,
+                                          models=("rotation", "scalar"), seeds=(100,))
+    assert list(table.sample_acc_seen_pct_rotation) == [80.0, 95.0]
+    assert list(table.sample_acc_seen_pct_scalar) == [100.0, 97.0]
+    assert list(table.sample_acc_seen_pct) == [90.0, 96.0] and chosen["beta"] == 2.0
+    one, _ = study.choose_settings(cfg, data, study.DigitJudgePanel([_ConstJudge()]), grid=grid,
+                                   models=("rotation",), seeds=(100,))
+    assert not any(c.startswith("sample_acc_seen_pct_") for c in one.columns)
+
+
 def test_the_judges_upright_floor_and_ratio():
     cfg = report.resolve_config(study, "smoke")
     g = torch.Generator().manual_seed(0)
