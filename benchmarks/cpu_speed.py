@@ -26,11 +26,9 @@ Not part of pytest: speed depends on the machine.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import time
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -38,20 +36,8 @@ import torch.nn.functional as F
 from rotcore.data import load_mnist
 from rotcore.results import describe_device
 from rotcore.rotate import random_angles, random_angles_in, rotate_batch, rotate_crop_batch
-from rotcore.train import autocast, cpu_has_native_bf16, resolve_precision, use_channels_last
-
-
-@dataclasses.dataclass
-class Case:
-    """One model to time: a builder, the step's batch size, and ``make_loss(model) -> (() -> loss)``."""
-
-    key: str
-    label: str
-    size: str
-    batch_size: int
-    build: Callable[[], torch.nn.Module]
-    make_loss: Callable[[torch.nn.Module], Callable[[], torch.Tensor]]
-    conv: bool = True
+from rotcore.speed import Case, Runner, classifier_case, interleaved
+from rotcore.train import cpu_has_native_bf16, resolve_precision, use_channels_last
 
 
 def _mnist_batch(n: int):
@@ -61,25 +47,14 @@ def _mnist_batch(n: int):
 
 def cases() -> dict[str, Case]:
     from rotcore.models.angle_resnet import AngleResNetConfig, build_angle_model
-    from rotcore.models.classifier import ClassifierConfig, build_classifier
     from rotcore.models.cvae import CVAE, CVAEConfig, elbo_loss
     from rotcore.models.eqvae import SDVAEConfig, build_autoencoder_kl
 
     out = {}
 
-    def classifier_loss(bs):
-        x, y = _mnist_batch(bs)
-
-        def make(model):
-            def loss():  # study 05: a fresh random rotation per image and step, cross-entropy
-                return F.cross_entropy(model(rotate_batch(x, random_angles(len(x)))), y)
-            return loss
-        return make
-
-    for key, label, group in (("cnn", "plain CNN (study 05)", "C1"), ("c8", "C8 G-CNN (studies 05, judges)", "C8")):
-        mcfg = ClassifierConfig(group=group, width=0.25)
-        out[key] = Case(key, label, "width 0.25, 28 px, batch 128", 128,
-                        lambda mcfg=mcfg: build_classifier(mcfg), classifier_loss(128))
+    x, y = _mnist_batch(128)
+    for key in ("cnn", "c8"):  # study 05: a fresh random rotation per image and step, cross-entropy
+        out[key] = classifier_case(key, x, y)
 
     def resnet_loss(model):
         squares = torch.rand(64, 3, 144, 144, generator=torch.Generator().manual_seed(0))
@@ -123,44 +98,6 @@ def cases() -> dict[str, Case]:
     out["autoencoder_kl"] = Case("autoencoder_kl", "AutoencoderKL (study 02 base)",
                                  "64 px, batch 4, SD block plan 64-128-256-256", 4,
                                  lambda: build_autoencoder_kl(vcfg), vae_loss)
-    return out
-
-
-class Runner:
-    """A model, its optimiser and its loss under one setting; ``trial(min_s)`` returns images/s."""
-
-    def __init__(self, case: Case, setting: str, device: torch.device):
-        torch.manual_seed(0)
-        self.case, self.device = case, device
-        self.model = case.build().to(device).train()
-        self.precision = "fp32" if setting == "fp32" else "auto"
-        if setting != "fp32" and use_channels_last(self.model, "auto"):
-            self.model.to(memory_format=torch.channels_last)  # what fit does: parameters only
-        self.opt = torch.optim.AdamW(self.model.parameters(), 1e-4)
-        self.loss = case.make_loss(self.model)
-
-    def step(self):
-        with autocast(self.device, self.precision):
-            loss = self.loss()
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-
-    def trial(self, min_s: float, min_steps: int = 1) -> float:
-        self.step()  # warm-up (the first call of a setting also builds its kernels and optimiser state)
-        steps, t0 = 0, time.perf_counter()
-        while steps < min_steps or time.perf_counter() - t0 < min_s:
-            self.step()
-            steps += 1
-        return steps * self.case.batch_size / (time.perf_counter() - t0)
-
-
-def interleaved(runners: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
-    """Run each trial function once per round, alternating; all trials per name (the caller takes the best)."""
-    out = {k: [] for k in runners}
-    for _ in range(rounds):
-        for k, fn in runners.items():
-            out[k].append(fn())
     return out
 
 

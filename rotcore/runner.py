@@ -132,6 +132,20 @@ def precision_note(profile: str, *, auto_precision: str | None = None) -> str | 
             "need not match the pages'.")
 
 
+def speed_note(selected: Sequence[StudyInfo], *, rates: Mapping[str, float] | None = None) -> str:
+    """Before a run of the published profile on a CPU: a few seconds' training-speed probe here against the machine
+    that ran the pages, and the runtime it predicts for each selected study (:func:`rotcore.speed.runtime_note`).
+    ``rates``: the probe's images/s (``None``: measure them now, 10-20 s)."""
+    from rotcore import speed
+
+    t0 = time.perf_counter()
+    rates = speed.probe() if rates is None else rates
+    probe_s = time.perf_counter() - t0
+    wanted = {info.number for info in selected}
+    statuses = [s for s in page_status(paths.PUBLISHED_PROFILE, check_sources=False) if s.number in wanted]
+    return speed.runtime_note(statuses, rates, probe_s=probe_s)
+
+
 def execute(info: StudyInfo, profile: str, overrides: Mapping[str, Any], *, log=print) -> Path:
     """jupytext (py:percent) -> papermill, written to :func:`rotcore.paths.studies_dir` for ``profile``.
 
@@ -427,9 +441,10 @@ class PageStatus:
         return self.ran and not self.stale and not self.over_budget
 
 
-def page_status(profile: str = paths.PUBLISHED_PROFILE, *, root: Path | None = None) -> list[PageStatus]:
+def page_status(profile: str = paths.PUBLISHED_PROFILE, *, root: Path | None = None,
+                check_sources: bool = True) -> list[PageStatus]:
     """:class:`PageStatus` of every study on ``profile``, from its results JSON (no notebook is imported or run;
-    git compares the sources)."""
+    git compares the sources, unless ``check_sources`` is false: ``staleness`` is then ``None``)."""
     from rotcore import staleness
     from rotcore.results import read_results
 
@@ -444,7 +459,8 @@ def page_status(profile: str = paths.PUBLISHED_PROFILE, *, root: Path | None = N
         out.append(PageStatus(
             info.number, info.name, ran=True, runtime_s=float(rec["runtime_s"]),
             budget_min=info.cpu_budget_min if profile == paths.PUBLISHED_PROFILE else None,
-            device=str(rec.get("device", "")) + _precision(rec), staleness=staleness.study_staleness(info, rec, root)))
+            device=str(rec.get("device", "")) + _precision(rec),
+            staleness=staleness.study_staleness(info, rec, root) if check_sources else None))
     return out
 
 
@@ -561,6 +577,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("-p", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key (dotted for nested, e.g. upright_fit.epochs=2)")
     run.add_argument("--no-book", action="store_true", help="execute only")
+    run.add_argument("--no-speed-check", action="store_true",
+                     help="skip the few seconds' speed probe (and runtime estimate) before a run of the published "
+                          "profile on a CPU")
     book = sub.add_parser("book", help="build the book from executed notebooks")
     book.add_argument("--profile", default="smoke")
     lst = sub.add_parser("list", help="list studies and profiles")
@@ -636,6 +655,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         note = precision_note(args.profile)
         if note:
             print(note, file=sys.stderr)
+        if args.profile == paths.PUBLISHED_PROFILE and not args.no_speed_check:
+            from rotcore.train import default_device
+
+            if default_device().type == "cpu":
+                try:
+                    print(speed_note(selected), file=sys.stderr)
+                except (ValueError, KeyError, OSError) as err:  # advice only: a bad results file stops no run
+                    print(f"[rotbook] speed check skipped: {err}", file=sys.stderr)
         timings = {}
         for info in selected:
             t0 = time.perf_counter()

@@ -43,8 +43,36 @@ def test_a_published_run_without_native_bf16_says_it_will_not_compute_as_the_pag
     monkeypatch.setattr(runner, "execute", lambda *a, **k: None)
     monkeypatch.setattr(paths, "studies_dir", lambda profile: tmp_path)  # where a published run clears its placeholder
     monkeypatch.setattr(runner, "precision_note", lambda profile: f"NOTE {profile}")
-    assert runner.main(["run", "--only", "05", "--profile", published, "--no-book"]) == 0
+    assert runner.main(["run", "--only", "05", "--profile", published, "--no-book", "--no-speed-check"]) == 0
     assert f"NOTE {published}" in capsys.readouterr().err
+
+
+def test_a_published_run_on_a_cpu_first_estimates_each_runtime_here(tmp_path, monkeypatch, capsys):
+    """Before a `cpu` run on a CPU, `rotbook run` probes the training speed and scales each selected page's runtime
+    by it (on stderr); `--no-speed-check` and the other profiles skip the probe."""
+    from rotcore import speed
+
+    monkeypatch.setattr(runner, "execute", lambda *a, **k: None)
+    monkeypatch.setattr(runner, "precision_note", lambda profile: None)
+    monkeypatch.setattr(paths, "studies_dir", lambda profile: tmp_path)
+    rdir = tmp_path / "results"
+    rdir.mkdir()
+    monkeypatch.setattr(paths, "results_dir", lambda profile: rdir)
+    probes = []
+    monkeypatch.setattr(speed, "probe", lambda: probes.append(1) or {k: v / 2 for k, v in speed.REFERENCE_IMG_S.items()})
+    (rdir / f"{get('05').name}.json").write_text(json.dumps(
+        {"study": get("05").name, "profile": "cpu", "device": speed.REFERENCE_DEVICE, "git_commit": "abc",
+         "created": "now", "runtime_s": 60 * 30.0, "metrics": {}}))
+    assert runner.main(["run", "--only", "05", "--only", "03", "--profile", "cpu", "--no-book"]) == 0
+    err = capsys.readouterr().err
+    assert "05: 60-60 min (its page: 30.0 min; budget 40) · OVER its budget here" in err
+    assert "03: no published page to scale" in err and probes == [1]
+    (rdir / f"{get('05').name}.json").write_text("{}")  # a broken results file: the estimate is skipped, not the run
+    assert runner.main(["run", "--only", "05", "--profile", "cpu", "--no-book"]) == 0
+    assert "speed check skipped: " in capsys.readouterr().err and probes == [1, 1]
+    assert runner.main(["run", "--only", "05", "--profile", "cpu", "--no-book", "--no-speed-check"]) == 0
+    assert runner.main(["run", "--only", "05", "--profile", "smoke", "--no-book"]) == 0
+    assert "speed check" not in capsys.readouterr().err and probes == [1, 1]
 
 def test_registry_matches_notebooks():
     for info in STUDIES.values():
@@ -208,7 +236,7 @@ def test_a_failed_published_run_leaves_the_checkout_clean(tmp_path, monkeypatch)
         raise papermill.PapermillExecutionError(0, 7, "ZeroDivisionError", "division by zero", [])
 
     monkeypatch.setattr(papermill, "execute_notebook", execute_notebook)
-    code = runner.main(["run", "--profile", "cpu", "--only", "05", "--no-book"])
+    code = runner.main(["run", "--profile", "cpu", "--only", "05", "--no-book", "--no-speed-check"])
     assert code == 1
     assert git("status", "--porcelain") == ""
     assert page.read_text() == "the committed page"
