@@ -138,9 +138,11 @@ def speed_note(selected: Sequence[StudyInfo], *, rates: Mapping[str, float] | No
     ``rates``: the probe's images/s (``None``: measure them now, 10-20 s)."""
     from rotcore import speed
 
-    t0 = time.perf_counter()
-    rates = speed.probe() if rates is None else rates
-    probe_s = time.perf_counter() - t0
+    probe_s = None
+    if rates is None:
+        t0 = time.perf_counter()
+        rates = speed.probe()
+        probe_s = time.perf_counter() - t0
     wanted = {info.number for info in selected}
     statuses = [s for s in page_status(paths.PUBLISHED_PROFILE, check_sources=False) if s.number in wanted]
     return speed.runtime_note(statuses, rates, probe_s=probe_s)
