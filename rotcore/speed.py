@@ -8,7 +8,10 @@ cross-entropy, backward and an AdamW update, in the precision and memory format 
 runtime is scaled by the two ratios. The studies train other networks, so the ratios bound an estimate; they do
 not fix it. On the 2-core AVX512-BF16 EPYC (Zen 4) of 2026-12-06, ``benchmarks/cpu_speed.py`` measured
 0.44-0.76 over five models (CNN 0.47-0.59 in two runs, C8 0.43-0.44), and the probe 0.53 and 0.43
-(``benchmarks/README.md``)."""
+(``benchmarks/README.md``). Study 01's cells ran there at 0.59 (its judges: 792 s against 470 s) and about 0.8 (one
+generator with its evaluation, ~180 s against ~140 s per model) of the Xeon's speed, so the estimate of 41-50 min
+for its page was pessimistic (about 32 min from those cells): small-batch training gains less from the Xeon's AMX
+than the probe's batch of 128 does."""
 
 from __future__ import annotations
 
