@@ -5,8 +5,8 @@ classifiers (a plain CNN and a C8 G-CNN at width 0.25, batch 128: a fresh :func:
 cross-entropy, backward and an AdamW update, in the precision and memory format ``fit`` chooses). This is the step
 ``benchmarks/cpu_speed.py`` times, and the same code runs it. The rates are divided by the reference machine's
 (:data:`REFERENCE_IMG_S`, the 2-core Xeon with AMX-BF16 that ran every published page), and each page's recorded
-runtime is scaled by the two ratios. The studies train other networks, so the ratios bound an estimate; they do
-not fix it. On the 2-core AVX512-BF16 EPYC (Zen 4) of 2026-12-06, ``benchmarks/cpu_speed.py`` measured
+runtime is scaled by the two ratios. The studies train other networks, so the result is a rough range, not a
+bound. On the 2-core AVX512-BF16 EPYC (Zen 4) of 2026-12-06, ``benchmarks/cpu_speed.py`` measured
 0.44-0.76 over five models (CNN 0.47-0.59 in two runs, C8 0.43-0.44), and the probe 0.53 and 0.43
 (``benchmarks/README.md``). Study 01's cells ran there at 0.59 (its judges: 792 s against 470 s) and about 0.8 (one
 generator with its evaluation, ~180 s against ~140 s per model) of the Xeon's speed, so the estimate of 41-50 min
