@@ -110,8 +110,8 @@ def interleaved(trials: Mapping[str, Callable[[], float]], rounds: int) -> dict[
 
 def probe(device: torch.device | None = None, *, rounds: int = 3, min_s: float = 1.0) -> dict[str, float]:
     """Images/s of each :data:`REFERENCE_IMG_S` model's chosen step here: best of ``rounds`` interleaved trials of at
-    least ``min_s`` seconds (10-20 s in all at the defaults, building the C8 network included). Random pixels stand in for MNIST: a step's cost does
-    not depend on the values."""
+    least ``min_s`` seconds (10-20 s in all at the defaults, building the C8 network included). Random pixels stand
+    in for MNIST: a step's cost does not depend on the values."""
     device = torch.device("cpu") if device is None else device
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(128, 1, 28, 28, generator=g).to(device), torch.randint(0, 10, (128,), generator=g).to(device)
@@ -155,7 +155,8 @@ def runtime_note(statuses: Sequence, rates: Mapping[str, float], *, probe_s: flo
         else:
             lo, hi = expected_runtime_s(s.runtime_s, ratios)
             budget_s = 60 * s.budget_min if s.budget_min is not None else math.inf
-            verdict = " · OVER its budget here" if lo > budget_s else " · may run over its budget" if hi > budget_s else ""
+            verdict = (" · OVER its budget here" if lo > budget_s
+                       else " · may run over its budget" if hi > budget_s else "")
             lines.append(f"  {s.number}: {lo / 60:.0f}-{hi / 60:.0f} min (its page: {s.runtime_s / 60:.1f} min"
                          + (f"; budget {s.budget_min:g}" if s.budget_min is not None else "") + ")" + verdict)
     return "\n".join(lines)
