@@ -50,8 +50,11 @@ def test_a_published_run_without_native_bf16_says_it_will_not_compute_as_the_pag
 def test_a_published_run_on_a_cpu_first_estimates_each_runtime_here(tmp_path, monkeypatch, capsys):
     """Before a `cpu` run on a CPU, `rotbook run` probes the training speed and scales each selected page's runtime
     by it (on stderr); `--no-speed-check` and the other profiles skip the probe."""
-    from rotcore import speed
+    import torch
 
+    from rotcore import speed, train
+
+    monkeypatch.setattr(train, "default_device", lambda: torch.device("cpu"))  # as on a machine without CUDA
     monkeypatch.setattr(runner, "execute", lambda *a, **k: None)
     monkeypatch.setattr(runner, "precision_note", lambda profile: None)
     monkeypatch.setattr(paths, "studies_dir", lambda profile: tmp_path)
@@ -73,6 +76,9 @@ def test_a_published_run_on_a_cpu_first_estimates_each_runtime_here(tmp_path, mo
     assert runner.main(["run", "--only", "05", "--profile", "cpu", "--no-book", "--no-speed-check"]) == 0
     assert runner.main(["run", "--only", "05", "--profile", "smoke", "--no-book"]) == 0
     assert "speed check" not in capsys.readouterr().err and probes == [1, 1]
+    monkeypatch.setattr(train, "default_device", lambda: torch.device("cuda"))  # a GPU: the CPU budgets say nothing
+    assert runner.main(["run", "--only", "05", "--profile", "cpu", "--no-book"]) == 0
+    assert probes == [1, 1]
 
 def test_registry_matches_notebooks():
     for info in STUDIES.values():
