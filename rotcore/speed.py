@@ -23,6 +23,9 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
+from rotcore.rotate import random_angles, rotate_batch
+from rotcore.train import autocast, use_channels_last
+
 #: Training images per second of :func:`classifier_case`'s steps under ``fit``'s chosen setting (bf16 autocast,
 #: channels_last for the CNN): ``benchmarks/cpu_speed.py`` run alone on the 2-core Intel Xeon with AMX-BF16,
 #: 2 threads, best of 3 interleaved trials, 2026-12-05 (benchmarks/README.md).
@@ -31,7 +34,9 @@ REFERENCE_IMG_S: dict[str, float] = {"cnn": 2_718.0, "c8": 631.0}
 #: results JSON ``device``): a page run elsewhere is not scaled.
 REFERENCE_DEVICE = "CPU (2 cores, x86_64, Intel(R) Xeon(R) Processor)"
 REFERENCE_TEXT = "the 2-core Xeon with AMX-BF16 that ran the published pages"
-PROBE_LABELS = {"cnn": "plain CNN", "c8": "C8 G-CNN"}
+#: The probe's classifiers: key -> (group, name in the runtime note, label in the benchmark's table).
+CLASSIFIERS: dict[str, tuple[str, str, str]] = {"cnn": ("C1", "plain CNN", "plain CNN (study 05)"),
+                                                "c8": ("C8", "C8 G-CNN", "C8 G-CNN (studies 05, judges)")}
 
 
 @dataclasses.dataclass
@@ -49,11 +54,9 @@ class Case:
 def classifier_case(key: str, x: torch.Tensor, y: torch.Tensor) -> Case:
     """Study 05's classifier ``key`` (``"cnn"``: C1, ``"c8"``: C8; width 0.25) trained on the batch ``x, y`` (28 px),
     each step at a fresh random angle per image."""
-    from rotcore.models.classifier import ClassifierConfig, build_classifier
-    from rotcore.rotate import random_angles, rotate_batch
+    from rotcore.models.classifier import ClassifierConfig, build_classifier  # escnn: only when a probe runs
 
-    group = {"cnn": "C1", "c8": "C8"}[key]
-    label = {"cnn": "plain CNN (study 05)", "c8": "C8 G-CNN (studies 05, judges)"}[key]
+    group, _, label = CLASSIFIERS[key]
 
     def make(model):
         def loss():
@@ -69,8 +72,6 @@ class Runner:
     what ``fit`` picks with ``precision="auto"``, ``memory_format="auto"``); ``trial(min_s)`` returns images/s."""
 
     def __init__(self, case: Case, setting: str, device: torch.device):
-        from rotcore.train import use_channels_last
-
         torch.manual_seed(0)
         self.case, self.device = case, device
         self.model = case.build().to(device).train()
@@ -81,8 +82,6 @@ class Runner:
         self.loss = case.make_loss(self.model)
 
     def step(self) -> None:
-        from rotcore.train import autocast
-
         with autocast(self.device, self.precision):
             loss = self.loss()
         self.opt.zero_grad(set_to_none=True)
@@ -142,7 +141,7 @@ def runtime_note(statuses: Sequence, rates: Mapping[str, float], *, probe_s: flo
     it predicts here against the study's budget (a page that did not run on the reference machine is not
     scaled)."""
     ratios = speed_ratios(rates)
-    measured = " and ".join(f"{PROBE_LABELS[k]} at {rates[k]:,.0f} img/s ({ratios[k]:.2f}x)" for k in ratios)
+    measured = " and ".join(f"{CLASSIFIERS[k][1]} at {rates[k]:,.0f} img/s ({ratios[k]:.2f}x)" for k in ratios)
     took = f" ({probe_s:.0f} s)" if probe_s is not None else ""
     lines = [f"[rotbook] speed check{took}: this machine trains study 05's {measured}, against {REFERENCE_TEXT} "
              "(benchmarks/README.md). Expected runtimes here, each page's runtime over the two ratios (the studies "
