@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -216,7 +216,8 @@ study.angle_class_table(rot_df).round(1)
 # %% [markdown]
 # **Matched input statistics.** The VAEs were trained on *binarised* digits, but the rotated test digits above
 # are grayscale and softened by bilinear interpolation. The control: the same rotated test 6s and 9s,
-# binarised after rotating exactly as in training (a fixed seed per angle), mean and worst angle:
+# binarised after rotating exactly as in training (once per angle class with a fixed seed, then turned by the
+# angle's whole quarter turns, which only move pixels), mean and worst angle:
 
 # %%
 bin_df = pd.concat([study.evaluate_binarised_six_nine(t, judge.model, data, cfg) for t in trained.values()],

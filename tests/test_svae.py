@@ -643,6 +643,19 @@ def test_binarised_control_feeds_binary_rotated_sixes_and_nines(monkeypatch):
     assert all(((b == 0) | (b == 1)).all() for b in seen)  # binarised after rotating, like the training inputs
     assert sorted(set(df.label)) == ["6", "9"] and len(df) == 2 * len(cfg.test_angles_deg)
     assert (df.inputs == "binarised").all() and df.n.sum() == n69 * len(cfg.test_angles_deg)
+    # an escnn encoder reads one angle per class modulo 90° and copies it: what reading every angle gives
+    torch.manual_seed(0)
+    judge[1].weight.data.normal_()
+    evae = build_vae(study.vae_config("sgvae", cfg))
+    orig, seen = evae.posterior_params, []
+    monkeypatch.setattr(evae, "posterior_params", lambda b: (seen.append(len(b)), orig(b))[1])
+    t = study.Trained("sgvae", "S-GVAE", None, evae, None)
+    fast = study.evaluate_binarised_six_nine(t, judge, data, cfg)
+    n_fast = sum(seen)
+    full = study.evaluate_binarised_six_nine(t, judge, data, cfg, reuse_quarter_turns=False)
+    assert fast.equals(full)
+    classes = {study.quarter_turn_class(a) for a in cfg.test_angles_deg}
+    assert n_fast == n69 * len(classes) < sum(seen) - n_fast == n69 * len(cfg.test_angles_deg)
     m = {f"sgvae_{d}_acc_{s}{b}_pct": 50.0 for d in ("six", "nine") for s in ("mean", "min") for b in ("", "_bin")}
     assert "do not explain" in study.binarised_sentence(m)
     assert "matters (up to 20.0 points)" in study.binarised_sentence({**m, "sgvae_nine_acc_min_bin_pct": 30.0})
