@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -54,7 +54,8 @@
 # chosen on **validation** digits (`scripts/choose_cvae_settings.py`, `study.choose_settings`), never on test
 # digits. The seed's optional auxiliary terms are not used: the comparison is about how the angle enters,
 # and they would add a second variable. Every model trains on digits rotated by angles from a set of
-# intervals that leaves whole bands out (a notebook parameter, `train_angles_deg`), once per seed, and is
+# intervals that leaves whole bands out (a notebook parameter, `train_angles_deg`), once per seed (the
+# learned rotation, the design the unseen-angle question is about, with more seeds: `replicated`), and is
 # judged every 15° over the full circle.
 #
 # **Running it yourself.** `profile = "cpu"` reproduces this page in at most 25 minutes on 2 CPU cores (this
@@ -166,7 +167,7 @@ models
 
 # %%
 glue_text("cvae_settings_sentence", study.settings_sentence(cfg, data))
-trained = study.train_all(cfg, data, device=device)  # every model, once per seed
+trained = study.train_all(cfg, data, device=device)  # every model, once per seed (and per replicate seed)
 shown_models = study.first_seed(trained)  # figures of single generations show the first seed's models
 fig = plots.plot_histories({t.label: t.result.history for t in shown_models}, "val_loss", colors=study.COLORS,
                            ylabel="validation loss (nats / image)",
@@ -227,8 +228,9 @@ members.rename(index=study.MODELS).round(1)
 # **Another sampler, to find where a sample goes wrong.** The encoder is never told the label, so a code
 # can also say which digit it saw, and the prior N(0, I) draws codes from every digit's region for every label.
 # The same decoders and cells, with each digit's codes drawn instead from a Gaussian fitted to the codes of
-# that digit's training images (full covariance; at trained angles, then unseen ones, %). A check of why a
-# model misses the floor, not a new verdict: the floor and the targets stay with the prior's samples.
+# that digit's training images (full covariance; at trained angles, then unseen ones, %, mean over seeds). It
+# asks whether the decoder or the prior's draws keep a model's samples off the intended digit; it is not a new
+# verdict: the floor and the targets stay with the prior's samples.
 
 # %%
 fit_df = study.evaluate_generation(trained, digit_judge, angle_judge, cfg, codes_from=data.train)
@@ -354,6 +356,13 @@ metrics = study.headline_metrics(gen_df, per_seed, judge_metrics, models,
 metrics.update(study.fitted_metrics(fit_df))
 path = run.publish(metrics)
 study.summarize(per_seed).drop(columns="label").T.round(3)
+
+# %% [markdown]
+# Each training seed apart, for the models trained with more than one (the pooled numbers above and their
+# intervals cover the seeds):
+
+# %%
+per_seed[per_seed.model.isin(cfg.replicated)].set_index(["model", "seed"])[list(study.SEED_SPREAD_STATS)].round(1)
 
 # %% [markdown]
 # ## Discussion

@@ -181,6 +181,25 @@ def test_other_config_errors_are_clear():
         with pytest.raises(ConfigError, match="seeds"):
             report.resolve_config(study, "smoke", {"seeds": bad})
     assert report.resolve_config(study, "smoke", {"seeds": [3, 1]}).seeds == (3, 1)
+    for bad in ([1, 1], [-2], [True]):
+        with pytest.raises(ConfigError, match="replicate_seeds"):
+            report.resolve_config(study, "smoke", {"replicate_seeds": bad})
+    with pytest.raises(ConfigError, match="replicated"):
+        report.resolve_config(study, "smoke", {"replicated": ["vae"]})
+    cfg = report.resolve_config(study, "smoke", {"replicated": ["film"], "replicate_seeds": [4, 2]})
+    assert cfg.model_seeds("film") == (0, 4, 2) and cfg.model_seeds("scalar") == (0,)
+    cfg = report.resolve_config(study, "smoke", {"seeds": [0, 1, 2]})  # the replicate seed 1 is not repeated
+    assert cfg.model_seeds("latent") == (0, 1, 2)
+
+
+def test_train_all_trains_the_replicated_models_again_with_their_seeds(monkeypatch):
+    cfg = report.resolve_config(study, "smoke", {"models": ["scalar", "latent"], "seeds": [0, 3],
+                                                 "replicated": ["latent"], "replicate_seeds": [1, 3, 2]})
+    monkeypatch.setattr(study, "train", lambda k, c, d, *, seed, device=None, progress=None: (seed, k))
+    assert study.train_all(cfg, None) == [(0, "scalar"), (0, "latent"), (3, "scalar"), (3, "latent"),
+                                          (1, "latent"), (2, "latent")]
+    assert study.first_seed([study.Trained(k, None, None, s) for s, k in study.train_all(cfg, None)]) == [
+        study.Trained("scalar", None, None, 0), study.Trained("latent", None, None, 0)]
 
 
 def test_profiles_and_contract():
@@ -321,8 +340,21 @@ def test_headline_cis_over_seeds_and_by_clustered_bootstrap():
     assert "drop of 40.0 points" in text["cvae_scalar_sentence"]
     assert "reach the 90 % floor" in text["cvae_scalar_sentence"]  # 90 % at trained angles: the floor holds
     assert "scalar angle (pairs) 40.0 points" in text["cvae_generalise_sentence"]
-    assert "mean over seeds" in text["cvae_distance_sentence"]
+    assert "pooled over each model's seeds" in text["cvae_distance_sentence"]
     assert "one seed" in study.discussion(m)["cvae_distance_sentence"]  # the one-seed run says so
+    # one model with three seeds beside one with one: each interval says what it covers, each seed is shown
+    df_mix = pd.concat([df, *(f.assign(key="latent", model=study.MODELS["latent"]) for f in frames)],
+                       ignore_index=True)
+    m_mix = study.headline_metrics(df_mix, study.seed_summary(df_mix, *_empty_recon_sweep()), {}, models, n_boot=200)
+    assert m_mix["n_seeds_scalar"] == 1 and m_mix["n_seeds_latent"] == 3 and m_mix["n_seeds"] == 1
+    assert m_mix["gen_digit_acc_drop_pts_latent_by_seed"] == pytest.approx(drops)
+    assert "gen_digit_acc_drop_pts_scalar_by_seed" not in m_mix
+    assert "(seed, digit) cluster" in m_mix["gen_digit_acc_drop_pts_latent_ci_method"]
+    assert m_mix["gen_digit_acc_drop_pts_scalar_n"] == 200
+    ci = study.ci_sentence(m_mix)
+    assert f"the {study.MODELS['latent']} with 3 seeds" in ci and "90.0 / 90.0 / 90.0 %" in ci
+    assert f"The {study.MODELS['scalar']} has one seed: its intervals are a percentile bootstrap over the prior" in ci
+    assert "pooled over each model's seeds" in study.discussion(m_mix)["cvae_distance_sentence"]
     low = study.discussion({**m3, "gen_digit_acc_seen_pct_scalar": 75.0})
     assert "below the 90 % floor" in low["cvae_scalar_sentence"] and "No learned design" in low["cvae_generalise_sentence"]
     assert "N(0, I)" in text["cvae_sampling_sentence"] and "temperature 1" in text["cvae_sampling_sentence"]

@@ -177,6 +177,8 @@ class CVAEStudyConfig:
                                monitor="val_loss", monitor_mode="min")
     eval_batch_size: int = 2_000
     seeds: tuple[int, ...] = (0,)
+    replicated: tuple[str, ...] = ()  # models trained again with each of replicate_seeds (their readings pooled)
+    replicate_seeds: tuple[int, ...] = ()  # ... training seeds besides ``seeds`` (one already there is not repeated)
 
     def __post_init__(self):
         if not self.models:
@@ -205,6 +207,13 @@ class CVAEStudyConfig:
             raise ConfigError("digit_judge_seeds must be a non-empty sequence of distinct non-negative integers, "
                               f"got {self.digit_judge_seeds!r}")
         object.__setattr__(self, "digit_judge_seeds", judge_seeds)
+        for key in self.replicated:  # a replicated model left out of ``models`` is not trained
+            check_choice("replicated", key, tuple(MODELS))
+        object.__setattr__(self, "replicated", tuple(self.replicated))
+        object.__setattr__(self, "replicate_seeds", tuple(self.replicate_seeds))
+        if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.replicate_seeds) \
+                or len(set(self.replicate_seeds)) != len(self.replicate_seeds):
+            raise ConfigError(f"replicate_seeds must be distinct non-negative integers, got {self.replicate_seeds!r}")
         for name in ("latent_dim", "hidden", "film_hidden", "val_size", "samples_per_cell", "sweep_step_deg",
                      "eval_batch_size"):
             check_positive(name, getattr(self, name))
@@ -215,6 +224,12 @@ class CVAEStudyConfig:
                 check_positive(name, getattr(self, name))
         for key in self.models:  # channel tuples, sizes and rot_blocks are checked by the model's own config
             self.model_config(key)
+
+    def model_seeds(self, key: str) -> tuple[int, ...]:
+        """The training seeds of model ``key``: ``seeds``, then, if it is ``replicated``, the ``replicate_seeds`` not
+        already among them."""
+        extra = self.replicate_seeds if key in self.replicated else ()
+        return (*self.seeds, *(s for s in extra if s not in self.seeds))
 
     def model_config(self, key: str) -> CVAEConfig:
         return CVAEConfig(conditioning=MODEL_SPECS[key][0], latent_dim=self.latent_dim, enc_channels=tuple(self.enc_channels),
@@ -286,7 +301,7 @@ PROFILES: dict[str, CVAEStudyConfig] = {
         latent_dim=8, enc_channels=(8, 16), dec_channels=(16, 8), hidden=64, film_hidden=16,
         train_size=512, val_size=256, test_size=100, eval_angles_deg=tuple(float(a) for a in range(0, 360, 45)),
         samples_per_cell=4, sweep_step_deg=45.0, judge_profile="smoke", judge_test_size=300,
-        digit_judge_seeds=(0, 1),
+        digit_judge_seeds=(0, 1), replicated=("latent",), replicate_seeds=(1,),
         fit=FitConfig(epochs=1, batch_size=32, lr=3e-3, monitor="val_loss", monitor_mode="min"),
         eval_batch_size=500,
     ),
@@ -340,6 +355,12 @@ PROFILES: dict[str, CVAEStudyConfig] = {
     # (see CPU_EPOCHS): ~1,200 s expected here. On the slower machines of earlier days it would not fit.
     # The page at dc367a7 took 1,174 s. The fitted-code sampler (evaluate_generation(codes_from=...), the page's
     # check of why a model misses the floor) reads every generation cell once more: ~+60 s.
+    # The page at 6b31c46 took 1,303 s (judges 470 s, generators 704 s, generation 54 s, fitted sampler 46 s).
+    # Its learned rotation read 91.7 % at trained angles, 1.7 points over the floor; three training seeds of it
+    # read 82.2 / 91.7 / 92.0 % (scripts/check_cvae_unseen_angles.py, 2026-12-06), so one seed cannot say which
+    # side of the floor the design is on. It now trains with three seeds (replicated), its verdict on the pooled
+    # draws: ~+2 x 160 s on that Xeon (training ~140 s, evaluation ~20 s each), ~1,620 s, over the budget
+    # there; the 2-core Xeon of 2026-12-06 trains 1.25-1.30x faster (rotbook's speed check): ~1,290 s.
     "cpu": CVAEStudyConfig(
         enc_channels=CPU_ENC_CHANNELS, dec_channels=CPU_DEC_CHANNELS,
         train_size=CPU_TRAIN_SIZE, val_size=2_000, test_size=300, recon_test_size=200,
@@ -347,11 +368,12 @@ PROFILES: dict[str, CVAEStudyConfig] = {
         judge_train_size=15_000, digit_judge_seeds=(0, 1, 2), digit_judge_epochs=3, beta=CPU_BETA,
         fit=FitConfig(epochs=CPU_EPOCHS, batch_size=CPU_BATCH_SIZE, lr=2e-3, lr_schedule="cosine", warmup_steps=100,
                       weight_decay=0.0, monitor="val_loss", monitor_mode="min"),
-        seeds=(0,),
+        seeds=(0,), replicated=("latent",), replicate_seeds=(1, 2),
     ),
     # gpu: the former `full` sizes (one seed: CIs from the clustered bootstrap over prior draws), with the
     # judges on half of MNIST train and the generators on the other half; batch 64 for more steps
-    "gpu": CVAEStudyConfig(judge_train_size=27_500, digit_judge_seeds=(0, 1, 2),
+    "gpu": CVAEStudyConfig(judge_train_size=27_500, digit_judge_seeds=(0, 1, 2), replicated=("latent",),
+                           replicate_seeds=(1, 2),
                            fit=FitConfig(epochs=30, batch_size=64, lr=1e-3, lr_schedule="cosine", warmup_steps=200,
                                          weight_decay=0.0, monitor="val_loss", monitor_mode="min")),
 }
@@ -509,7 +531,7 @@ def _generator_train_size(cfg: CVAEStudyConfig) -> int:
 
 
 def train_flops(cfg: CVAEStudyConfig) -> float:
-    """Training FLOPs of a config: every cVAE (models × seeds), counted by :func:`rotcore.train.step_flops`
+    """Training FLOPs of a config: every cVAE (each model × its seeds), counted by :func:`rotcore.train.step_flops`
     (per image and per step), and every judge of ``judge_profile`` (the digit judges of the panel and the angle
     judge, counted as if not cached), each scaled by
     the images and steps it sees (epochs × full batches). A few seconds on an idle CPU (building the G-CNN judge dominates; cached per judge config)."""
@@ -521,7 +543,7 @@ def train_flops(cfg: CVAEStudyConfig) -> float:
         torch.manual_seed(0)
         per_image, per_step = step_flops(CVAE(cfg.model_config(key)).train(), lambda m, b, loss=loss: loss(m, b)[0],
                                          lambda b: (torch.rand(b, 1, 28, 28, generator=g), torch.arange(b) % 10))
-        total += (per_image * seen + per_step * steps) * len(cfg.seeds)
+        total += (per_image * seen + per_step * steps) * len(cfg.model_seeds(key))
     for judge in (*cfg.digit_judge_configs(), cfg.judge_configs()[1]):
         total += _judge_flops_per_image(judge) * images_seen(mnist_train_count(judge.train_size, judge.val_size),
                                                              judge.fit)[0]
@@ -751,15 +773,18 @@ def train(key: str, cfg: CVAEStudyConfig, data: StudyData, *, seed: int | None =
 
     loader = TensorLoader(data.train.x, data.train.y, batch_size=fit_cfg.batch_size, drop_last=True, seed=seed)
     ckpt = run_dir(STUDY, f"cvae-{key}", run_cfg) / "checkpoint.pt"
-    desc = f"cVAE: {MODELS[key]}" + (f" (seed {seed})" if len(cfg.seeds) > 1 else "")
+    desc = f"cVAE: {MODELS[key]}" + (f" (seed {seed})" if len(cfg.model_seeds(key)) > 1 else "")
     result = fit(model, cvae_loss(cfg.train_angles_deg, beta=cfg.beta, recipe=recipe), loader, config=fit_cfg, validate=validate,
                  checkpoint=ckpt, run_config=run_cfg, device=device, progress=progress, desc=desc)
     return Trained(key, model.eval(), result, seed)
 
 
 def train_all(cfg: CVAEStudyConfig, data: StudyData, *, device=None, progress: bool | None = None) -> list[Trained]:
-    """Every model of ``cfg.models`` for every seed of ``cfg.seeds`` (seed-major order)."""
-    return [train(k, cfg, data, seed=s, device=device, progress=progress) for s in cfg.seeds for k in cfg.models]
+    """Every model of ``cfg.models`` for every seed of ``cfg.seeds`` (seed-major order), then the ``replicated``
+    models for every seed of ``replicate_seeds``."""
+    runs = [(s, k) for s in cfg.seeds for k in cfg.models]
+    runs += [(s, k) for s in cfg.replicate_seeds if s not in cfg.seeds for k in cfg.models if k in cfg.replicated]
+    return [train(k, cfg, data, seed=s, device=device, progress=progress) for s, k in runs]
 
 
 def first_seed(trained: Sequence[Trained]) -> list[Trained]:
@@ -1459,6 +1484,9 @@ def generation_stats(gen_df):
                          for (key, seed), part in gen_df.groupby(["key", "seed"], sort=False)])
 
 
+# the statistics the page also gives per training seed for a model trained with several
+SEED_SPREAD_STATS = ("digit_acc_seen_pct", "digit_acc_drop_pts", "angle_err_gap_deg")
+
 # the statistics also read by each member of the digit judge panel alone (the spread one judge's seed puts on them)
 MEMBER_STATS = ("digit_acc_seen_pct", "digit_acc_unseen_pct", "digit_acc_drop_pts")
 
@@ -1514,22 +1542,24 @@ def headline_metrics(gen_df, per_seed, judge_metrics: Mapping[str, Any], models_
                      n_boot: int = 2_000) -> dict[str, Any]:
     """The flat ``metrics`` of ``results/01_cvae_rotation.json``.
 
-    ``gen_<stat>_<model>`` for every ``GEN_STATS`` with ``_ci95``, ``_n`` and ``_ci_method``: with two or more
-    seeds the mean over seeds, with a percentile bootstrap clustered by (seed, digit) for the percentages (so
-    the interval stays in [0, 100]; ``n`` = clusters) and a Student-t interval over seeds for the differences
-    and angle errors (``n`` = seeds); with one seed the value and a percentile bootstrap over the prior draws,
-    clustered by draw (a draw is decoded at every angle; ``n`` = draws).
+    ``gen_<stat>_<model>`` for every ``GEN_STATS`` with ``_ci95``, ``_n`` and ``_ci_method``
+    (:func:`_stats_with_ci`): for a model trained with two or more seeds the statistic of its pooled draws with
+    a percentile bootstrap clustered by (seed, digit) (``n`` = clusters); with one seed a percentile bootstrap
+    over the prior draws, clustered by draw (a draw is decoded at every angle; ``n`` = draws).
     With a panel of digit judges, ``gen_<stat>_<model>_judge_min`` / ``_judge_max`` for ``MEMBER_STATS``: the
     lowest and highest reading of a single member judge (:func:`member_stats`), and ``digit_judge_members``.
     Then the per-model means of the other :func:`seed_summary` columns, the 1/7-vs-8/0 claim, the judges'
     own scores, parameter counts, the explicit decoder's equivariance check, the decoders' response to their
-    angle (:func:`angle_response`, mean over seeds) and ``n_seeds``. Anchored
+    angle (:func:`angle_response`, mean over seeds), ``n_seeds_<model>`` (its training seeds) and ``n_seeds``
+    (the fewest any model has). Anchored
     metrics of models not in this run are ``None``.
     """
     m: dict[str, Any] = dict(judge_metrics)
-    seeds = sorted(per_seed.seed.unique())
-    m["n_seeds"] = len(seeds)
     for key, part in per_seed.groupby("model", sort=False):
+        m[f"n_seeds_{key}"] = int(part.seed.nunique())
+        if len(part) >= 2:  # each training seed's own reading, beside the pooled statistic and its interval
+            for stat in SEED_SPREAD_STATS:
+                m[f"gen_{stat}_{key}_by_seed"] = [float(v) for v in part[stat]]
         m.update(_stats_with_ci(gen_df[gen_df.key == key], GEN_STATS, "gen_{}_" + key, n_boot=n_boot))
         for col in part.columns.drop(["model", "seed", *GEN_STATS]):
             m[f"{col}_{key}"] = float(part[col].mean())
@@ -1539,6 +1569,7 @@ def headline_metrics(gen_df, per_seed, judge_metrics: Mapping[str, Any], models_
     for key, part in members.groupby("model", sort=False):
         for s in MEMBER_STATS:
             m[f"gen_{s}_{key}_judge_min"], m[f"gen_{s}_{key}_judge_max"] = float(part[s].min()), float(part[s].max())
+    m["n_seeds"] = min(m[f"n_seeds_{k}"] for k in per_seed.model.unique())
     claim_key = next((k for k in (SEED_RECIPE, "scalar") if k in set(per_seed.model)), None)
     if claim_key is not None:
         m.update(digit_claim(by_cell(gen_df), claim_key))
@@ -1675,20 +1706,46 @@ def _rescaled_clause(m: Mapping[str, Any], present: Sequence[str]) -> str:
            "Rescaled or not, every model stays on the same side of the floor."))
 
 
+def ci_sentence(m: Mapping[str, Any]) -> str:
+    """How many seeds each model is trained with and what its intervals cover; for a model trained with
+    several, each seed's own reading of the floor and the angle gap."""
+    counts = {k: int(m[f"n_seeds_{k}"]) for k in MODELS if m.get(f"n_seeds_{k}")}
+    several = {k: n for k, n in counts.items() if n >= 2}
+    one = [MODELS[k] for k, n in counts.items() if n == 1]
+    pooled = ("a percentile bootstrap over (seed, digit) clusters, so it covers the training run and a "
+              "percentage's stays within [0, 100] %")
+    single = ("a percentile bootstrap over the prior draws, clustered by draw (one draw is decoded at every "
+              "angle); it leaves out the variation between training runs, so it is narrower than an interval "
+              "over seeds would be")
+    if not several:
+        return f"This run has one seed: every interval below is {single}."
+    if not one:
+        n = set(several.values())
+        count = f"{n.pop()} seeds" if len(n) == 1 else f"at least {min(several.values())} seeds"
+        return (f"Every model is trained once per seed ({count}; each trains anew and draws its own latent "
+                f"codes). Every interval of a sample statistic (percentages, their drops, "
+                f"angle errors) is {pooled}; the latent probe's R² is a Student-t interval over the seeds, clipped "
+                "at 1.")
+    parts = []
+    for k, n in several.items():
+        acc, gap = m.get(f"gen_digit_acc_seen_pct_{k}_by_seed"), m.get(f"gen_angle_err_gap_deg_{k}_by_seed")
+        detail = ""
+        if acc and gap:
+            detail = (f" (by seed, samples at trained angles read right {' / '.join(f'{v:.1f}' for v in acc)} %, "
+                      f"angle gap {' / '.join(f'{v:.1f}' for v in gap)}°)")
+        parts.append(f"the {MODELS[k]} with {n} seeds{detail}")
+    whose = "its" if len(parts) == 1 else "each one's"
+    return (f"Training seeds: {'; '.join(parts)}; {whose} numbers pool the seeds' draws and each interval is "
+            f"{pooled}. "
+            + (f"The {one[0]} has one seed: its intervals are {single}." if len(one) == 1 else
+               f"The other models ({', '.join(one)}) have one seed each: their intervals are {single}."))
+
+
 def discussion(m: Mapping[str, Any]) -> dict[str, str]:
     """Sentences for the notebook's discussion, written from the run's metrics (each holds whatever the
     outcome; a model left out of the run gets a sentence saying so)."""
     out = {}
-    n_seeds = m.get("n_seeds") or 0
-    out["cvae_ci_sentence"] = (
-        f"Every model is trained once per seed ({n_seeds} seeds; each trains anew and draws its own latent codes). "
-        "Every interval of a sample statistic (percentages, their drops, angle errors) is a percentile bootstrap "
-        "over (seed, digit) clusters, so a percentage's stays within [0, 100] %; the latent probe's R² is a "
-        "Student-t interval over the seeds, clipped at 1."
-        if n_seeds >= 2 else
-        "This run has one seed: every interval below is a percentile bootstrap over the prior draws, "
-        "clustered by draw (one draw is decoded at every angle); it leaves out the variation between "
-        "training runs, so it is narrower than an interval over seeds would be.")
+    out["cvae_ci_sentence"] = ci_sentence(m)
     out["cvae_sampling_sentence"] = (
         f"Every sample is decoded from a code drawn from the prior N(0, I) at temperature {SAMPLE_TEMPERATURE:g} "
         "(no truncation, no rescaling of the code): what a reader who samples the model gets, not its best-looking "
@@ -1829,7 +1886,8 @@ def discussion(m: Mapping[str, Any]) -> dict[str, str]:
                          + (f", {far:.1f} % farther" if far is not None else ""))
         out["cvae_distance_sentence"] = (
             "How each learned design degrades with the distance to the nearest trained angle (digit accuracy"
-            + (", mean over seeds" if (m.get("n_seeds") or 1) > 1 else ", one seed") + "): " + "; ".join(parts) + ".")
+            + (", one seed" if all((m.get(f"n_seeds_{k}") or 1) == 1 for k in learned) else
+               ", pooled over each model's seeds") + "): " + "; ".join(parts) + ".")
         working = [k for k in learned if _floor_holds(m, k)]
         if working:
             drops = ", ".join(f"{MODELS[k]} {m[f'gen_digit_acc_drop_pts_{k}']:.1f} points" for k in working)
