@@ -13,6 +13,7 @@ from rotcore import report
 from rotcore.config import ConfigError
 from rotcore.metrics import mse_per_image
 from rotcore.models.cvae import CVAE, CVAEConfig, elbo_loss, load_cvae
+from rotcore.results import write_results
 from rotcore.rotate import (
     complement_intervals,
     distance_to_intervals_deg,
@@ -305,7 +306,7 @@ def test_drop_is_seen_mean_minus_unseen_mean_with_the_worst_band_apart():
     assert row.digit_acc_beyond30_pct == pytest.approx(30.0)  # only 180° is farther than 30° from training
 
 
-def test_headline_cis_over_seeds_and_by_clustered_bootstrap():
+def test_headline_cis_over_seeds_and_by_clustered_bootstrap(tmp_path):
     import pandas as pd
 
     models = pd.DataFrame({"parameters": [10]}, index=["scalar"])
@@ -347,8 +348,9 @@ def test_headline_cis_over_seeds_and_by_clustered_bootstrap():
                        ignore_index=True)
     m_mix = study.headline_metrics(df_mix, study.seed_summary(df_mix, *_empty_recon_sweep()), {}, models, n_boot=200)
     assert m_mix["n_seeds_scalar"] == 1 and m_mix["n_seeds_latent"] == 3 and m_mix["n_seeds"] == 1
-    assert m_mix["gen_digit_acc_drop_pts_latent_by_seed"] == pytest.approx(drops)
-    assert "gen_digit_acc_drop_pts_scalar_by_seed" not in m_mix
+    assert [m_mix[f"gen_digit_acc_drop_pts_latent_seed{i}"] for i in range(3)] == pytest.approx(drops)
+    assert "gen_digit_acc_drop_pts_scalar_seed0" not in m_mix
+    write_results("01_cvae_rotation", m_mix, profile="smoke", runtime_s=1.0, out_dir=tmp_path)  # flat metrics
     assert "(seed, digit) cluster" in m_mix["gen_digit_acc_drop_pts_latent_ci_method"]
     assert m_mix["gen_digit_acc_drop_pts_scalar_n"] == 200
     ci = study.ci_sentence(m_mix)

@@ -1550,8 +1550,9 @@ def headline_metrics(gen_df, per_seed, judge_metrics: Mapping[str, Any], models_
     lowest and highest reading of a single member judge (:func:`member_stats`), and ``digit_judge_members``.
     Then the per-model means of the other :func:`seed_summary` columns, the 1/7-vs-8/0 claim, the judges'
     own scores, parameter counts, the explicit decoder's equivariance check, the decoders' response to their
-    angle (:func:`angle_response`, mean over seeds), ``n_seeds_<model>`` (its training seeds) and ``n_seeds``
-    (the fewest any model has). Anchored
+    angle (:func:`angle_response`, mean over seeds), ``n_seeds_<model>`` (its training seeds), for a model with
+    several ``gen_<stat>_<model>_seed<i>`` (``SEED_SPREAD_STATS`` read on its ``i``-th training seed alone, in
+    training order) and ``n_seeds`` (the fewest any model has). Anchored
     metrics of models not in this run are ``None``.
     """
     m: dict[str, Any] = dict(judge_metrics)
@@ -1559,7 +1560,7 @@ def headline_metrics(gen_df, per_seed, judge_metrics: Mapping[str, Any], models_
         m[f"n_seeds_{key}"] = int(part.seed.nunique())
         if len(part) >= 2:  # each training seed's own reading, beside the pooled statistic and its interval
             for stat in SEED_SPREAD_STATS:
-                m[f"gen_{stat}_{key}_by_seed"] = [float(v) for v in part[stat]]
+                m.update({f"gen_{stat}_{key}_seed{i}": float(v) for i, v in enumerate(part[stat])})
         m.update(_stats_with_ci(gen_df[gen_df.key == key], GEN_STATS, "gen_{}_" + key, n_boot=n_boot))
         for col in part.columns.drop(["model", "seed", *GEN_STATS]):
             m[f"{col}_{key}"] = float(part[col].mean())
@@ -1728,9 +1729,10 @@ def ci_sentence(m: Mapping[str, Any]) -> str:
                 "at 1.")
     parts = []
     for k, n in several.items():
-        acc, gap = m.get(f"gen_digit_acc_seen_pct_{k}_by_seed"), m.get(f"gen_angle_err_gap_deg_{k}_by_seed")
+        acc, gap = ([m.get(f"gen_{stat}_{k}_seed{i}") for i in range(n)]
+                    for stat in ("digit_acc_seen_pct", "angle_err_gap_deg"))
         detail = ""
-        if acc and gap:
+        if None not in acc + gap:
             detail = (f" (by seed, samples at trained angles read right {' / '.join(f'{v:.1f}' for v in acc)} %, "
                       f"angle gap {' / '.join(f'{v:.1f}' for v in gap)}°)")
         parts.append(f"the {MODELS[k]} with {n} seeds{detail}")
