@@ -357,10 +357,12 @@ PROFILES: dict[str, CVAEStudyConfig] = {
     # check of why a model misses the floor) reads every generation cell once more: ~+60 s.
     # The page at 6b31c46 took 1,303 s (judges 470 s, generators 704 s, generation 54 s, fitted sampler 46 s).
     # Its learned rotation read 91.7 % at trained angles, 1.7 points over the floor; three training seeds of it
-    # read 82.2 / 91.7 / 92.0 % (scripts/check_cvae_unseen_angles.py, 2026-12-06), so one seed cannot say which
-    # side of the floor the design is on. It now trains with three seeds (replicated), its verdict on the pooled
-    # draws: ~+2 x 160 s on that Xeon (training ~140 s, evaluation ~20 s each), ~1,620 s, over the budget
-    # there; the 2-core Xeon of 2026-12-06 trains 1.25-1.30x faster (rotbook's speed check): ~1,290 s.
+    # read 82.2 / 91.7 / 92.0 % on a 2-core AMD EPYC (Zen 4, bf16 without AMX; scripts/check_cvae_unseen_angles.py,
+    # 2026-12-06), so one seed cannot say which side of the floor the design is on. It now trains with three
+    # seeds (replicated), its verdict on the pooled draws: ~+2 x 160 s on that Xeon (training ~140 s, evaluation
+    # ~20 s each), ~1,620 s, over the budget there. The page at 81e84e0 took 1,225 s on a 2-core Xeon that trains
+    # 1.11-1.30x faster (rotbook's speed check; judges 372 s, generators 703 s, generation 70 s, fitted sampler
+    # 54 s); its three seeds read 91.7 / 91.2 / 94.2 %.
     "cpu": CVAEStudyConfig(
         enc_channels=CPU_ENC_CHANNELS, dec_channels=CPU_DEC_CHANNELS,
         train_size=CPU_TRAIN_SIZE, val_size=2_000, test_size=300, recon_test_size=200,

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -283,7 +283,9 @@ PROFILES: dict[str, SVAEConfig] = {
     # the binarised control reads the escnn models once per angle class, as the rotated evaluation does (~-38 s;
     # evaluate_binarised_six_nine), the collapse check 500 upright digits (~-20 s), the invariance probe 64
     # (~-19 s; its quarter turns run in float64) and the linear probe is fitted on 2,000 training 6s and 9s, not
-    # all ~4,300 (~-17 s; each escnn encoding of them costs ~12 plain ones).
+    # all ~4,300 (~-17 s; each escnn encoding of them costs ~12 plain ones). The page at 358a706 took 1,077 s on a
+    # 2-core Xeon that trains 1.25-1.30x faster than that one (rotbook's speed check): training 731 s, rotated
+    # evaluation 176, binarised control 19, probes 13, invariance 13, ELBO table 33, collapse check 14.
     "cpu": SVAEConfig(
         plain_encoder=EncoderConfig(group="C1", width=0.2),
         equivariant_encoder=EncoderConfig(group="C8", width=0.25),
@@ -797,6 +799,21 @@ def quarter_turn_class(angle_deg: float) -> float:
     return round(float(angle_deg) % 90.0, 6) % 90.0
 
 
+def read_by_angle_class(angles_deg: Sequence[float], read: Callable[[float, float], Any], *, reuse: bool) -> list:
+    """``read(angle, angle_class)`` for every angle of ``angles_deg``, in order; with ``reuse``, only for the
+    first angle of each class (:func:`quarter_turn_class`), whose reading then stands for the class's other
+    angles. Right for a model exactly invariant to quarter turns fed inputs that are exact quarter turns of one
+    another (:func:`evaluate_rotated`, :func:`evaluate_binarised_six_nine`; their tests compare both paths)."""
+    done: dict[float, Any] = {}
+    out = []
+    for a in angles_deg:
+        cls = quarter_turn_class(a)
+        if not (reuse and cls in done):
+            done[cls] = read(float(a), cls)
+        out.append(done[cls])
+    return out
+
+
 def _judge_labels(judge: nn.Module, images: Tensor, batch_size: int) -> Tensor:
     return predict(judge, images, batch_size=batch_size).argmax(-1).cpu()
 
@@ -829,19 +846,13 @@ def evaluate_rotated(trained: Trained, judge: nn.Module, data: StudyData, cfg: S
     test, vae, bs = data.test, trained.model, cfg.eval_batch_size
     reuse = trained.key in EQUIVARIANT if reuse_quarter_turns is None else reuse_quarter_turns
     ref_z, ref_y = knn_reference(trained, data, cfg)
-    preds, knns = [], []
-    done: dict[float, tuple[Tensor, Tensor]] = {}
-    for a in cfg.test_angles_deg:
-        cls = quarter_turn_class(a)
-        if reuse and cls in done:
-            p_judge, p_knn = done[cls]
-        else:
-            z = predict(vae, rotate_batch(test.x, float(a)), batch_size=bs)
-            p_judge = judge_decoded(vae, judge, z, batch_size=bs)
-            p_knn = knn_predict(ref_z, ref_y, z, k=cfg.knn_k, metric="cosine", num_classes=10).cpu()
-            done[cls] = (p_judge, p_knn)
-        preds.append(p_judge)
-        knns.append(p_knn)
+
+    def read(a: float, _cls: float) -> tuple[Tensor, Tensor]:
+        z = predict(vae, rotate_batch(test.x, a), batch_size=bs)
+        return (judge_decoded(vae, judge, z, batch_size=bs),
+                knn_predict(ref_z, ref_y, z, k=cfg.knn_k, metric="cosine", num_classes=10).cpu())
+
+    preds, knns = zip(*read_by_angle_class(cfg.test_angles_deg, read, reuse=reuse))
     return rotated_eval(torch.stack(preds), torch.stack(knns), test.y, cfg.test_angles_deg, trained.label)
 
 
@@ -852,7 +863,7 @@ def evaluate_rotated_seeds(models: Sequence[Trained], judge: nn.Module, data: St
     return pool_seeds([evaluate_rotated(t, judge, data, cfg) for t in models], data.test.y, cfg.test_angles_deg)
 
 
-# seed_spread_table's columns (metric names, as the results JSON's ``<model>_<column>_by_seed``) and their
+# seed_spread_table's columns (metric names, as the results JSON's ``<model>_<column>_seed<i>``) and their
 # names on the page
 SEED_SPREAD_COLUMNS = {"six_acc_mean_pct": "6s: mean (%)", "six_acc_min_pct": "6s: worst angle (%)",
                        "nine_acc_mean_pct": "9s: mean (%)", "nine_acc_min_pct": "9s: worst angle (%)",
@@ -934,16 +945,16 @@ def evaluate_binarised_six_nine(trained: Trained, judge: nn.Module, data: StudyD
     y, vae, bs = sub.y.cpu(), trained.model, cfg.eval_batch_size
     reuse = trained.key in EQUIVARIANT if reuse_quarter_turns is None else reuse_quarter_turns
     binary: dict[float, Tensor] = {}
-    done: dict[float, Tensor] = {}
-    rows = []
-    for a in cfg.test_angles_deg:
-        cls = quarter_turn_class(a)
+
+    def read(a: float, cls: float) -> Tensor:
         if cls not in binary:
             binary[cls] = binarize(rotate_batch(sub.x, cls), seed=cfg.test_binarize_seed + 100 + len(binary))
-        if not (reuse and cls in done):
-            quarter_turns = 90.0 * round((float(a) - cls) / 90.0)  # exact (torch.rot90)
-            done[cls] = judge_reconstructions(vae, judge, rotate_batch(binary[cls], quarter_turns), batch_size=bs)
-        rows += [r for r in _accuracy_rows(done[cls], y, float(a), "judge_acc_pct") if r["label"] != "all"]
+        quarter_turns = 90.0 * round((a - cls) / 90.0)  # exact (torch.rot90)
+        return judge_reconstructions(vae, judge, rotate_batch(binary[cls], quarter_turns), batch_size=bs)
+
+    rows = []
+    for a, pred in zip(cfg.test_angles_deg, read_by_angle_class(cfg.test_angles_deg, read, reuse=reuse)):
+        rows += [r for r in _accuracy_rows(pred, y, float(a), "judge_acc_pct") if r["label"] != "all"]
     df = pd.DataFrame(rows)
     df.insert(0, "model", trained.label)
     df["inputs"] = "binarised"
@@ -1327,9 +1338,10 @@ def seeds_text(m: Mapping[str, Any], keys: Sequence[str]) -> str:
 
 def seeds_sentence(m: Mapping[str, Any]) -> str:
     """The models trained with several seeds: each seed's mean and worst-angle accuracy on rotated 6s and 9s
-    (``<key>_*_by_seed``), and the largest difference between two seeds, so that the reader sees how far one
+    (``<key>_*_seed<i>``), and the largest difference between two seeds, so that the reader sees how far one
     training run moves the numbers. Says which models have one seed only."""
-    several = [k for k in MODEL_LABELS if (m.get(f"{k}_n_seeds") or 1) > 1 and m.get(f"{k}_six_acc_mean_pct_by_seed")]
+    several = [k for k in MODEL_LABELS
+               if (m.get(f"{k}_n_seeds") or 1) > 1 and m.get(f"{k}_six_acc_mean_pct_seed0") is not None]
     if not several:
         return ("Every model is trained once, so the intervals cover the choice of test digits, not the training "
                 "seed.")
@@ -1338,7 +1350,7 @@ def seeds_sentence(m: Mapping[str, Any]) -> str:
         parts, spread = [], 0.0
         for d, name in (("six", "6s"), ("nine", "9s")):
             for stat, what in (("mean", "on average"), ("min", "at the worst angle")):
-                v = m[f"{k}_{d}_acc_{stat}_pct_by_seed"]
+                v = [m[f"{k}_{d}_acc_{stat}_pct_seed{i}"] for i in range(m[f"{k}_n_seeds"])]
                 spread = max(spread, max(v) - min(v))
                 parts.append(f"{name} {what} " + " / ".join(f"{x:.1f}" for x in v) + " %")
         out.append(f"The {_short(k)} is trained with {m[f'{k}_n_seeds']} seeds (the same data and settings; the seed "
@@ -1638,8 +1650,8 @@ def headline_metrics(rot_df, inv_df, elbo_df, main_elbo, models_df, judge_df, si
     VAE, the ELBO table's too) the collapse check (``<model>_collapsed``, ``<model>_kl_per_dim``,
     ``<model>_upright_decode_acc_pct``, ``<model>_upright_mode_pct``; a replicate's rows as ``<model>_seed<s>_...``,
     and ``<model>_collapsed`` is true if any of a model's seeds collapsed, its ``worst_digit`` the worst over its
-    seeds); ``seeds_df`` (:func:`seed_spread_table`) each seed's numbers of a model trained with several, as lists
-    (``<model>_six_acc_mean_pct_by_seed`` etc.). ``rot_df``, ``six_nine`` and the tables pool a model's seeds."""
+    seeds); ``seeds_df`` (:func:`seed_spread_table`) each seed's numbers of a model trained with several, one key
+    per seed index ``i`` (``<model>_six_acc_mean_pct_seed<i>`` etc.; results are flat). ``rot_df``, ``six_nine`` and the tables pool a model's seeds."""
     m: dict[str, Any] = {"judge_acc_pct": float(judge_df.acc_pct.iloc[0]),
                          "judge_acc_pct_6": float(judge_df.acc_pct_6.iloc[0]),
                          "judge_acc_pct_9": float(judge_df.acc_pct_9.iloc[0])}
@@ -1728,7 +1740,7 @@ def headline_metrics(rot_df, inv_df, elbo_df, main_elbo, models_df, judge_df, si
     if seeds_df is not None and len(seeds_df):
         for key, part in seeds_df.groupby(level="model", sort=False):
             for name in SEED_SPREAD_COLUMNS:
-                m[f"{key}_{name}_by_seed"] = [float(v) for v in part[name]]
+                m.update({f"{key}_{name}_seed{i}": float(v) for i, v in enumerate(part[name])})
     m.update(cis or {})
     m.update(short_names(m))
     for a in ANCHORS:
