@@ -30,7 +30,9 @@ learned rotation fall back to trained angles more often, and its gap grows (mean
 51.2° at β 5). The seed moves the gap by up to 22° at one β, so the page's one-seed contrast (26° at β 3, 64.5° at
 β 5) is partly the seed's. The samples at trained angles of the same β 5
 recipe read 82.2 to 92.0 % over three seeds here (the page's one seed: 91.7 %), so the page's "met" floor for this
-model depends on the training run.
+model depended on the training run. The page now trains it with seeds 0-2 and pools them (cvae.py's cpu
+profile); on the 2-core Xeon with AMX those seeds read 91.7 / 91.2 / 94.2 % (gap 64.5 / 56.2 / 49.2°), so the
+same seed reads differently on the two machines (seed 0: 82.2 % here).
 
 Cost on 2 CPU cores (``cpu``): the judges ~13 min when not cached, each model ~3 min, the readings seconds.
 """
