@@ -197,6 +197,10 @@ recon_table.round(3)
 #
 # First, the floor: a drop between trained and unseen angles only says something about generalisation when
 # the samples at trained angles are the intended digit. {glue:md}`cvae_floor_sentence`
+#
+# The two readings see different things. The digit judge is rotation-invariant, so the digit accuracy does not
+# see orientation: a sample drawn at the wrong angle still counts as the right digit. Only the angle error says
+# whether a sample is turned as asked. {glue:md}`cvae_chance_sentence`
 
 # %%
 gen_df = study.evaluate_generation(trained, digit_judge, angle_judge, cfg)
@@ -326,8 +330,10 @@ if interactive:
 # ## Does the code carry the angle?
 #
 # The scalar and FiLM encoders see the rotated digit and are never told θ, so their code may hold the
-# angle, and a decoder could then draw it from the code instead of from the condition. Pair training
-# removes the reason to (the output's angle is not the input's), self-reconstruction does not. A linear probe from
+# angle, and a decoder could then draw it from the code instead of from the condition. Pair training takes
+# away one reason to (the output's angle is not the input's), self-reconstruction does not; whether the
+# pair-trained codes do carry less of the angle is what this probe measures (the discussion compares each with
+# the seed recipe's). A linear probe from
 # each model's code (the posterior mean) to (cos θ, sin θ), fitted on validation digits and scored on test
 # digits, both at random training angles (R² per seed):
 
@@ -389,17 +395,16 @@ per_seed[per_seed.model.isin(cfg.replicated)].set_index(["model", "seed"])[list(
 # **The seed's recipe.** {glue:md}`cvae_seed_sentence` Trained to rebuild its own input, it can carry the
 # orientation in its code and need not follow the angle it is given.
 #
-# **The scalar angle, trained on pairs.** {glue:md}`cvae_scalar_sentence` A single scalar angle has nowhere
-# to put the angles it never saw: the decoder's response to an unseen value is whatever its layers
-# extrapolate to.
+# **The scalar angle, trained on pairs.** {glue:md}`cvae_scalar_sentence` How it fares near and far from the
+# trained angles is in the distance paragraph below; this run measures how much it loses, not why.
 #
 # **FiLM.** {glue:md}`cvae_film_sentence`
 #
 # **Learned rotation.** {glue:md}`cvae_latent_sentence` Against the targets (the same judge on both sides of
 # each gap): the accuracy drop {glue:md}`gen_digit_acc_drop_pts_latent_verdict`, and the angle-error gap
-# {glue:md}`gen_angle_err_gap_deg_latent_verdict`. A turned code is only as good as what the decoder has
-# learned to draw from it: at an unseen angle the turned blocks take values the decoder never met in
-# training, so nothing here forces the picture to turn with them.
+# {glue:md}`gen_angle_err_gap_deg_latent_verdict`. A hypothesis for why, which this run does not test: at an
+# unseen angle the turned blocks may take values the decoder never met in training, and nothing in training
+# ties those values to a turned picture.
 #
 # **With the distance to the training angles.** {glue:md}`cvae_distance_sentence`
 # {glue:md}`cvae_generalise_sentence`

@@ -340,7 +340,12 @@ def test_headline_cis_over_seeds_and_by_clustered_bootstrap(tmp_path):
     assert "3 seeds" in text["cvae_ci_sentence"] and "was not part of this run" in text["cvae_rotation_sentence"]
     assert "drop of 40.0 points" in text["cvae_scalar_sentence"]
     assert "reach the 90 % floor" in text["cvae_scalar_sentence"]  # 90 % at trained angles: the floor holds
-    assert "scalar angle (pairs) 40.0 points" in text["cvae_generalise_sentence"]
+    # every angle error is 5°: the scalar model follows its angle at unseen angles but loses 40 points of digits
+    assert m3["gen_angle_err_chance_deg"] == pytest.approx(76.5)  # all ten digits at the unseen angles
+    assert m3["gen_angle_err_unseen_over_chance_scalar"] == pytest.approx(5.0 / 76.5)
+    assert "no learned design" in text["cvae_generalise_sentence"]
+    assert "follows its angle at unseen angles" in text["cvae_generalise_sentence"]
+    assert "drops by 40.0 points" in text["cvae_generalise_sentence"]
     assert "pooled over each model's seeds" in text["cvae_distance_sentence"]
     assert "one seed" in study.discussion(m)["cvae_distance_sentence"]  # the one-seed run says so
     # one model with three seeds beside one with one: each interval says what it covers, each seed is shown
@@ -1033,3 +1038,130 @@ def test_angle_judge_sentence_when_half_turns_change_nothing(axial, circular, sa
     sentence = study.discussion(m)["cvae_judge_sentence"]
     assert ("whether or not half turns are forgiven" in sentence) is says_same
     assert ("if every digit is scored circularly" in sentence) is (not says_same)
+
+
+# --- the angle error's chance level and the sentences that read it ------------------------------------------
+
+
+def test_chance_angle_error_is_the_metrics_mean_under_uniform_angles():
+    # the metric's own range: circular errors are uniform on [0, 180] (mean 90°), axial ones on [0, 90] (45°)
+    assert study.chance_angle_error_deg([7]) == pytest.approx(90.0)
+    assert study.chance_angle_error_deg([0, 1, 8]) == pytest.approx(45.0)
+    assert study.chance_angle_error_deg(list(range(10))) == pytest.approx((7 * 90 + 3 * 45) / 10)
+    # weighted by the digit mix it is given
+    assert study.chance_angle_error_deg([0, 7, 7, 7]) == pytest.approx((45 + 3 * 90) / 4)
+    assert np.isnan(study.chance_angle_error_deg([]))
+    # a fixed-seed Monte Carlo of the study's metric under uniformly random angles (any true angle) agrees
+    g = torch.Generator().manual_seed(0)
+    digits = torch.randint(0, 10, (200_000,), generator=g)
+    pred, true = 360 * torch.rand(len(digits), generator=g), 360 * torch.rand(len(digits), generator=g)
+    mc = float(study.angle_error_deg(pred, true, digits).double().mean())
+    assert study.chance_angle_error_deg(digits.numpy()) == pytest.approx(mc, abs=0.3)
+
+
+def test_angle_error_by_distance_band():
+    # trained (default angles): 0, 15, 75, 300; unseen within 30°: 45; farther: 180
+    acc = {0.0: 1.0, 15.0: 1.0, 75.0: 1.0, 300.0: 1.0, 45.0: 1.0, 180.0: 1.0}
+    df = _fake_generations(acc)
+    df["angle_err_deg"] = df.angle_deg.map({0.0: 4.0, 15.0: 4.0, 75.0: 4.0, 300.0: 4.0, 45.0: 20.0, 180.0: 80.0})
+    row = study.seed_summary(df, *_empty_recon_sweep()).iloc[0]
+    assert row.angle_err_seen_deg == pytest.approx(4.0)
+    assert row.angle_err_within30_deg == pytest.approx(20.0) and row.angle_err_beyond30_deg == pytest.approx(80.0)
+    assert row.angle_err_unseen_deg == pytest.approx(50.0)
+
+
+def _design_metrics(key, *, seen=95.0, drop=1.0, gap=2.0, unseen_err=7.0, unseen_ci=None, chance=76.5):
+    m = {f"gen_digit_acc_seen_pct_{key}": seen, f"gen_digit_acc_drop_pts_{key}": drop,
+         f"gen_digit_acc_within30_pct_{key}": seen - drop / 2, f"gen_digit_acc_beyond30_pct_{key}": seen - drop,
+         f"gen_angle_err_gap_deg_{key}": gap, f"gen_angle_err_unseen_deg_{key}": unseen_err,
+         f"gen_angle_err_seen_deg_{key}": unseen_err - gap, "gen_angle_err_chance_deg": chance,
+         "judge_angle_mae_deg": 10.0}
+    if unseen_ci is not None:
+        m[f"gen_angle_err_unseen_deg_{key}_ci95"] = unseen_ci
+    return m
+
+
+@pytest.mark.parametrize("kw, status, says", [
+    (dict(drop=1.0, gap=2.0, unseen_err=7.0), "follows", "generalises: its digit accuracy drops by 1.0 points"),
+    (dict(drop=30.0, gap=3.0, unseen_err=8.0), "follows", "follows its angle at unseen angles"),
+    (dict(drop=20.0, gap=40.0, unseen_err=45.0), "partial", "only in part"),
+    # near chance by its value (≥ 0.8 of 76.5°) ...
+    (dict(drop=5.0, gap=60.0, unseen_err=72.0), "chance", "does not follow its angle at unseen angles"),
+    # ... or because its interval reaches chance
+    (dict(drop=5.0, gap=40.0, unseen_err=55.0, unseen_ci=[40.0, 80.0]), "chance", "cannot be told from uniformly"),
+])
+def test_generalise_verdict_reads_the_drop_the_gap_and_the_chance_level(kw, status, says):
+    m = _design_metrics("latent", **kw)
+    assert study.angle_follow_status(m, "latent") == status
+    text = study.generalise_sentence(m)
+    assert says in text
+    assert ("does generalise to unseen angles in the learned rotation" in text) is (says.startswith("generalises"))
+    assert ("no learned design" in text) is (not says.startswith("generalises"))
+    # only the near-chance verdict says that the digit accuracy cannot see orientation, and then it does
+    assert ("the digit accuracy does not see orientation" in text) is (status == "chance")
+    if status != "follows":
+        assert "against the 76.5° that uniformly random angles would score" in text
+
+
+def test_generalise_verdict_below_the_floor_and_with_other_designs():
+    below = _design_metrics("latent", seen=80.0)
+    assert "No learned design reaches the 90 % floor" in study.generalise_sentence(below)
+    both = {**_design_metrics("latent", seen=80.0), **_design_metrics("film", drop=1.0, gap=1.0)}
+    text = study.generalise_sentence(both)
+    assert "does generalise to unseen angles in the FiLM (cos θ, sin θ) design" in text
+    assert "not read here: learned rotation (latent blocks)" in text
+    assert study.generalise_sentence({}) == ""
+    # without a chance level the partial verdict still reads, without the comparison
+    m = _design_metrics("scalar", drop=20.0, gap=40.0, unseen_err=45.0, chance=None)
+    assert study.angle_follow_status(m, "scalar") == "partial" and "uniformly random" not in study.generalise_sentence(m)
+
+
+@pytest.mark.parametrize("seen_err, ci, says", [
+    (16.0, [14.9, 17.7], "less closely than real digits are read"),
+    (5.0, [4.5, 5.5], "at least as closely as real digits are read"),
+    (10.5, [9.0, 12.0], "about its own 10.0°"),
+])
+def test_the_floor_clause_reads_the_digit_and_leaves_the_angle_to_the_angle_error(seen_err, ci, says):
+    m = {**_design_metrics("latent", gap=0.0, unseen_err=seen_err), "gen_angle_err_seen_deg_latent_ci95": ci}
+    clause = study._floor_clause(m, "latent")
+    assert "draws the intended digit there; the floor reads the digit only, not the orientation" in clause
+    assert "working generator" not in clause and says in clause
+    low = study._floor_clause({**m, "gen_digit_acc_seen_pct_latent": 80.0}, "latent")
+    assert "below the 90 % floor" in low and "orientation" not in low
+
+
+def test_chance_sentence():
+    assert "76.5°" in study.chance_sentence({"gen_angle_err_chance_deg": 76.5})
+    assert "no chance level" in study.chance_sentence({"gen_angle_err_chance_deg": None})
+
+
+@pytest.mark.parametrize("probes, says", [
+    ({"scalar": 0.16, "film": 0.14}, "every pair-trained code carries less of the angle"),
+    ({"scalar": 0.16, "latent": 0.39}, "does not keep the angle out of every code"),
+    ({"scalar": 0.16, "latent": (0.39, [0.03, 0.74])}, "is not resolved by this run"),
+    ({"scalar": 0.16, "latent": (0.39, [0.30, 0.50])}, "does not keep the angle out of every code"),
+])
+def test_probe_sentence_compares_each_code_with_the_seed_recipes(probes, says):
+    m = {f"z_angle_probe_r2_{study.SEED_RECIPE}": 0.23}
+    for k, v in probes.items():
+        if isinstance(v, tuple):
+            m[f"z_angle_probe_r2_{k}"], m[f"z_angle_probe_r2_{k}_ci95"] = v
+        else:
+            m[f"z_angle_probe_r2_{k}"] = v
+    text = study.probe_sentence(m)
+    assert says in text and "Against the seed recipe's 0.23" in text
+    assert "less in the scalar angle (pairs) (0.16)" in text
+    assert "the removes" not in text and "removes the reason" not in text
+    assert study.probe_sentence({}) == "This run did not probe the codes for the angle."
+    # without the seed recipe there is nothing to compare with: the readings alone
+    alone = study.probe_sentence({"z_angle_probe_r2_scalar": 0.16})
+    assert "0.16" in alone and "Against" not in alone
+
+
+@pytest.mark.parametrize("ratio, says_not_slant", [(1.0, True), (2.0, False)])
+def test_judge_sentence_says_the_ratio_does_not_show_slant(ratio, says_not_slant):
+    m = {"judge_digit_acc_pct": 99.0, "judge_digit_acc_69_pct": 98.0, "judge_angle_mae_deg": 10.0 * ratio,
+         "judge_angle_mae_circular_deg": 10.0 * ratio, "judge_angle_median_deg": 8.3,
+         "judge_angle_upright_mae_deg": 10.0, "judge_angle_mae_over_upright_ratio": ratio}
+    sentence = study.discussion(m)["cvae_judge_sentence"]
+    assert ("does not by itself show that the 10.00° is MNIST's slant" in sentence) is says_not_slant
