@@ -402,12 +402,13 @@ per_seed[per_seed.model.isin(cfg.replicated)].set_index(["model", "seed"])[list(
 #
 # **Learned rotation.** {glue:md}`cvae_latent_sentence` Against the targets (the same judge on both sides of
 # each gap): the accuracy drop {glue:md}`gen_digit_acc_drop_pts_latent_verdict`, and the angle-error gap
-# {glue:md}`gen_angle_err_gap_deg_latent_verdict`. A hypothesis for why, which this run does not test: at an
-# unseen angle the turned blocks may take values the decoder never met in training, and nothing in training
-# ties those values to a turned picture.
+# {glue:md}`gen_angle_err_gap_deg_latent_verdict`. Where its angle error grows at unseen angles, one
+# hypothesis, which this run does not test: there the turned blocks may take values the decoder never met in
+# training, and nothing in training ties those values to a turned picture.
 #
 # **With the distance to the training angles.** {glue:md}`cvae_distance_sentence`
-# {glue:md}`cvae_generalise_sentence`
+#
+# **Does a conditional VAE that uses its angle generalise to unseen angles?** {glue:md}`cvae_generalise_sentence`
 #
 # **What the codes know.** {glue:md}`cvae_probe_sentence`
 #

@@ -1089,6 +1089,8 @@ def _design_metrics(key, *, seen=95.0, drop=1.0, gap=2.0, unseen_err=7.0, unseen
     (dict(drop=5.0, gap=60.0, unseen_err=72.0), "chance", "does not follow its angle at unseen angles"),
     # ... or because its interval reaches chance
     (dict(drop=5.0, gap=40.0, unseen_err=55.0, unseen_ci=[40.0, 80.0]), "chance", "cannot be told from uniformly"),
+    # a small (here negative) gap between two near-random errors is not following the angle
+    (dict(drop=-2.0, gap=-14.0, unseen_err=69.0), "chance", "does not follow its angle at unseen angles"),
 ])
 def test_generalise_verdict_reads_the_drop_the_gap_and_the_chance_level(kw, status, says):
     m = _design_metrics("latent", **kw)
@@ -1140,6 +1142,7 @@ def test_chance_sentence():
     ({"scalar": 0.16, "latent": 0.39}, "does not keep the angle out of every code"),
     ({"scalar": 0.16, "latent": (0.39, [0.03, 0.74])}, "is not resolved by this run"),
     ({"scalar": 0.16, "latent": (0.39, [0.30, 0.50])}, "does not keep the angle out of every code"),
+    ({"scalar": 0.16, "film": 0.25}, "about as much (within 0.05) in the FiLM"),
 ])
 def test_probe_sentence_compares_each_code_with_the_seed_recipes(probes, says):
     m = {f"z_angle_probe_r2_{study.SEED_RECIPE}": 0.23}

@@ -142,6 +142,8 @@ GAP_TARGET_DEG = 5.0
 # a design whose angle error at unseen angles is at least this share of the chance level
 # (:func:`chance_angle_error_deg`), or whose interval reaches it, does not follow its angle there
 NEAR_CHANCE_SHARE = 0.8
+# two linear-probe R² closer than this are read as carrying about as much of the angle (one seed has no interval)
+PROBE_SAME_R2 = 0.05
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1818,20 +1820,18 @@ def _trained_angle_clause(m: Mapping[str, Any], key: str) -> str:
 
 
 def angle_follow_status(m: Mapping[str, Any], key: str) -> str | None:
-    """Whether a model's samples follow their angle at unseen angles: ``"follows"`` (the angle-error gap within
-    ``GAP_TARGET_DEG``), ``"chance"`` (its unseen-angle error at least ``NEAR_CHANCE_SHARE`` of the chance level,
-    or its interval reaching it: :func:`chance_angle_error_deg`), ``"partial"`` otherwise; ``None`` without the
-    numbers."""
+    """Whether a model's samples follow their angle at unseen angles: ``"chance"`` (its unseen-angle error at
+    least ``NEAR_CHANCE_SHARE`` of the chance level, or its interval reaching it: :func:`chance_angle_error_deg`;
+    checked first, so a small gap between two near-random errors is not read as following), ``"follows"`` (the
+    angle-error gap within ``GAP_TARGET_DEG``), ``"partial"`` otherwise; ``None`` without the numbers."""
     gap, unseen = _num(m, f"gen_angle_err_gap_deg_{key}"), _num(m, f"gen_angle_err_unseen_deg_{key}")
     chance = _num(m, "gen_angle_err_chance_deg")
     if gap is None or unseen is None:
         return None
-    if gap <= GAP_TARGET_DEG:
-        return "follows"
     if chance is not None and (unseen >= NEAR_CHANCE_SHARE * chance
                                or _interval(m, f"gen_angle_err_unseen_deg_{key}")[1] >= chance):
         return "chance"
-    return "partial"
+    return "follows" if gap <= GAP_TARGET_DEG else "partial"
 
 
 def _chance_lead(m: Mapping[str, Any], key: str) -> str:
@@ -1948,11 +1948,19 @@ def probe_sentence(m: Mapping[str, Any]) -> str:
     others = [k for k, v in probes.items() if v is not None and k != SEED_RECIPE]
     if ref is None or not others:
         return text
-    more, less, unresolved = [], [], []
+    more, less, same, unresolved = [], [], [], []
     for k in others:
         lo, hi = _interval(m, f"z_angle_probe_r2_{k}")
-        (unresolved if lo <= ref <= hi and lo < hi else more if probes[k] > ref else less).append(k)
+        if lo <= ref <= hi and lo < hi:
+            unresolved.append(k)
+        elif abs(probes[k] - ref) < PROBE_SAME_R2:
+            same.append(k)
+        else:
+            (more if probes[k] > ref else less).append(k)
     bits = []
+    if same:
+        bits.append(f"about as much (within {PROBE_SAME_R2:g}) in the "
+                    + ", ".join(f"{MODELS[k]} ({probes[k]:.2f})" for k in same))
     if less:
         bits.append("less in the " + ", ".join(f"{MODELS[k]} ({probes[k]:.2f})" for k in less))
     if more:
@@ -1965,7 +1973,7 @@ def probe_sentence(m: Mapping[str, Any]) -> str:
                  f"the seed recipe's {ref:.2f}: more or less is not resolved.")
     reason = ("Pair training takes away the seed recipe's reason to carry the angle in the code (the output's "
               "angle is not the input's)")
-    if more:
+    if more or same:
         text += f" {reason}, but on this run it does not keep the angle out of every code."
     elif unresolved:
         text += (f" {reason}; whether it keeps the angle out of the "
