@@ -34,6 +34,11 @@ class Anchor:
     that must reach ``floor_threshold`` (``floor_better`` says in which direction) for the target to be
     judged at all. Below it, :meth:`assess` says "not measurable: floor missed" with the floor's number, and
     the target is never "met".
+
+    A floor may also be a yes/no flag that a model failed its task (a collapse check: ``floor`` a boolean metric,
+    ``floor_better="lower"``, ``floor_threshold=0``): then it holds when the flag is false, and it also flags an
+    informative anchor (no ``threshold``), whose number is then "not comparable" instead of set beside its source
+    unremarked.
     """
 
     metric: str
@@ -84,6 +89,8 @@ class Anchor:
     def floor_text(self, metrics: Mapping[str, Any]) -> str:
         """``"samples read as the intended digit 31.0 % (floor ≥ 90 %)"``: the floor's value against its bound."""
         value = metrics.get(self.floor)
+        if isinstance(value, bool):  # a failed-task flag
+            return f"{self.floor_label or self.floor}: {'yes' if value else 'no'}"
         shown = "not measured" if value is None else f"{value:.1f}{self.floor_unit}"
         sign = "≥" if self.floor_better == "higher" else "≤"
         return f"{self.floor_label or self.floor} {shown} (floor {sign} {self.floor_threshold:g}{self.floor_unit})"
@@ -93,9 +100,9 @@ class Anchor:
         floor missed (…)`` when the run is below this anchor's floor, whatever the value."""
         value = metrics.get(self.metric)
         floor = self.floor_holds(metrics)
-        if self.threshold is not None and value is not None and floor is not True:
-            return "not measurable: floor " + ("not measured" if floor is None else "missed") + \
-                f" ({self.floor_text(metrics)})"
+        if value is not None and floor is not True:  # True without a floor
+            return ("not measurable" if self.threshold is not None else "not comparable") + ": floor " + \
+                ("not measured" if floor is None else "missed") + f" ({self.floor_text(metrics)})"
         met = self.met(value)
         return "—" if met is None else ("yes" if met else "no")
 
@@ -117,8 +124,11 @@ class Anchor:
         """:meth:`verdict` of the run's value, unless the run is below this anchor's floor: then the sentence
         says the target cannot be judged, with the floor's number."""
         value = metrics.get(self.metric)
-        if self.threshold is not None and value is not None and self.floor_holds(metrics) is not True:
-            return (f"cannot be judged against its target ({self.format(value)}, but "
+        if value is not None and self.floor_holds(metrics) is not True:
+            what = "cannot be judged against its target" if self.threshold is not None else "is not comparable"
+            if isinstance(metrics.get(self.floor), bool):
+                return f"{what} ({self.format(value)}; {self.floor_text(metrics)})"
+            return (f"{what} ({self.format(value)}, but "
                     f"{self.floor_text(metrics)} is below the floor this comparison needs)")
         return self.verdict(value)
 
