@@ -439,6 +439,28 @@ def wilson_ci95(successes, n: int | None = None) -> Estimate:
     return Estimate(100 * p, (100 * lo, 100 * hi), int(n), f"Wilson score over {n} pooled outcomes")
 
 
+def wilson_band(pct, n):
+    """Wilson score 95 % bounds (percent, inside [0, 100]) for proportions given in percent, each over ``n``
+    outcomes: the per-point interval band of a curve such as accuracy against the angle (cheap: no resampling).
+    ``pct`` and ``n`` are scalars or arrays of one shape (``n`` may be a scalar for all). Returns ``(lo, hi)``
+    arrays. Like :func:`wilson_ci95` it treats the outcomes as independent: readings of the same test digits by
+    models trained with several seeds, pooled, are counted as that many outcomes, which makes the band narrower
+    than a seed-clustered interval."""
+    import numpy as np
+
+    p = np.atleast_1d(np.asarray(pct, dtype=float))
+    n = np.broadcast_to(np.asarray(n), p.shape)
+    lo, hi = np.empty_like(p), np.empty_like(p)
+    for i, (pi, ni) in enumerate(zip(p.ravel(), n.ravel())):
+        if not (pi == pi) or ni <= 0:  # NaN or no outcome: no band
+            lo.flat[i] = hi.flat[i] = float("nan")
+            continue
+        k = min(max(round(pi * ni / 100), 0), int(ni))
+        _, (a, b), *_ = wilson_ci95(k, int(ni))
+        lo.flat[i], hi.flat[i] = min(a, pi), max(b, pi)  # float rounding at 0 or 100 % must not drop the point
+    return lo, hi
+
+
 def bootstrap_ci95(values, *, clusters=None, statistic: Callable | None = None, n_boot: int = 2000,
                    seed: int = 0, unit: str | None = None) -> Estimate:
     """A statistic of ``values`` with a percentile-bootstrap 95 % interval: ``(estimate, (lo, hi), n_units)``.

@@ -94,16 +94,19 @@ def shade_angles(ax, intervals_deg: Iterable[tuple[float, float]], *, label: str
 
 def plot_vs_angle(df, *, y: str, hue: str | None = None, x: str = "angle_deg", ax=None, ylabel: str | None = None,
                   shade: Iterable[tuple[float, float]] | None = None, title: str | None = None, ylim=None,
-                  colors: Mapping[str, str] | None = None):
+                  colors: Mapping[str, str] | None = None, band: tuple[str, str] | None = None):
     """A metric against the angle, one line per ``hue`` value (``colors`` maps hue values to colours);
-    x ticks every 45°."""
+    x ticks every 45°. ``band``: the names of two columns holding each point's interval (e.g. from
+    :func:`rotcore.metrics.wilson_band`), drawn as a shaded band in the line's colour."""
     fig, ax = _axes(ax, figsize=(7.0, 3.6))
     if shade:
         shade_angles(ax, shade)
     groups = df.groupby(hue, sort=False) if hue else [(None, df)]
     for name, part in groups:
         part = part.sort_values(x)
-        ax.plot(part[x], part[y], marker="o", ms=3, label=name, color=(colors or {}).get(name))
+        (line,) = ax.plot(part[x], part[y], marker="o", ms=3, label=name, color=(colors or {}).get(name))
+        if band:
+            ax.fill_between(part[x], part[band[0]], part[band[1]], color=line.get_color(), alpha=0.15, lw=0)
     ax.set_xlabel("rotation angle (°)")
     ax.set_ylabel(ylabel or y)
     ax.set_xticks(np.arange(0, 361, 45))
@@ -118,12 +121,13 @@ def plot_vs_angle(df, *, y: str, hue: str | None = None, x: str = "angle_deg", a
 
 def plot_six_nine(six_nine, *, colors: Mapping[str, str] | None = None, what: str = ""):
     """Two panels from :func:`rotcore.metrics.six_nine_confusion`'s table: the % of 6s read as 9 and of 9s
-    read as 6, by angle, one line per model. ``what`` qualifies the digits in the axis labels ("decoded ")."""
+    read as 6, by angle, one line per model. ``what`` qualifies the digits in the axis labels ("decoded ").
+    Where the table has ``<column>_lo`` / ``<column>_hi`` (per-angle intervals), they are drawn as bands."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), sharey=True)
-    plot_vs_angle(six_nine, y="six_as_nine_pct", hue="model", ax=axes[0], ylabel=f"% of {what}6s read as 9",
-                  title="6 → 9", colors=colors)
-    plot_vs_angle(six_nine, y="nine_as_six_pct", hue="model", ax=axes[1], ylabel=f"% of {what}9s read as 6",
-                  title="9 → 6", colors=colors)
+    for ax, col, lab, title in ((axes[0], "six_as_nine_pct", f"% of {what}6s read as 9", "6 → 9"),
+                                (axes[1], "nine_as_six_pct", f"% of {what}9s read as 6", "9 → 6")):
+        band = (f"{col}_lo", f"{col}_hi") if f"{col}_lo" in six_nine.columns else None
+        plot_vs_angle(six_nine, y=col, hue="model", ax=ax, ylabel=lab, title=title, colors=colors, band=band)
     fig.tight_layout()
     return fig
 
