@@ -439,7 +439,9 @@ def test_discussion_sentences_follow_the_metrics():
     none = {**few, "sgvae_six_as_nine_max_pct": 0.0}
     assert study.discussion(none)["sv_six_nine_answer"].startswith("**Not these ones.** At no test angle does the "
                                                                    "judge read a single decoded 6 as a 9")
-    assert "7.0 points" in s["sv_drop_sentence"] and s["sv_collapse_verdict"].startswith("collapses")
+    assert "7.0 points" in s["sv_drop_sentence"] and s["sv_collapse_verdict"].startswith("fails on rotated inputs")
+    assert "the collapse check passes it" in s["sv_collapse_verdict"]
+    assert "it also fails the collapse check" in study.discussion({**good, "svae_collapsed": True})["sv_collapse_verdict"]
     assert s["sv_elbo_gaps"].startswith("+3.00 nats at d = 2") and "better here too" in s["sv_elbo_sentence"]
     assert "above the seed's 95 % for 6s, below its 66 % for 9s" in s["sv_seed_sentence"]
     assert "level with the seed's 24 % for 6s, above its 28 % for 9s" in s["sv_seed_sentence"]
@@ -601,7 +603,16 @@ def test_short_names_and_new_discussion_sentences():
     # like with like: the augmented escnn model against the augmented plain one, and against its upright twin
     rename = {k.replace("sgvae_", "sgvae_aug_", 1): v for k, v in m.items() if k.startswith("sgvae_")}
     m_aug = {**m, **rename}
-    assert "neither is ahead" in study.aug_sentence(m_aug)
+    assert "neither is ahead" in study.aug_sentence(m_aug)  # ahead on one count (6s on average), behind on three
+    # ahead on three counts and level on the fourth: said so, not "neither is ahead" (the published S-GVAE vs aug)
+    level = {**m_aug, "svae_aug_six_acc_mean_pct": 10.0, "svae_aug_nine_acc_mean_pct": 10.0,
+             "svae_aug_six_acc_min_pct": 5.0, "svae_aug_nine_acc_min_pct": m_aug["sgvae_aug_nine_acc_min_pct"]}
+    text = study.aug_sentence(level)
+    assert "the S-GVAE-aug is ahead or level on every count: ahead on 3 of the four, level on the other 1" in text
+    assert "neither" not in text
+    behind = {**level, **{f"svae_aug_{d}_acc_{st}_pct": 99.0 for d in ("six", "nine") for st in ("mean", "min")
+                          if (d, st) != ("nine", "min")}}
+    assert "the S-VAE-aug is ahead or level on every count: ahead on 3" in study.aug_sentence(behind)
     ahead = {**m_aug, "svae_aug_six_acc_mean_pct": 10.0, "svae_aug_nine_acc_mean_pct": 10.0,
              "svae_aug_six_acc_min_pct": 5.0, "svae_aug_nine_acc_min_pct": 5.0}
     assert "the S-GVAE-aug is ahead" in study.aug_sentence(ahead)
@@ -657,8 +668,20 @@ def test_binarised_control_feeds_binary_rotated_sixes_and_nines(monkeypatch):
     classes = {study.quarter_turn_class(a) for a in cfg.test_angles_deg}
     assert n_fast == n69 * len(classes) < sum(seen) - n_fast == n69 * len(cfg.test_angles_deg)
     m = {f"sgvae_{d}_acc_{s}{b}_pct": 50.0 for d in ("six", "nine") for s in ("mean", "min") for b in ("", "_bin")}
-    assert "do not explain" in study.binarised_sentence(m)
-    assert "matters (up to 20.0 points)" in study.binarised_sentence({**m, "sgvae_nine_acc_min_bin_pct": 30.0})
+    ci = {f"sgvae_{d}_acc_{s}_pct_ci95": [45.0, 55.0] for d in ("six", "nine") for s in ("mean", "min")}
+    assert "no interval" in study.binarised_sentence(m)
+    within = {**m, **ci, "sgvae_nine_acc_min_bin_pct": 42.0}  # moves by 8 points, under the 10-point width
+    assert "less than the width of its 95 % interval" in study.binarised_sentence(within)
+    assert "no effect beyond that noise" in study.binarised_sentence(within)
+    beyond = {**m, **ci, "sgvae_nine_acc_min_bin_pct": 30.0}
+    assert "matters, 1 of the 4 numbers" in study.binarised_sentence(beyond)
+    assert "up to 20.0 points, against 10.0" in study.binarised_sentence(beyond)
+    # like with like: with two seeds, the control (first seed's model) is set beside the first seed's numbers
+    seeds = {**beyond, "sgvae_n_seeds": 2, **{f"sgvae_{d}_acc_{s}_pct_seed0": 32.0 for d in ("six", "nine")
+                                                for s in ("mean", "min")}}
+    text = study.binarised_sentence(seeds)
+    assert "first training seed's S-GVAE" in text and "against 32.0 % (32.0 %) and 32.0 % (32.0 %) on grayscale" in text
+    assert "did not record" in study.binarised_sentence({**beyond, "sgvae_n_seeds": 2})
 
 
 def test_mode_label_table_and_the_collapse_sentence():
@@ -679,6 +702,13 @@ def test_mode_label_table_and_the_collapse_sentence():
              "sgvae_collapsed": False, "sgvae_worst_digit": 9, "sgvae_worst_digit_acc_pct": 93.0}
     s = study.collapse_sentence(digit)
     assert "The S-VAE-aug fails its task on one digit.**" in s and "reads none of its decoded upright 6s" in s
+    several = {**digit, "svae_aug_n_failed_digits": 4, "svae_aug_failed_digits": "4, 5, 6, 9",
+               "svae_aug_upright_decode_acc_pct": 55.8}
+    s4 = study.collapse_sentence(several)
+    assert "fails its task on 4 digits.**" in s4 and "(4s, 5s, 6s and 9s)" in s4 and "on one digit" not in s4
+    assert "55.8 % of all its upright decodes" in s4 and "reads none of its decoded upright 6s" in s4
+    assert "on one digit" in study.collapse_sentence({**several, "svae_aug_n_failed_digits": 1,
+                                                      "svae_aug_failed_digits": "6"})
     assert "has collapsed" not in s
     some = {**digit, "svae_aug_worst_digit_acc_pct": 12.5}
     assert "reads only 12.5 % of its decoded upright 6s" in study.collapse_sentence(some)
@@ -692,7 +722,8 @@ def test_gap_sentence_names_the_limit():
     assert "even **upright**" in study.gap_sentence(low) and "only 71.3 % of the S-GVAE's decoded 9s" in study.gap_sentence(low)
     assert "6s" not in study.gap_sentence(low)
     high = {"sgvae_six_acc_upright_pct": 99.0, "sgvae_nine_acc_upright_pct": 98.0}
-    assert "lost to rotation, not to reconstruction" in study.gap_sentence(high)
+    assert "lost with the rotation" in study.gap_sentence(high) and "first limit" not in study.gap_sentence(low)
+    assert "does not measure" in study.gap_sentence(low)
     assert study.gap_sentence({}) == ""
 
 
@@ -1011,3 +1042,166 @@ def test_replicates_train_the_same_model_with_other_seeds(tmp_path, monkeypatch)
         report.resolve_config(study, "smoke", {"replicate_seeds": [0]})
     with pytest.raises(ConfigError, match="seed of its own"):
         report.resolve_config(study, "smoke", {"replicate_seeds": [1, 1]})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Audit of the page's sentences, tables and curves (collapse flags, per-angle bands, generated wording)
+
+
+def test_collapse_status_and_the_elbo_tables_collapse_column():
+    y = torch.arange(40) % 10
+    x = torch.zeros(40, 1, 28, 28)
+    x[:, 0, 0, 0] = y / 10
+    data = study.StudyData(None, None, study.Images(x, y), (x > 0.5).float())
+    cfg = dataclasses.replace(study.PROFILES["smoke"], collapse_test_size=40)
+    ones = torch.zeros(1, 1, 28, 28)
+    ones[0, 0, 0, 0] = 0.1
+    good, bad = _StubVAE(lambda b: b, 8.0), _StubVAE(lambda b: ones.expand(len(b), -1, -1, -1), 0.2)
+    # draws 6s and 9s as 0s: labels spread, 80 % right overall, two digits below the floor
+    no69 = _StubVAE(lambda b: torch.where(((b[:, :1, :1, :1] - 0.6).abs() < 1e-6) | ((b[:, :1, :1, :1] - 0.9).abs()
+                                                                                    < 1e-6), torch.zeros_like(b), b), 8.0)
+    trained = [study.Trained(k, k, v.config, v, None) for k, v in (("good", good), ("bad", bad), ("no69", no69))]
+    t = study.collapse_table(trained, _PixelJudge(), data, cfg)
+    assert t.loc["good", "status"] == "learned its task" and t.loc["good", "n_failed_digits"] == 0
+    assert t.loc["bad", "status"] == "collapsed" and t.loc["bad", "collapsed"]
+    assert t.loc["no69", "status"] == "failed its task" and t.loc["no69", "collapsed"]
+    assert t.loc["no69", "n_failed_digits"] == 2 and t.loc["no69", "failed_digits"] == "6, 9"
+    assert (t.collapsed == (t.status != "learned its task")).all()
+    assert study.collapse_status(60.0, 90.0, 0) == "collapsed" and study.collapse_status(20.0, 40.0, 0) == "failed its task"
+    import pandas as pd
+
+    elbo = pd.DataFrame({"elbo": [-100.0, -180.0, -150.0, -120.0]}, index=["good", "bad", "no69", "other"])
+    col = study.with_collapse_column(elbo, t)["collapse check"]
+    assert col["good"] == "learned its task" and col["bad"].startswith("collapsed (label 1: 100 %")
+    assert col["no69"] == "failed its task (digits 6, 9 below 50 %)" and col["other"] == "not checked"
+    m = study.headline_metrics(*_empty_frames(), collapse_df=t)
+    assert m["no69_n_failed_digits"] == 2 and m["no69_failed_digits"] == "6, 9"
+    assert m["no69_collapse_status"] == "failed its task" and m["bad_collapse_status"] == "collapsed"
+
+
+def test_a_collapsed_or_failed_model_is_flagged_in_the_results_table():
+    """A model-quality target (the mode share, which a model that never draws a 6 can meet) counts only for a
+    model that passed the collapse check; a failed model's bound beside the paper's is flagged, not compared."""
+    by = {a.metric: a for a in study.ANCHORS}
+    mode, ps, svae_mean = by["svae_aug_mode_label_pct"], by["iwll_ps_d2"], by["svae_six_acc_mean_pct"]
+    ok = {"svae_aug_mode_label_pct": 16.6, "svae_aug_collapsed": False, "iwll_ps_d2": -130.0, "ps_d2_collapsed": False,
+          "svae_six_acc_mean_pct": 27.9, "svae_nine_acc_mean_pct": 32.7, "svae_collapsed": False}
+    assert mode.assess(ok) == "yes" and mode.verdict_for(ok).startswith("meets")
+    assert ps.assess(ok) == "—" and ps.verdict_for(ok).startswith("is reported")
+    failed = {**ok, "svae_aug_collapsed": True, "ps_d2_collapsed": True, "svae_collapsed": True}
+    assert mode.assess(failed).startswith("not measurable: floor missed") and "S-VAE-aug" in mode.assess(failed)
+    assert "collapse check: yes" in mode.assess(failed) and "yes" != mode.assess(failed)
+    assert mode.verdict_for(failed).startswith("cannot be judged") and "16.6 %" in mode.verdict_for(failed)
+    assert ps.assess(failed).startswith("not comparable") and "d = 2 hyperspherical" in ps.assess(failed)
+    assert ps.verdict_for(failed).startswith("is not comparable")
+    assert svae_mean.assess(failed).startswith("not comparable")
+    assert mode.assess({"svae_aug_mode_label_pct": 16.6}).startswith("not measurable: floor not measured")
+    from rotcore import report
+
+    results, _ = report.tables(study, failed)
+    flagged = results[results.met.str.startswith("not ")]
+    assert len(flagged) == 4  # the mode share, the S-VAE's two means, the d = 2 bound (the Gaussian's: not measured)
+
+
+def test_per_angle_wilson_bands_stay_in_range_and_hold_their_estimate():
+    from rotcore.metrics import wilson_band, wilson_ci95
+
+    lo, hi = wilson_band([0.0, 50.0, 100.0, 80.0], [10, 10, 10, 10])
+    assert (lo >= 0).all() and (hi <= 100).all() and lo[0] == 0.0 and hi[2] == pytest.approx(100.0)
+    assert (lo <= [0.0, 50.0, 100.0, 80.0]).all() and (hi >= [0.0, 50.0, 100.0, 80.0]).all()
+    assert (lo[3], hi[3]) == pytest.approx(wilson_ci95(8, 10).ci)
+    assert wilson_band(50.0, 40)[1][0] - wilson_band(50.0, 40)[0][0] < hi[1] - lo[1]  # more outcomes: narrower
+    # the rotated evaluation's per-angle bands count every reading (seeds pooled), the 6/9 table's too
+    y = torch.tensor([6, 6, 9, 9, 1, 2])
+    right = torch.stack([y, y])
+    wrong = torch.stack([torch.where(y == 6, 9, y)] * 2)
+    one, other = (study.rotated_eval(p, right, y, (0.0, 90.0), "S-GVAE") for p in (right, wrong))
+    ev = study.pool_seeds([one, other], y, (0.0, 90.0))
+    six = ev.df[ev.df.label == "6"]
+    assert six.readings.tolist() == [4, 4] and six.n.tolist() == [2, 2]
+    assert six.judge_acc_lo.iloc[0] == pytest.approx(wilson_ci95(2, 4).ci[0])
+    assert ((ev.df.judge_acc_lo <= ev.df.judge_acc_pct) & (ev.df.judge_acc_pct <= ev.df.judge_acc_hi)).all()
+    assert ((ev.df.knn_acc_lo >= 0) & (ev.df.knn_acc_hi <= 100)).all()
+    sn = study.six_nine_table({"sgvae": ev}, study.Images(torch.zeros(6, 1, 28, 28), y), (0.0, 90.0), {"sgvae": "S"})
+    assert sn.six_as_nine_pct_lo.iloc[0] == pytest.approx(wilson_ci95(2, 4).ci[0])
+    assert (sn.nine_as_six_pct_lo == 0.0).all() and (sn.nine_as_six_pct_hi > 0).all()
+    # the curves draw them as bands (one filled area per line)
+    from rotcore import plots
+
+    fig = plots.plot_vs_angle(ev.df[ev.df.label.isin(["6", "9"])], y="judge_acc_pct", hue="label",
+                              band=("judge_acc_lo", "judge_acc_hi"))
+    assert len(fig.axes[0].collections) == 2
+    fig = plots.plot_six_nine(sn)
+    assert all(len(ax.collections) == 1 for ax in fig.axes)
+    plots.plt.close("all")
+
+
+def test_code_change_sentence_names_the_worst_digit_at_its_own_angle():
+    # the published S-GVAE-aug: the mean moves most at 30°, the worst digit at 15°
+    m = {"sgvae_aug_latent_invariance_err_rot15": 0.62, "sgvae_aug_latent_invariance_err_rot15_mean": 0.211,
+         "sgvae_aug_latent_invariance_err_rot30": 0.45, "sgvae_aug_latent_invariance_err_rot30_mean": 0.215,
+         "sgvae_aug_latent_invariance_err_rot45": 0.31, "sgvae_aug_latent_invariance_err_rot45_mean": 0.139,
+         "sgvae_aug_latent_invariance_err_rot90": 1e-15, "sgvae_aug_latent_invariance_err_rot90_mean": 1e-7}
+    s = study.code_change_sentence(m, "sgvae_aug")
+    assert "moves most on average at 30° (0.21" in s and "worst probe digit moves most at 15° (0.62)" in s
+    assert "by 0.45 for the worst" not in s
+    same = {**m, "sgvae_aug_latent_invariance_err_rot30": 0.9}
+    assert study.code_change_sentence(same, "sgvae_aug").startswith("The S-GVAE-aug's code moves most at 30°: by 0.90")
+    assert study.code_change_sentence({}, "sgvae") == ""
+
+
+def test_between_quarter_turns_sentence_words_the_code_change_from_the_numbers():
+    def m(means, worst, dist=1.37, key="sgvae"):
+        out = {f"{key}_code_between_digits_mean": dist}
+        for a, mc, w in zip((15, 30, 45), means, worst):
+            out[f"{key}_latent_invariance_err_rot{a}_mean"] = mc
+            out[f"{key}_latent_invariance_err_rot{a}"] = w
+        return out
+
+    s = study.between_quarter_turns_sentence(m((0.64, 0.67, 0.09), (1.08, 1.19, 0.22)), "sgvae")
+    assert "far from invariant at 15°, 30°, close to it at 45°" in s and "**not** exactly invariant" in s
+    assert "0.64 at 15°" in s and "up to 1.19" in s and "1.37 between the codes" in s
+    aug = study.between_quarter_turns_sentence(m((0.21, 0.21, 0.14), (0.62, 0.45, 0.31)), "sgvae")
+    assert "close to invariant on average but not for every digit" in aug and "45 % of that distance" in aug
+    tight = study.between_quarter_turns_sentence(m((0.05, 0.05, 0.05), (0.1, 0.1, 0.1)), "sgvae")
+    assert "close to invariant there too" in tight
+    far = study.between_quarter_turns_sentence(m((0.9, 1.0, 1.2), (1.5, 1.6, 1.7)), "sgvae")
+    assert "far from invariant at every such angle" in far
+    assert study.between_quarter_turns_sentence({}, "sgvae") == ""
+    probe = study.Images(torch.eye(4).repeat(1, 196).reshape(4, 1, 28, 28), torch.tensor([0, 0, 1, 1]))
+    vae = _StubVAE(lambda b: b, 1.0)  # code: the first 4 pixels, one-hot per image
+    assert study.between_digit_distance(vae, probe) == pytest.approx(2 ** 0.5)
+
+
+def test_elbo_failure_sentence_says_how_each_model_failed():
+    m = {"ps_d2_collapsed": True, "gauss_d2_collapsed": True, "kl_ps_d2": 2.9, "ps_d2_kl_per_dim": 1.43,
+         "kl_gauss_d2": 3.4, "gauss_d2_kl_per_dim": 1.67, "ps_d2_upright_decode_acc_pct": 28.0,
+         "gauss_d2_upright_decode_acc_pct": 31.2, "ps_d2_upright_mode_pct": 38.2, "gauss_d2_upright_mode_pct": 30.8,
+         "sgvae_kl_per_dim": 1.39}
+    s = study.discussion({**_discussion_metrics(), **m})["sv_elbo_sentence"]
+    assert s.startswith("Both d = 2 VAEs fail the collapse check") and "not compared" in s
+    assert s.count("fails by its decodes, not by posterior collapse") == 2 and "ignores its code" not in s
+    assert "2.9 nats of KL (1.43 per dimension; the S-GVAE's: 1.39)" in s and "28.0 %" in s
+    post = study.elbo_failure_sentence({**m, "ps_d2_kl_per_dim": 0.01, "kl_ps_d2": 0.02}, ["ps_d2"])
+    assert post.startswith("The d = 2 hyperspherical VAE fails") and "posterior collapsed onto the prior" in post
+    mode = study.elbo_failure_sentence({**m, "gauss_d2_upright_mode_pct": 70.0}, ["gauss_d2"])
+    assert "draws nearly one digit (70.0 %" in mode
+
+
+def test_kappa_sentence_says_where_kappa_sits_in_the_validation_grid():
+    top = study.kappa_sentence({"kappa_init": 3000.0})
+    assert "**largest** value tried, at the edge of the grid" in top and "lowest validation −ELBO" in top
+    assert "still falling there (by 1.0 nats" in top and "choose_kappa_init.py" in top
+    assert "**smallest** value tried" in study.kappa_sentence({"kappa_init": 150.0})
+    assert "not the sweep's best" in study.kappa_sentence({"kappa_init": 150.0})
+    assert "inside the grid" in study.kappa_sentence({"kappa_init": 300.0})
+    assert "not a value of the validation sweep" in study.kappa_sentence({"kappa_init": 100.0})
+    assert study.kappa_sentence({}) == "" and study.PROFILES["cpu"].kappa_init == max(study.KAPPA_INIT_SWEEP)
+
+
+def test_misread_note_points_at_examples_only_when_there_are_some():
+    assert "reads none of the 207 upright test 6s and 9s" in study.misread_note(
+        {"sgvae_upright_six_nine_misread_n": 0, "sgvae_upright_six_nine_n": 207})
+    some = study.misread_note({"sgvae_upright_six_nine_misread_n": 3, "sgvae_upright_six_nine_n": 207})
+    assert "examples above are the S-GVAE's own misreadings: 3 of the 207" in some
+    assert study.misread_note({}) == ""
