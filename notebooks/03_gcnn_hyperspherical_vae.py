@@ -111,7 +111,7 @@ judge_df.drop(columns="angle_deg").rename(index={0: "judge on real upright test 
 # except for the S-GVAE's orbit).
 # The concentration starts **concentrated**: $\kappa = \kappa_{\min} + \exp(\min(r + \log\kappa_0,
 # \log 10^5))$ for the encoder's output $r$, so that at initialisation ($r \approx 0$) samples lie close to
-# $\mu$; $\kappa_0$ = {glue:text}`kappa_init:.0f` was chosen on validation −ELBO. {glue:md}`sv_kappa_sentence`
+# $\mu$. {glue:md}`sv_kappa_sentence`
 # Why a concentrated start: issue 21 measured (cpu settings, one seed; not on this page) that with the former
 # $\mathrm{softplus}(r) + 1$, which starts at $\kappa \approx 1.7$ (samples nearly uniform on $S^{15}$), the code
 # carried 1.3 nats of KL after one epoch and upright 9s decoded right 71.3 % of the time, against a KL of 18.4 nats

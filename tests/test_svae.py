@@ -671,7 +671,7 @@ def test_binarised_control_feeds_binary_rotated_sixes_and_nines(monkeypatch):
     ci = {f"sgvae_{d}_acc_{s}_pct_ci95": [45.0, 55.0] for d in ("six", "nine") for s in ("mean", "min")}
     assert "no interval" in study.binarised_sentence(m)
     within = {**m, **ci, "sgvae_nine_acc_min_bin_pct": 42.0}  # moves by 8 points, under the 10-point width
-    assert "less than the width of its 95 % interval" in study.binarised_sentence(within)
+    assert "no more than the width of its 95 % interval" in study.binarised_sentence(within)
     assert "no effect beyond that noise" in study.binarised_sentence(within)
     beyond = {**m, **ci, "sgvae_nine_acc_min_bin_pct": 30.0}
     assert "matters, 1 of the 4 numbers" in study.binarised_sentence(beyond)
@@ -1190,10 +1190,11 @@ def test_elbo_failure_sentence_says_how_each_model_failed():
 
 def test_kappa_sentence_says_where_kappa_sits_in_the_validation_grid():
     top = study.kappa_sentence({"kappa_init": 3000.0})
-    assert "**largest** value tried, at the edge of the grid" in top and "lowest validation −ELBO" in top
+    assert "**largest** value tried, at the edge of the grid" in top and "was chosen on validation −ELBO, the lowest of the sweep" in top
     assert "still falling there (by 1.0 nats" in top and "choose_kappa_init.py" in top
     assert "**smallest** value tried" in study.kappa_sentence({"kappa_init": 150.0})
-    assert "not the sweep's best" in study.kappa_sentence({"kappa_init": 150.0})
+    assert "did not give the sweep's lowest validation −ELBO (κ₀ = 3,000 did)" in study.kappa_sentence(
+        {"kappa_init": 150.0})
     assert "inside the grid" in study.kappa_sentence({"kappa_init": 300.0})
     assert "not a value of the validation sweep" in study.kappa_sentence({"kappa_init": 100.0})
     assert study.kappa_sentence({}) == "" and study.PROFILES["cpu"].kappa_init == max(study.KAPPA_INIT_SWEEP)

@@ -1618,7 +1618,7 @@ def binarised_sentence(m: Mapping[str, Any]) -> str:
         return text + f": every number moves by at most {max(shifts):.1f} points (no interval to judge it against)."
     beyond = [(sh, w) for sh, w in zip(shifts, widths) if sh > w]
     if not beyond:
-        return (text + f": every number moves by at most {max(shifts):.1f} points, less than the width of its "
+        return (text + f": every number moves by at most {max(shifts):.1f} points, no more than the width of its "
                 f"95 % interval (at least {min(widths):.1f} points), so the mismatch in input statistics shows no "
                 "effect beyond that noise.")
     sh, w = max(beyond)
@@ -1727,8 +1727,9 @@ def kappa_sentence(m: Mapping[str, Any]) -> str:
         edge = f"It is the **smallest** value tried, at the edge of the grid {src}."
     else:
         edge = f"It lies inside the grid {src}."
-    chosen = "the lowest validation −ELBO of the sweep" if k0 == best else f"not the sweep's best (κ₀ = {best:,.0f})"
-    return f"κ₀ = {k0:,.0f} gave {chosen}. {edge}"
+    chosen = ("was chosen on validation −ELBO, the lowest of the sweep" if k0 == best else
+              f"did not give the sweep's lowest validation −ELBO (κ₀ = {best:,.0f} did)")
+    return f"κ₀ = {k0:,.0f} {chosen}. {edge}"
 
 
 def misread_note(m: Mapping[str, Any]) -> str:
