@@ -256,6 +256,8 @@ def test_train_flops_counts_every_fit():
     assert study.train_flops(no_contrast) < total
     one_seed = dataclasses.replace(cfg, seeds=(0,))
     assert study.train_flops(one_seed) < total
+    no_dec = dataclasses.replace(cfg, decoder_only=False)
+    assert study.train_flops(no_dec) < total
 
 
 def test_the_check_names_a_real_test():
@@ -351,7 +353,7 @@ def test_profiles_resolve_and_headline_keys_exist():
 
     rows = [{"model": k, "label": k, "element": g, "recon_mse": 0.01, "recon_psnr_db": 20.0, "roundtrip_mse": 0.011,
              "roundtrip_psnr_db": 19.6, "roundtrip_ratio": 1.1, "latent_equiv_err": 0.1}
-            for k in ("base", "twin", "ft180", "ft_p0", "gavg", "equi") for g in D4]
+            for k in ("base", "twin", "ft180", "ft_p0", "ftdec", "gavg", "equi") for g in D4]
     exact = pd.DataFrame([{"model": k, "element": g, "encoder": 0.0, "decoder": 0.0, "max": 0.0}
                           for k in ("ft", "gavg", "equi") for g in D4])
     table = pd.DataFrame({"parameters": [1], "train_time_s": [0.0]}, index=["ft"])
@@ -439,6 +441,48 @@ def test_discussion_sentences_follow_the_numbers():
     lower = study.discussion(_metrics({"base": {}, "twin": {}, "ft180": {"r90": 1.2}, "ft": {"r90": 1.45}, "equi": {}},
                                       {"base": 0.1, "ft": 0.1, "equi": 1e-3}))["eqvae_r90_sentence"]
     assert lower.startswith("On this run the rot180 loss alone gives a lower quarter-turn round trip") and "1.20×" in lower
+
+
+def test_sentences_compare_like_with_like_and_word_causes_as_measured():
+    """The audit's cases: the twin's verb follows its ratio against the base's; the rot180-only model is set
+    beside the sweep point of its own rotation weight; the latent sentence covers the sweep, not only the chosen
+    point; the seed's two-part target is missed when either part is; no unmeasured cause is stated."""
+    import pandas as pd
+
+    spec = (("base", {"r90": 2.0}, 0.8), ("twin", {"r90": 3.0}, 0.9), ("twin_s1", {"r90": 3.1}, 0.9),
+            ("ft180", {"r90": 2.5, "r180": 1.2}, 0.8), ("ft_p0", {"r90": 2.8}, 0.85), ("ft_p0_s1", {"r90": 2.9}, 0.85),
+            ("ft_p1", {"r90": 1.8}, 0.6), ("ft_p1_s1", {"r90": 1.9}, 0.6), ("gavg", {}, 0.8), ("equi", {}, 0.0))
+    rows = [dict(r, ssim=0.9) for model, ratios, lat in spec for r in _rows(model, ratios, lat)]
+    ex = pd.DataFrame([{"model": k, "element": g, "encoder": 1.0, "decoder": 1.0, "max": 1.0}
+                       for k in ("base", "ft", "gavg", "equi") for g in D4])
+    table = pd.DataFrame({"parameters": [1], "train_time_s": [0.0]}, index=["ft"])
+    m = study.headline_metrics(pd.DataFrame(rows), ex, table, base_source="taef2", point=0,
+                               sweep=[(0.1, 0.1), (1.0, 1.0)], rotation_weight=1.0)
+    d = study.discussion(m)
+    assert "raises that from the base's 2.00× to 3.05×" in d["eqvae_twin_sentence"]
+    assert "lowers that from" in study.discussion({**m, "base_roundtrip_ratio_max": 4.0})["eqvae_twin_sentence"]
+    assert "does not clearly move" in study.discussion({**m, "base_roundtrip_ratio_max": 3.0})["eqvae_twin_sentence"]
+    # the rot180-only model (weight 1) against the sweep point of weight 1, not the chosen point (weight 0.1)
+    r90 = d["eqvae_r90_sentence"]
+    assert m["ft180_rotation_weight"] == 1.0 and "`rot 1 / enc 1`" in r90 and "1.85×" in r90 and "2.50×" in r90
+    assert r90.startswith("The rot180 loss alone at rotation weight 1 does not teach") and "encoder term" in r90
+    # the chosen point raises the latent error from the base's, the strongest point lowers it: both are said
+    lat = d["eqvae_latent_direction"]
+    assert "at the chosen point ours goes the other way (up from its base, 0.800 → 0.850)" in lat
+    assert "`rot 1 / enc 1`, it goes the same way (down from its base, 0.800 → 0.600" in lat
+    assert "`rot 0.1 / enc 0.1` 0.850, `rot 1 / enc 1` 0.600" in d["eqvae_latent_sentence"]
+    # causes: the rotation and encoder weights move together; the group average's cost is what was measured
+    gap = study.discussion({**m, "ft_psnr_cost_db_ci95": [0.1, 0.5]})["eqvae_gap_sign"]
+    assert "the rotation and encoder losses together cost" in gap
+    assert "blur" not in d["eqvae_gavg_sentence"] and "SSIM 0.900 against the base's 0.900" in d["eqvae_gavg_sentence"]
+    assert "hypothesis" in d["eqvae_ft_exact_sentence"] and "because" not in d["eqvae_ft_exact_sentence"]
+    # the seed's target has two parts; missing either misses it, and the sentence gives both numbers
+    mse = m["ft180_roundtrip_mse_rot180"]
+    for cost, rt, expect in ((5.5, mse, "misses the target on both parts"), (0.5, mse, "misses the target** on its MSE"),
+                             (5.5, 0.002, "misses the target** on its cost"), (0.5, 0.002, "meets the target")):
+        v = study.discussion({**m, "ft180_recon_psnr_gap_db": cost, "ft180_roundtrip_mse_rot180": rt})
+        assert expect in v["eqvae_ft180_verdict"] and f"{cost:.2f} dB" in v["eqvae_ft180_verdict"]
+        assert "cannot be judged" not in v["eqvae_ft180_verdict"]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -555,11 +599,15 @@ def test_finetuned_taef2_round_trips_through_its_own_format(tmp_path):
 def test_seeds_name_runs_and_pair_twins_with_d4_finetunes():
     import pandas as pd
 
-    cfg = tiny_cfg(seeds=(0, 5, 7), sweep_rotation_weights=(0.1, 1.0), sweep_encoder_weights=(0.0, 1.0))
+    cfg = tiny_cfg(seeds=(0, 5, 7), sweep_rotation_weights=(0.1, 1.0), sweep_encoder_weights=(0.0, 1.0),
+                   decoder_only=False)
     runs = study.finetune_runs(cfg)
     assert runs[:5] == [("twin", 0, None), ("ft180", 0, None), ("ft", 0, 0), ("ft", 0, 1), ("twin", 5, None)]
     assert len(runs) == 2 + 2 + 3 * 2
     assert [study.run_name(k, s, cfg, j) for k, s, j in runs][4:7] == ["twin_s5", "ft_p0_s5", "ft_p1_s5"]
+    with_dec = study.finetune_runs(dataclasses.replace(cfg, decoder_only=True))  # one decoder-only fit per seed
+    assert [r for r in with_dec if r[0] == "ftdec"] == [("ftdec", s, None) for s in (0, 5, 7)]
+    assert [r for r in with_dec if r[0] != "ftdec"] == runs
     assert study.variant_of("ft180") == "ft180" and study.variant_of("twin_s7") == "twin"
     assert study.variant_of("ft_p1_s7") == "ft" and study.point_of("ft_p1_s7") == 1 and study.point_of("ft180") is None
     assert study.is_first_seed("ft_p1") and not study.is_first_seed("ft_p1_s7")
@@ -675,6 +723,60 @@ def test_decoder_only_finetune_keeps_the_encoder_and_refuses_the_encoder_term():
     assert state_dicts_equal(ft.model.encoder, base.model.encoder)
     assert not state_dicts_equal(ft.model.decoder, base.model.decoder)
     assert ft.run_config["params"] == "decoder"
+
+
+def test_decoder_only_arm_keeps_the_base_encoder():
+    """The decoder-only arm (``ftdec``) is in the run list for every seed, trains its decoder with the D4 round
+    trip at the sweep's last rotation weight and no encoder term, and leaves the encoder bit for bit the base's:
+    so its measured latent equivariance error is the base's (the page's check)."""
+    from rotcore.models.taesd import TinyAEConfig, TinyAutoencoder
+
+    cfg = tiny_cfg(seeds=(0, 5), finetune_fit=FitConfig(epochs=1, batch_size=4, lr=1e-3))
+    assert cfg.decoder_only and study.PROFILES["cpu"].decoder_only and study.PROFILES["smoke"].decoder_only
+    assert [r for r in study.finetune_runs(cfg) if r[0] == "ftdec"] == [("ftdec", 0, None), ("ftdec", 5, None)]
+    torch.manual_seed(0)
+    base = study.Trained("base", TinyAutoencoder(TinyAEConfig(width=8, latent_channels=4)), None, {"base": "test"})
+    photos = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
+    val = torch.rand(4, 3, 16, 16)
+    data = study.PhotoData(photos, val, ["x"] * 4, 8, 1)
+    runs = [study.finetune("ftdec", base, cfg, data, seed=s, device="cpu", progress=False) for s in cfg.seeds]
+    assert [t.name for t in runs] == ["ftdec", "ftdec_s5"] and all(t.point is None for t in runs)
+    for t in runs:
+        assert state_dicts_equal(t.model.encoder, base.model.encoder)
+        assert not state_dicts_equal(t.model.decoder, base.model.decoder)
+        assert t.run_config["params"] == "decoder"
+        loss = t.run_config["loss"]
+        assert loss["rotation_weight"] == cfg.sweep_rotation_weights[-1] and "encoder_weight" not in loss
+        assert loss["elements"] == list(cfg.d4_elements)
+    df = study.evaluate(study.image_stats([base, *runs], val, cfg), val[0].numel())
+    lat = df[df.element != "e"].groupby("model").latent_equiv_err.mean()
+    for t in runs:
+        assert abs(lat[t.name] - lat["base"]) <= 1e-5  # the check's bound (ANCHORS)
+    assert abs(lat["base"] - lat["ftdec"]) <= study.report.anchor(study, "ftdec_latent_equiv_err_change").threshold
+
+
+def test_decoder_only_arm_is_measured_against_its_twins_and_the_same_weight_point():
+    rows = [r for model, r90, lat in (("base", 3.0, 0.8), ("twin", 3.0, 0.9), ("twin_s1", 3.0, 0.9),
+                                      ("ft180", 2.0, 0.8), ("ft_p0", 1.6, 0.5), ("ft_p0_s1", 1.8, 0.5),
+                                      ("ftdec", 1.2, 0.8), ("ftdec_s1", 1.4, 0.8))
+            for r in _rows(model, {"r90": r90}, lat)]
+    m = _headline(rows, {k: 0.0 for k in ("base", "ft", "gavg", "equi")})
+    assert m["ftdec_seeds"] == 2 and m["ftdec_mean_roundtrip_vs_twin_ratio_max"] == pytest.approx(1.3)
+    assert m["ftdec_mean_psnr_cost_db"] == pytest.approx(0.0) and m["ftdec_latent_equiv_err_change"] == 0.0
+    assert m["latent_equiv_err_ftdec_mean"] == pytest.approx(0.8) and m["ftdec_roundtrip_vs_twin_ratio_max"] == 1.2
+    assert m["ftdec_mean_roundtrip_vs_twin_ratio_max_ci95"] is not None
+    m["ftdec_rotation_weight"] = 1.0  # the sweep's point is (rot 1, enc 0.5)
+    d = study.discussion(m)["eqvae_ftdec_sentence"]
+    assert "1.30×" in d and "`rot 1 / enc 0.5`" in d and "1.70×" in d
+    assert "a lower round trip (the seed intervals overlap)" in d and "the same reconstruction cost" in d
+    assert "mixes freezing the encoder with the encoder term" in d and "not a result" in d
+    curve = study.tradeoff_table(m)
+    row = curve[curve.kind == "ftdec"].iloc[0]
+    assert row.ratio == pytest.approx(1.3) and row.seeds == 2 and "rot 1" in row.label
+    study.plot_tradeoff(curve, target_ratio=1.5)
+    # no decoder-only arm in the run: no sentence, and the check is not measured
+    plain = _headline([r for r in rows if not r["model"].startswith("ftdec")], {k: 0.0 for k in ("base", "ft")})
+    assert plain["ftdec_latent_equiv_err_change"] is None and study.discussion(plain)["eqvae_ftdec_sentence"] == ""
 
 
 def test_group_averaged_decoder_is_exactly_equivariant():
