@@ -765,6 +765,8 @@ def test_decoder_only_arm_is_measured_against_its_twins_and_the_same_weight_poin
     assert m["ftdec_mean_psnr_cost_db"] == pytest.approx(0.0) and m["ftdec_latent_equiv_err_change"] == 0.0
     assert m["latent_equiv_err_ftdec_mean"] == pytest.approx(0.8) and m["ftdec_roundtrip_vs_twin_ratio_max"] == 1.2
     assert m["ftdec_mean_roundtrip_vs_twin_ratio_max_ci95"] is not None
+    wide = study._with_ci_nonneg("r_ratio", [0.1, 2.0])  # a ratio's t interval over 2 seeds stays ≥ 0
+    assert wide["r_ratio_ci95"][0] == 0.0 and "clipped" in wide["r_ratio_ci_method"]
     m["ftdec_rotation_weight"] = 1.0  # the sweep's point is (rot 1, enc 0.5)
     d = study.discussion(m)["eqvae_ftdec_sentence"]
     assert "1.30×" in d and "`rot 1 / enc 0.5`" in d and "1.70×" in d

@@ -1137,6 +1137,17 @@ def select_point(runs: Sequence[Trained], cfg: EqVAEStudyConfig) -> tuple[int, A
     return point, table
 
 
+def _with_ci_nonneg(name: str, values) -> dict[str, Any]:
+    """``with_ci(name, *mean_ci95(values))`` for a quantity that cannot be negative (a ratio of MSEs, a latent
+    error): a Student-t interval over few seeds that reaches below 0 is clipped at 0, and its method says so."""
+    out = with_ci(name, *mean_ci95(values))
+    ci = out.get(f"{name}_ci95")
+    if ci is not None and ci[0] < 0:
+        out[f"{name}_ci95"] = [0.0, ci[1]]
+        out[f"{name}_ci_method"] = (out.get(f"{name}_ci_method") or "interval") + ", clipped to the range [0, inf]"
+    return out
+
+
 def _mean(values) -> float:
     values = list(values)
     return sum(values) / len(values)
@@ -1192,10 +1203,10 @@ def headline_metrics(eval_df, exact_df, table, *, base_source: str, point: int |
         twin_mse = _mean(m[f"{n}_recon_mse"] for n in twins)
         m["twin_mean_recon_mse"] = twin_mse
         m.update(with_ci("twin_mean_recon_psnr_db", *mean_ci95([m[f"{n}_recon_psnr_db"] for n in twins])))
-        m.update(with_ci("twin_roundtrip_vs_twin_ratio_max",
-                         *mean_ci95([m[f"{n}_roundtrip_ratio_max"] for n in twins])))
+        m.update(_with_ci_nonneg("twin_roundtrip_vs_twin_ratio_max",
+                         [m[f"{n}_roundtrip_ratio_max"] for n in twins]))
         if all(m.get(f"latent_equiv_err_{n}") is not None for n in twins):  # beside the ft's mean over seeds
-            m.update(with_ci("latent_equiv_err_twin_mean", *mean_ci95([m[f"latent_equiv_err_{n}"] for n in twins])))
+            m.update(_with_ci_nonneg("latent_equiv_err_twin_mean", [m[f"latent_equiv_err_{n}"] for n in twins]))
         m["twin_seeds"] = len(twins)
         for ref in ("base", "gavg", "equi", "scratch"):
             if f"{ref}_roundtrip_mse_max" in m:
@@ -1220,12 +1231,12 @@ def headline_metrics(eval_df, exact_df, table, *, base_source: str, point: int |
         if j < len(sweep):
             m[f"{pre}_rotation_weight"], m[f"{pre}_encoder_weight"] = map(float, sweep[j])
         m.update(with_ci(f"{pre}_recon_psnr_db", *mean_ci95([m[f"{ft}_recon_psnr_db"] for ft in fts])))
-        m.update(with_ci(f"{pre}_roundtrip_vs_twin_ratio_max",
-                         *mean_ci95([m[f"{ft}_roundtrip_vs_twin_ratio_max"] for ft in fts])))
+        m.update(_with_ci_nonneg(f"{pre}_roundtrip_vs_twin_ratio_max",
+                         [m[f"{ft}_roundtrip_vs_twin_ratio_max"] for ft in fts]))
         m.update(with_ci(f"{pre}_psnr_cost_db",
                          *mean_ci95([m[f"{tw}_recon_psnr_db"] - m[f"{ft}_recon_psnr_db"] for tw, ft in pj])))
-        m.update(with_ci(f"{pre}_roundtrip_ratio_max", *mean_ci95([m[f"{ft}_roundtrip_ratio_max"] for ft in fts])))
-        m.update(with_ci(f"{pre}_latent_equiv_err", *mean_ci95([m[f"latent_equiv_err_{ft}"] for ft in fts])))
+        m.update(_with_ci_nonneg(f"{pre}_roundtrip_ratio_max", [m[f"{ft}_roundtrip_ratio_max"] for ft in fts]))
+        m.update(_with_ci_nonneg(f"{pre}_latent_equiv_err", [m[f"latent_equiv_err_{ft}"] for ft in fts]))
         if all(f"{n}_ssim" in m for pair in pj for n in pair):
             m.update(with_ci(f"{pre}_ssim_cost", *mean_ci95([m[f"{tw}_ssim"] - m[f"{ft}_ssim"] for tw, ft in pj])))
         for g in D4:
@@ -1244,13 +1255,13 @@ def headline_metrics(eval_df, exact_df, table, *, base_source: str, point: int |
         if dec_rotation_weight is not None:
             m["ftdec_rotation_weight"] = float(dec_rotation_weight)
         m.update(with_ci("ftdec_mean_recon_psnr_db", *mean_ci95([m[f"{ft}_recon_psnr_db"] for ft in fts])))
-        m.update(with_ci("ftdec_mean_roundtrip_vs_twin_ratio_max",
-                         *mean_ci95([m[f"{ft}_roundtrip_vs_twin_ratio_max"] for ft in fts])))
+        m.update(_with_ci_nonneg("ftdec_mean_roundtrip_vs_twin_ratio_max",
+                         [m[f"{ft}_roundtrip_vs_twin_ratio_max"] for ft in fts]))
         m.update(with_ci("ftdec_mean_psnr_cost_db",
                          *mean_ci95([m[f"{tw}_recon_psnr_db"] - m[f"{ft}_recon_psnr_db"] for tw, ft in dec_pairs])))
-        m.update(with_ci("ftdec_mean_roundtrip_ratio_max",
-                         *mean_ci95([m[f"{ft}_roundtrip_ratio_max"] for ft in fts])))
-        m.update(with_ci("latent_equiv_err_ftdec_mean", *mean_ci95([m[f"latent_equiv_err_{ft}"] for ft in fts])))
+        m.update(_with_ci_nonneg("ftdec_mean_roundtrip_ratio_max",
+                         [m[f"{ft}_roundtrip_ratio_max"] for ft in fts]))
+        m.update(_with_ci_nonneg("latent_equiv_err_ftdec_mean", [m[f"latent_equiv_err_{ft}"] for ft in fts]))
         if all(f"{n}_ssim" in m for pair in dec_pairs for n in pair):
             m.update(with_ci("ftdec_mean_ssim_cost",
                              *mean_ci95([m[f"{tw}_ssim"] - m[f"{ft}_ssim"] for tw, ft in dec_pairs])))
