@@ -26,11 +26,20 @@ def grad_cam(model: nn.Module, layer: nn.Module, x: Tensor, score_fn: Callable[[
 
     ``cam = relu(Σ_k α_k A_k)`` with ``α_k`` the spatial mean of ``∂score/∂A_k``, upsampled bilinearly to
     ``x``'s size. Not guaranteed: a map is only as fine as ``layer``'s grid (7×7 for ResNet18 at 224 px).
+
+    ``layer`` may be frozen (run under ``no_grad``, as the frozen blocks of a partly fine-tuned network): its
+    output is then made a leaf that requires a gradient, and ``∂score/∂A`` flows through the layers after it
+    only, which is all Grad-CAM needs (no gradient through the frozen layers themselves).
     """
     saved: dict[str, Tensor] = {}
 
     def hook(_module, _inp, out):
+        if not out.requires_grad:  # a frozen layer (run without gradients): explain its output as a leaf, so
+            out = out.detach().requires_grad_(True)  # the gradient flows only through the layers after it
+            saved["a"] = out
+            return out
         saved["a"] = out
+        return None
 
     handle = layer.register_forward_hook(hook)
     was = model.training

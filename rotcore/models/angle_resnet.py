@@ -23,12 +23,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from rotcore.config import ConfigError, check_choice, check_positive
+from rotcore.models.efficientnet_lite import last_block_at_stride
 from rotcore.rotate import angle_to_vec, vec_to_angle
 
 HEADS = ("vec", "bins")
 ARCHS = ("resnet18", "efficientnet_lite0")
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
+LITE_LAST_STRIDE16_BLOCK = last_block_at_stride(16)  # 10: Grad-CAM's layer in EfficientNet-Lite0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,11 +138,12 @@ class AngleResNet(nn.Module):
 
     @property
     def feature_layer(self) -> nn.Module:
-        """The stage Grad-CAM explains, at stride 16, because at the small inputs used here the last stage's
-        grid is too coarse to show anything (3×3 at 96 px): ResNet's ``layer3``; EfficientNet's block 10 (the
-        end of its stride-16 stages), or the first trained block when block 10 is frozen."""
+        """The layer Grad-CAM explains, at stride 16, because at the small inputs used here the last stage's
+        grid is too coarse to show anything (3×3 at 96 px): ResNet's ``layer3``; EfficientNet's block 10, the end
+        of its stride-16 stages (blocks 11-15 are at stride 32), frozen or not (:func:`rotcore.explain.grad_cam`
+        needs gradients only through the layers after it)."""
         if self.config.arch == "efficientnet_lite0":
-            return self.trunk.net._blocks[max(10, self.config.frozen_blocks)]
+            return self.trunk.net._blocks[LITE_LAST_STRIDE16_BLOCK]
         return self.trunk.layer3
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -35,6 +35,20 @@ STEM_CHANNELS, HEAD_CHANNELS = 32, 1280
 BN_EPS = 1e-3  # TensorFlow's; the checkpoint's running variances were computed with it
 
 
+def last_block_at_stride(stride: int) -> int:
+    """The index of the last of the 16 blocks whose output is at ``stride`` (the stem halves the input; a
+    stage's first block applies its stride): 10 for stride 16, 15 for 32."""
+    at, last, i = 2, None, 0
+    for _expand, _kernel, s, _cout, repeats in STAGES:
+        at *= s
+        if at == stride:
+            last = i + repeats - 1
+        i += repeats
+    if last is None:
+        raise ValueError(f"no EfficientNet-Lite block outputs at stride {stride}")
+    return last
+
+
 @dataclasses.dataclass(frozen=True)
 class Variant:
     """Where one pretrained variant's weights live: the pip package, its import name, the file inside it."""
