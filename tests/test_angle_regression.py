@@ -1,6 +1,7 @@
 """Study 04: circular error, codecs, the rotation-safe crop, rot90 TTA, heads, Grad-CAM, batch probing,
-abstention, splits, manifests, the FiftyOne data set, selection on validation only, photo-clustered CIs and
-the training-FLOP count."""
+abstention, splits, manifests, the FiftyOne data set (both sources, and the predictions of both evaluation
+sets), selection on validation only, photo-clustered CIs, the sentences generated from them and the
+training-FLOP count."""
 
 import dataclasses
 import json
@@ -348,6 +349,144 @@ def test_fiftyone_dataset_is_idempotent_and_persistent(tmp_path):
     assert again["n"] == 5 and again["splits"] == first["splits"] and again["tags"] == first["splits"]
 
 
+# Two sources in one data set: scene photos and clothing photos (split by contributor), synced idempotently; the
+# evaluation sets of both sources with the predictions as fields
+_TWO_SOURCES = textwrap.dedent("""
+    import dataclasses, json, shutil, sys
+    from pathlib import Path
+    import torch
+    from rotcore import fiftyone_io, report
+    from rotcore.studies import angle_regression as study
+    photos_src, cloth_src, tmp, mode = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
+    photos, cloth = tmp / "photos", tmp / "clothing"
+    # 8 scene photos (5 train, 3 held out) and 9 clothing photos: train (senders 1, 2), val (3), test (4, 5)
+    cloth_rows = [("train", 1), ("train", 1), ("train", 2), ("train", 2), ("val", 3), ("val", 3), ("test", 4),
+                  ("test", 4), ("test", 5)]
+    if mode == "build":
+        photos.mkdir()
+        (cloth / "images").mkdir(parents=True)
+        scene = sorted(photos_src.glob("coco*.jpg"))[:8]
+        lines = ["file\tsource\tlicense\tsuggested_split"]
+        for i, p in enumerate(scene):
+            shutil.copy(p, photos / p.name)
+            lines.append(f"{p.name}\tCOCO test copy\tCC-BY\t{'train' if i < 5 else 'val'}")
+        (photos / "MANIFEST.tsv").write_text("\\n".join(lines) + "\\n")
+        lines = ["file\tsender_id\tsuggested_split"]
+        for p, (split, sender) in zip(sorted((cloth_src / "images").glob("*.jpg"))[:9], cloth_rows):
+            shutil.copy(p, cloth / "images" / p.name)
+            lines.append(f"{p.name}\t{sender}\t{split}")
+        (cloth / "MANIFEST.tsv").write_text("\\n".join(lines) + "\\n")
+    over = {"photo_root": str(photos), "clothing_root": str(cloth), "fiftyone": "required", "max_clothing_train": 3,
+            "max_clothing_test": 2}
+    cfg = report.resolve_config(study, "smoke", over)
+    out = {"registry": []}
+    fo = fiftyone_io.import_fiftyone()
+    if mode == "build":  # the separate clothing data set of earlier versions
+        fo.Dataset(f"{cfg.fiftyone_dataset}-clothing", persistent=True)
+    for _ in range(2 if mode == "build" else 1):
+        data = study.prepare_photos(cfg)
+        out["registry"].append(data.registry)
+    ds = data.dataset
+    out["n"] = len(ds)
+    out["by_source"] = ds.count_values("source_group")
+    out["legacy_gone"] = not fo.dataset_exists(f"{cfg.fiftyone_dataset}-clothing")
+    F = fo.ViewField
+    cv = ds.match(F("source") == study.CLOTHING_SOURCE)
+    out["clothing_splits"] = cv.count_values("split")
+    out["contributors"] = sorted(set(cv.values("contributor")))
+    out["scene_contributors"] = sorted(set(ds.match(F("source") != study.CLOTHING_SOURCE).values("contributor")),
+                                       key=str)
+    out["tags"] = sorted(set(t for ts in ds.values("tags") for t in ts))
+    out["loaded"] = [len(data.clothing.train_idx), len(data.clothing.test_idx)]
+    out["registered"] = data.clothing.registered
+    # the manifests FiftyOne exports hold the same photos as those written without it
+    fo_cloth = json.loads(data.clothing.manifest.read_text())["samples"]
+    off = study.prepare_photos(dataclasses.replace(cfg, fiftyone="off", fiftyone_dataset="offline-copy"))
+    off_cloth = json.loads(off.clothing.manifest.read_text())["samples"]
+    key = lambda rows: sorted((r["file"], r["source"], r["split"]) for r in rows)
+    out["same_manifests"] = (key(fo_cloth) == key(off_cloth) and off.records == data.records
+                             and [r.path for r in off.clothing.records] == [r.path for r in data.clothing.records])
+    if mode == "build":
+        # predictions: every run off by a known error, the best one by 10 degrees, on both evaluation sets
+        sets = study.eval_sets(data, cfg)
+        def ev(key, name, err):
+            es = sets[name]
+            true = es.angle_deg.cpu()
+            pred = (true + err) % 360
+            return study.Evaluation(key, name, true, pred, torch.ones(len(true)), torch.full((len(true),), err),
+                                    es.photo.cpu(), False, None if es.cluster is None else es.cluster.cpu(), es.unit)
+        evals = {"lite_imagenet_coco": {n: ev("lite_imagenet_coco", n, 10.0) for n in ("test", "val", "clothing-test")},
+                 "seed": {n: ev("seed", n, 40.0) for n in ("test", "val")}}
+        f = study.save_predictions(tmp / "pred.json", data, study.prediction_sets(evals, sets),
+                                   best="lite_imagenet_coco")
+        eds = study.register_evaluation(f, cfg=cfg, size=16)
+        out["eval_sets"] = eds.count_values("set")
+        out["sizes"] = {n: len(sets[n].photo) for n in ("test", "clothing-test")}
+        for n in ("test", "clothing-test"):
+            v = eds.match(F("set") == n)
+            out[f"best_err_{n}"] = v.values("eval_pred_lite_imagenet_coco")
+            out[f"seed_err_{n}"] = v.values("eval_pred_seed")
+            out[f"contrib_{n}"] = v.values("contributor")
+        out["true_contrib"] = sets["clothing-test"].cluster.tolist()
+        out["info_best"] = eds.info.get("best_run")
+        out["worst"] = study.worst_cases(eds, "lite_imagenet_coco", k=2)
+    print("RESULT" + json.dumps(out))
+""")
+
+
+@pytest.mark.fiftyone
+def test_fiftyone_holds_both_sources_idempotently_and_the_predictions_of_both(tmp_path):
+    from rotcore import fiftyone_io
+    from rotcore.data import photos_root
+
+    ok, why = fiftyone_io.available()
+    if not ok:
+        pytest.skip(why)
+    try:
+        src = photos_root()
+    except FileNotFoundError:
+        pytest.skip("no offline photos")
+    cloth_src = src.parent / "clothing"
+    if not (cloth_src / "MANIFEST.tsv").exists():
+        pytest.skip("no clothing photos")
+    env = {**os.environ, "ROTBOOK_FIFTYONE_DB": str(tmp_path / "db"), "FIFTYONE_DO_NOT_TRACK": "true",
+           "ROTBOOK_CACHE": str(tmp_path / "cache")}
+    env.pop("FIFTYONE_DATABASE_DIR", None)
+
+    def run(mode):
+        proc = subprocess.run([sys.executable, "-c", _TWO_SOURCES, str(src), str(cloth_src), str(tmp_path), mode],
+                              env=env, capture_output=True, text=True, timeout=300)
+        text = proc.stdout + proc.stderr
+        if proc.returncode != 0 and any(s in text for s in ("ServiceListenTimeout", "MongoDB could not", "mongod")):
+            pytest.skip(f"FiftyOne's database cannot start here: {text.strip().splitlines()[-1]}")
+        assert proc.returncode == 0, text[-3000:]
+        return json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT"))[6:])
+
+    first = run("build")
+    # one data set, both sources, every clothing split registered (val too), each clothing photo's contributor
+    assert first["n"] == 17 and first["by_source"] == {"COCO": 8, "clothing": 9}
+    assert first["clothing_splits"] == {"train": 4, "val": 2, "test": 3} == first["registered"]
+    assert first["contributors"] == [1, 2, 3, 4, 5] and first["scene_contributors"] == [None]
+    assert first["tags"] == ["test", "train", "val"]
+    assert first["loaded"] == [3, 2]  # only the capped train and test photos are loaded
+    assert "(17 photos, created" in first["registry"][0] and "(17 photos, unchanged" in first["registry"][1]
+    assert "second source" in first["registry"][0] and "2 val" in first["registry"][0]
+    assert first["same_manifests"] and first["legacy_gone"]
+    # the predictions of both evaluation sets, with their errors, as fields of one data set
+    assert first["eval_sets"] == first["sizes"] and set(first["sizes"]) == {"test", "clothing-test"}
+    for n in ("test", "clothing-test"):
+        assert first[f"best_err_{n}"] == pytest.approx([10.0] * first["sizes"][n], abs=1e-3)
+    assert first["seed_err_test"] == pytest.approx([40.0] * first["sizes"]["test"], abs=1e-3)
+    assert first["seed_err_clothing-test"] == [None] * first["sizes"]["clothing-test"]  # the seed run did not score it
+    assert first["contrib_clothing-test"] == first["true_contrib"] and set(first["contrib_test"]) == {None}
+    assert first["info_best"] == "lite_imagenet_coco"
+    assert first["worst"] == {"clothing-test": pytest.approx([10.0, 10.0], abs=1e-3),
+                              "test": pytest.approx([10.0, 10.0], abs=1e-3)}
+    again = run("load")  # a new process, the same database: nothing to add
+    assert "(17 photos, unchanged: +0 / -0)" in again["registry"][0]
+    assert again["clothing_splits"] == first["clothing_splits"] and again["same_manifests"]
+
+
 def test_ensemble_of_identical_runs_is_the_run():
     g = torch.Generator().manual_seed(0)
     true = 360 * torch.rand(20, generator=g)
@@ -429,8 +568,8 @@ def test_the_ensemble_is_published_only_when_it_wins_on_validation():
 
 
 def _mnist_summary():
-    return {"mae_deg": 4.0, "mae_ci95": [3.5, 4.5], "n": 100, "median_deg": 2.0, "within5_pct": 80.0,
-            "mae_std_over_seeds_deg": 0.1, "mae_excl_6_9_deg": 3.0}
+    return {"mae_deg": 4.0, "mae_ci95": [3.5, 4.5], "n": 100, "mae_ci_method": "percentile bootstrap over 100 digits",
+            "median_deg": 2.0, "within5_pct": 80.0, "mae_std_over_seeds_deg": 0.1, "mae_excl_6_9_deg": 3.0}
 
 
 def _per_digit():
@@ -450,6 +589,11 @@ def test_headline_cis_are_clustered_by_photo():
     assert m["photos_seed_style_mae_deg"] == pytest.approx(40.0) and lo < 40.0 < hi
     assert m["photos_mae_deg_ci95"] == [pytest.approx(29.0), pytest.approx(29.0)]  # constant errors
     assert m["mnist_mae_deg_ci95"] == [3.5, 4.5] and m["mnist_mae_deg_n"] == 100
+    # the MNIST interval's method is recorded, so the results table names it
+    assert m["mnist_mae_deg_ci_method"] == "percentile bootstrap over 100 digits"
+    results, _ = report.tables(study, m)
+    row = results[results.metric.str.startswith("MNIST")].iloc[0]
+    assert row.interval == "percentile bootstrap over 100 digits"
     for a in study.ANCHORS:
         assert a.metric in m
     assert m["photos_leaky_split_mae_deg"] is None
@@ -629,6 +773,36 @@ def test_mnist_judge_is_study_01s(profile):
     assert study.judge_config(study.PROFILES[profile]) == cvae.PROFILES[profile].judge_configs()[1]
 
 
+def test_mnist_judge_records_how_its_interval_was_computed(monkeypatch):
+    """The MNIST MAE's interval is a bootstrap over test digits, and the summary says so (the results table
+    shows that method rather than "not recorded")."""
+    import pandas as pd
+
+    class Digits:
+        y = torch.arange(10).repeat(3)
+
+        def __len__(self):
+            return 30
+
+        def to(self, device):
+            return self
+
+    def evaluate(judge, test, *, seeds, per_image):
+        err = torch.linspace(0, 20, len(test) * len(seeds))
+        summary = {"mae_deg": err.mean().item(), "median_deg": 10.0, "within5_pct": 25.0, "mae_std_over_seeds_deg": 0.0}
+        return summary, pd.DataFrame({"digit": range(10), "mae_deg": [1.0] * 10}), err
+
+    monkeypatch.setattr(study, "angle_judge", lambda cfg, device=None, progress=None: nn.Linear(1, 1))
+    monkeypatch.setattr(study, "load_mnist", lambda split: Digits())
+    monkeypatch.setattr(study, "subset", lambda ds, n, seed: ds)
+    monkeypatch.setattr(study, "evaluate_angle_judge", evaluate)
+    _, summary, _ = study.mnist_judge(report.resolve_config(study, "smoke"))
+    assert summary["n"] == 30 and "bootstrap over 30 digits" in summary["mae_ci_method"]
+    m = study.headline_metrics(_evals(val_vec=10.0, test_vec=30.0, val_bins=20.0, test_bins=5.0), None, {}, summary,
+                               _per_digit().assign(flipped_pct=0.0), [], report.resolve_config(study, "smoke"))
+    assert m["mnist_mae_deg_ci_method"] == summary["mae_ci_method"]
+
+
 def test_judge_train_size_is_checked():
     with pytest.raises(ConfigError, match="judge_train_size"):
         study.AngleRegressionConfig(judge_train_size=0)
@@ -711,10 +885,40 @@ def test_frozen_lite_blocks_get_no_gradients_and_keep_their_statistics():
     assert not torch.equal(head_before, net._blocks[12]._bn1.running_mean)
     with pytest.raises(ConfigError, match="frozen_blocks"):
         AngleResNetConfig(frozen_blocks=2)  # resnet18 trains every block
-    # Grad-CAM explains a trained block (block 10 is frozen here, so the first trained one)
-    assert frozen.feature_layer is net._blocks[11]
+
+
+def test_grad_cam_reads_the_last_stride16_block_even_when_it_is_frozen():
+    """With 11 frozen blocks the layer Grad-CAM explains (block 10, the last stride-16 block) runs without
+    gradients; its map still comes out (the gradient flows through the trained blocks after it), at stride 16:
+    7×7 at 112 px, where block 11 (the first block of the stride-32 stage) would give 4×4."""
+    from rotcore.models.efficientnet_lite import last_block_at_stride
+
+    assert last_block_at_stride(16) == 10 and last_block_at_stride(32) == 15
+    torch.manual_seed(0)
+    frozen = AngleResNet(AngleResNetConfig(arch="efficientnet_lite0", frozen_blocks=11))
+    net = frozen.trunk.net
+    assert frozen.feature_layer is net._blocks[10]
+    assert study.feature_grid(frozen, net._blocks[10], 112) == (7, 7)
+    assert study.feature_grid(frozen, net._blocks[11], 112) == (4, 4)
+    x = torch.rand(3, 3, 112, 112)
     cams = grad_cam(frozen, frozen.feature_layer, x, angle_confidence_score(frozen.to_vec))
-    assert cams.shape == (4, 32, 32) and torch.isfinite(cams).all()
+    assert cams.shape == (3, 112, 112) and torch.isfinite(cams).all() and cams.amax() > 0
+    # the same map as from the same network with nothing frozen (freezing changes gradients to the weights, not
+    # the gradient of the score with respect to block 10's output)
+    free = AngleResNet(AngleResNetConfig(arch="efficientnet_lite0"))
+    free.load_state_dict(frozen.state_dict())
+    assert torch.allclose(cams, grad_cam(free, free.feature_layer, x, angle_confidence_score(free.to_vec)), atol=1e-4)
+    assert all(p.grad is None for p in frozen.parameters())  # Grad-CAM leaves no gradients behind
+    # the caption is generated from the measured grid: stride 16 here, and a ResNet's layer3 at 96 px
+    cfg = report.resolve_config(study, "cpu")
+    t = study.Trained("lite_imagenet_coco", frozen, None, 32)
+    g = study.gradcam_layer(t, cfg)
+    assert g["gradcam_stride"] == 16 and g["gradcam_grid"] == 7 and g["gradcam_layer_frozen"] is True
+    text = study.gradcam_sentence(g)
+    assert "block 10" in text and "7×7 grid at 112 px" in text and "stride 16" in text and "frozen" in text
+    r = study.Trained("seed", AngleResNet(AngleResNetConfig()), None, 32)
+    g = study.gradcam_layer(r, cfg)
+    assert g["gradcam_stride"] == 16 and g["gradcam_grid"] == 6 and "frozen" not in study.gradcam_sentence(g)
 
 
 def test_grid_arms_train_for_equal_steps_and_only_imagenet_arms_freeze():
@@ -758,16 +962,41 @@ def test_grid_main_effects_and_their_sentences():
     assert m["clothing_mae_deg_ci_method"] and "contributor" in m["clothing_mae_deg_ci_method"]
     assert m["photos_within10_pct"] == pytest.approx(100.0)
     d = study.discussion(m)
-    assert "Both help; pretraining by more" in d["ar_grid_sentence"]
+    # the verdict is said per test set: where the gain comes from on scene photos, and on clothing
+    assert "on the scene photos both help, pretraining by more (20.0° against 10.0°" in d["ar_grid_sentence"]
+    assert "on the clothing test split both help, the clothing photos by more (17.0° against 7.0°" in d["ar_grid_sentence"]
     assert "lowers the MAE by 20.0°" in d["ar_grid_sentence"] and "clothing test split" in d["ar_grid_sentence"]
+    # helping on scene photos despite fewer COCO images (equal steps, half of them clothing photos)
+    assert "even though the mixed arms see half as many COCO images" in d["ar_grid_sentence"]
     assert "6.0°" in d["ar_clothing_sentence"]
+    assert "not the best one here" not in d["ar_clothing_sentence"]  # the best run is also the best on clothing
     frozen = report.resolve_config(study, "smoke").grid_frozen_blocks
     assert f"keep their stem and first {frozen} blocks frozen" in d["ar_grid_sentence"]  # not initialisation alone
     # a negative gain raises the MAE, and its interval is printed in the same direction as the words
     hurt = {**m, "data_gain_deg": -7.0, "data_gain_deg_ci95": [-10.6, -3.6]}
     s = study.discussion(hurt)["ar_grid_sentence"]
-    assert "adding the clothing photos raises the MAE by 7.0° (95 % CI 3.6 to 10.6°): it hurts" in s
+    # equal steps: the mixed arms swap half their COCO images for clothing photos, so a loss on scene photos
+    # cannot be pinned on the clothing photos' domain
+    assert ("replacing half of the training images with clothing photos raises the MAE by 7.0° (95 % CI 3.6 to "
+            "10.6°)") in s
+    assert "cannot tell a domain mismatch from less COCO training" in s and "it hurts" not in s
     assert "-10.6" not in s and "−10.6" not in s
+    # the published run's numbers: pretraining alone on scene photos, both factors on the clothing split
+    pub = {**m, "data_gain_deg": -16.2, "data_gain_deg_ci95": [-20.5, -11.7], "clothing_data_gain_deg": 22.5,
+           "clothing_data_gain_deg_ci95": [16.3, 27.4], "clothing_pretrained_gain_deg": 27.7,
+           "clothing_pretrained_gain_deg_ci95": [22.3, 33.8], "photos_best_run": "lite_imagenet_coco",
+           "clothing_mae_deg": 77.6, "clothing_mae_deg_ci95": [71.6, 86.9], "clothing_mae_deg_lite_imagenet_coco": 77.6,
+           "clothing_mae_deg_lite_imagenet_mixed": 44.2, "clothing_mae_deg_lite_scratch_coco": 94.5,
+           "clothing_mae_deg_lite_scratch_mixed": 82.8, "clothing_mae_deg_seed": 80.0}
+    d = study.discussion(pub)
+    s = d["ar_grid_sentence"]
+    assert "on the scene photos the gain comes from pretraining, not from the clothing photos" in s
+    assert "on the clothing test split both help, pretraining by more (27.7° against 22.5°" in s
+    assert "the clothing photos lower the MAE by 22.5° (95 % CI 16.3 to 27.4°)" in s
+    assert "“Lite0 ImageNet, COCO+clothing” scores 44.2° on the clothing test split against the best run's 77.6°" in (
+        d["ar_clothing_sentence"])
+    other = study.discussion({**pub, "grid_clothing_share": 0.25})["ar_grid_sentence"]
+    assert "replacing 25% of the training images" in other and "75% as many COCO images" in other
     lo, hi = m["pretrained_gain_deg_ci95"]
     assert f"lowers the MAE by 20.0° (95 % CI {lo:.1f} to {hi:.1f}°)" in d["ar_grid_sentence"]
     # no pretraining effect, a data effect: the sentence says the gain comes from the photos
@@ -775,9 +1004,52 @@ def test_grid_main_effects_and_their_sentences():
     m2 = study.headline_metrics(_cell_evals(flat), None, {}, _mnist_summary(), _per_digit(), [],
                                 report.resolve_config(study, "smoke"))
     assert m2["pretrained_gain_deg"] == pytest.approx(0.0) and m2["clothing_pretrained_gain_deg"] is None
-    assert "comes from the extra photos, not from pretraining" in study.discussion(m2)["ar_grid_sentence"]
+    assert "on the scene photos the gain comes from the clothing photos, not from pretraining" in (
+        study.discussion(m2)["ar_grid_sentence"])
     for a in study.ANCHORS:
         assert a.metric in m and a.metric in m2
+
+
+def test_candidates_ratio_target_and_both_centroid_baselines_are_said_from_the_run():
+    errs = {(False, False): 40.0, (False, True): 30.0, (True, False): 20.0, (True, True): 10.0}
+    evals = _cell_evals(errs, {c: 30.0 for c in errs})
+    base = _ev("centroid", "test", [67.0] * 8)
+    cloth_base = dataclasses.replace(_ev("centroid", "clothing-test", [82.0] * 6, photo=torch.arange(6)),
+                                     cluster=torch.tensor([7, 7, 7, 9, 9, 11]), unit="contributor")
+    m = study.headline_metrics(evals, base, {}, _mnist_summary(), _per_digit(), [],
+                               report.resolve_config(study, "smoke"), baseline_clothing=cloth_base)
+    # the candidates are the four Lite0 arms: no ResNet head, no ensemble
+    assert m["photos_candidates"].split(",") == list(study.GRID.values())
+    s = study.discussion(m)["ar_candidates_sentence"]
+    assert all(f"“{study.label(k)}”" in s for k in study.GRID.values()) and "4 candidates" in s
+    assert "ensemble" not in s and "head" not in s
+    evals["ours_vec"], evals["ours_bins"] = _evals(10.0, 30.0, 20.0, 5.0)["ours_vec"], _evals(10.0, 30.0, 20.0, 5.0)["ours_bins"]
+    evals["ours_ensemble"] = study.ensemble(evals)
+    assert "the ensemble of the two ResNet18 heads is a candidate" in study.candidates_sentence(study.candidates(evals))
+    # the ratio's target is the anchor's threshold, in its words too
+    ratio = next(a for a in study.ANCHORS if a.metric == "photos_best_to_seed_ratio")
+    assert ratio.threshold == study.RATIO_TARGET and f"at most {study.RATIO_TARGET:g}×" in ratio.source
+    assert "third" not in ratio.source
+    # both centroid baselines are results rows, each with its interval and how it was clustered
+    results, _ = report.tables(study, m)
+    centroid = results[results.metric.str.contains("centroid")].set_index("metric")
+    scene = centroid.loc[[k for k in centroid.index if k.startswith("Photos")][0]]
+    cloth = centroid.loc[[k for k in centroid.index if k.startswith("Clothing")][0]]
+    assert scene["this run"].startswith("67.0° (95 % CI") and "photos" in scene["interval"]
+    assert cloth["this run"].startswith("82.0° (95 % CI") and "contributors" in cloth["interval"]
+    assert m["clothing_centroid_baseline_mae_deg_n"] == 3
+    assert "the brightness centroid scores 82.0° (95 % CI" in study.discussion(m)["ar_clothing_sentence"]
+
+
+def test_data_counts_are_what_the_run_used(photo_data):
+    cfg, data = photo_data
+    c = study.data_counts(data)
+    assert c["clothing_train_photos"] == cfg.max_clothing_train and c["clothing_test_photos"] == cfg.max_clothing_test
+    assert c["photos_test_photos"] == len(data.test_idx) == cfg.max_test_photos
+    # every split of the clothing folder is registered (and in its manifest), not only the ones loaded
+    records, _ = study.clothing_records(study.clothing_folder(cfg))
+    assert data.clothing.registered == {sp: sum(r.split == sp for r in records) for sp in ("test", "train", "val")}
+    assert c["clothing_registered_photos"] == len(records)
 
 
 def test_gain_ci_needs_the_same_images():
