@@ -596,7 +596,7 @@ def prepare_photos(cfg: AngleRegressionConfig, device: torch.device | str = "cpu
             fo.delete_dataset(legacy)  # the separate clothing data set of earlier versions: now a source of this one
         registry = (f"FiftyOne data set `{report.name}` ({report.samples:,} photos, {report.status}: "
                     f"+{report.added:,} / -{report.removed:,}): {len(records):,} scene photos ("
-                    f"{_splits_text(records)})" + (
+                    f"{_splits_text(records)}; `val` holds the held-out test photos)" + (
                         f" and {len(cloth):,} clothing photos as a second source (`source` = `{CLOTHING_SOURCE}`, "
                         f"with their `split` by contributor, {_splits_text(cloth)}, and their `contributor`)"
                         if cloth else "") + "; training reads the manifests exported from it, one per source.")
