@@ -319,8 +319,8 @@ _BUILD = textwrap.dedent("""
 """)
 
 
-@pytest.mark.fiftyone
-def test_fiftyone_dataset_is_idempotent_and_persistent(tmp_path):
+def _fiftyone_photos_or_skip():
+    """The offline photo folder, or a skip when FiftyOne or the photos are missing."""
     from rotcore import fiftyone_io
     from rotcore.data import photos_root
 
@@ -328,20 +328,32 @@ def test_fiftyone_dataset_is_idempotent_and_persistent(tmp_path):
     if not ok:
         pytest.skip(why)
     try:
-        src = photos_root()
+        return photos_root()
     except FileNotFoundError:
         pytest.skip("no offline photos")
-    env = {**os.environ, "ROTBOOK_FIFTYONE_DB": str(tmp_path / "db"), "FIFTYONE_DO_NOT_TRACK": "true"}
+
+
+def _run_fiftyone_script(script: str, args, env_extra, tmp_path, *, timeout: int):
+    """Run ``script`` in a fresh process with its own FiftyOne database under ``tmp_path``; its ``RESULT`` line
+    as JSON, or a skip when the database cannot start here."""
+    env = {**os.environ, "ROTBOOK_FIFTYONE_DB": str(tmp_path / "db"), "FIFTYONE_DO_NOT_TRACK": "true",
+           **env_extra}
     env.pop("FIFTYONE_DATABASE_DIR", None)
+    proc = subprocess.run([sys.executable, "-c", script, *map(str, args)], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    text = proc.stdout + proc.stderr
+    if proc.returncode != 0 and any(s in text for s in ("ServiceListenTimeout", "MongoDB could not", "mongod")):
+        pytest.skip(f"FiftyOne's database cannot start here: {text.strip().splitlines()[-1]}")
+    assert proc.returncode == 0, text[-3000:]
+    return json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT"))[6:])
+
+
+@pytest.mark.fiftyone
+def test_fiftyone_dataset_is_idempotent_and_persistent(tmp_path):
+    src = _fiftyone_photos_or_skip()
 
     def run(mode):
-        proc = subprocess.run([sys.executable, "-c", _BUILD, str(src), str(tmp_path / "photos"), mode], env=env,
-                              capture_output=True, text=True, timeout=240)
-        text = proc.stdout + proc.stderr
-        if proc.returncode != 0 and any(s in text for s in ("ServiceListenTimeout", "MongoDB could not", "mongod")):
-            pytest.skip(f"FiftyOne's database cannot start here: {text.strip().splitlines()[-1]}")
-        assert proc.returncode == 0, text[-3000:]
-        return json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT"))[6:])
+        return _run_fiftyone_script(_BUILD, (src, tmp_path / "photos", mode), {}, tmp_path, timeout=240)
 
     first = run("build")
     assert first["reports"] == [["created", 4, 0, 4], ["unchanged", 0, 0, 4], ["updated", 1, 0, 5]]
@@ -436,31 +448,14 @@ _TWO_SOURCES = textwrap.dedent("""
 
 @pytest.mark.fiftyone
 def test_fiftyone_holds_both_sources_idempotently_and_the_predictions_of_both(tmp_path):
-    from rotcore import fiftyone_io
-    from rotcore.data import photos_root
-
-    ok, why = fiftyone_io.available()
-    if not ok:
-        pytest.skip(why)
-    try:
-        src = photos_root()
-    except FileNotFoundError:
-        pytest.skip("no offline photos")
+    src = _fiftyone_photos_or_skip()
     cloth_src = src.parent / "clothing"
     if not (cloth_src / "MANIFEST.tsv").exists():
         pytest.skip("no clothing photos")
-    env = {**os.environ, "ROTBOOK_FIFTYONE_DB": str(tmp_path / "db"), "FIFTYONE_DO_NOT_TRACK": "true",
-           "ROTBOOK_CACHE": str(tmp_path / "cache")}
-    env.pop("FIFTYONE_DATABASE_DIR", None)
 
     def run(mode):
-        proc = subprocess.run([sys.executable, "-c", _TWO_SOURCES, str(src), str(cloth_src), str(tmp_path), mode],
-                              env=env, capture_output=True, text=True, timeout=300)
-        text = proc.stdout + proc.stderr
-        if proc.returncode != 0 and any(s in text for s in ("ServiceListenTimeout", "MongoDB could not", "mongod")):
-            pytest.skip(f"FiftyOne's database cannot start here: {text.strip().splitlines()[-1]}")
-        assert proc.returncode == 0, text[-3000:]
-        return json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT"))[6:])
+        return _run_fiftyone_script(_TWO_SOURCES, (src, cloth_src, tmp_path, mode),
+                                    {"ROTBOOK_CACHE": str(tmp_path / "cache")}, tmp_path, timeout=300)
 
     first = run("build")
     # one data set, both sources, every clothing split registered (val too), each clothing photo's contributor

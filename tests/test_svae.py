@@ -780,7 +780,9 @@ class _PixelJudge(torch.nn.Module):
         return torch.nn.functional.one_hot((x[:, 0, 0, 0] * 10).round().long().clamp(0, 9), 10).float()
 
 
-def test_collapse_table_flags_a_decoder_that_draws_one_digit():
+def _collapse_fixture():
+    """Forty digit stand-ins (pixel (0, 0) holds label / 10, read back by :class:`_PixelJudge`), the smoke config
+    reading all of them, a VAE that rebuilds its input (KL 8) and one that always draws a 1 (KL 0.2)."""
     y = torch.arange(40) % 10
     x = torch.zeros(40, 1, 28, 28)
     x[:, 0, 0, 0] = y / 10
@@ -788,7 +790,11 @@ def test_collapse_table_flags_a_decoder_that_draws_one_digit():
     cfg = dataclasses.replace(study.PROFILES["smoke"], collapse_test_size=40)
     ones = torch.zeros(1, 1, 28, 28)
     ones[0, 0, 0, 0] = 0.1
-    good, bad = _StubVAE(lambda b: b, 8.0), _StubVAE(lambda b: ones.expand(len(b), -1, -1, -1), 0.2)
+    return data, cfg, _StubVAE(lambda b: b, 8.0), _StubVAE(lambda b: ones.expand(len(b), -1, -1, -1), 0.2)
+
+
+def test_collapse_table_flags_a_decoder_that_draws_one_digit():
+    data, cfg, good, bad = _collapse_fixture()
     trained = [study.Trained("good", "good", good.config, good, None),
                study.Trained("bad", "bad", bad.config, bad, None)]
     t = study.collapse_table(trained, _PixelJudge(), data, cfg)
@@ -1049,14 +1055,7 @@ def test_replicates_train_the_same_model_with_other_seeds(tmp_path, monkeypatch)
 
 
 def test_collapse_status_and_the_elbo_tables_collapse_column():
-    y = torch.arange(40) % 10
-    x = torch.zeros(40, 1, 28, 28)
-    x[:, 0, 0, 0] = y / 10
-    data = study.StudyData(None, None, study.Images(x, y), (x > 0.5).float())
-    cfg = dataclasses.replace(study.PROFILES["smoke"], collapse_test_size=40)
-    ones = torch.zeros(1, 1, 28, 28)
-    ones[0, 0, 0, 0] = 0.1
-    good, bad = _StubVAE(lambda b: b, 8.0), _StubVAE(lambda b: ones.expand(len(b), -1, -1, -1), 0.2)
+    data, cfg, good, bad = _collapse_fixture()
     # draws 6s and 9s as 0s: labels spread, 80 % right overall, two digits below the floor
     no69 = _StubVAE(lambda b: torch.where(((b[:, :1, :1, :1] - 0.6).abs() < 1e-6) | ((b[:, :1, :1, :1] - 0.9).abs()
                                                                                     < 1e-6), torch.zeros_like(b), b), 8.0)
