@@ -697,6 +697,22 @@ def test_digit_judge_seeds_make_a_panel_of_distinct_configs():
         report.resolve_config(study, "smoke", {"digit_judge_epochs": 0})
 
 
+def test_judge_sizes_and_epochs_reach_every_judge_config():
+    base = report.resolve_config(study, "smoke", {})
+    cfg = report.resolve_config(study, "smoke", {"judge_train_size": 700, "judge_val_size": 300,
+                                                 "angle_judge_epochs": 3, "digit_judge_epochs": 2})
+    digit, angle = cfg.judge_configs()
+    for c in (*cfg.digit_judge_configs(), angle):
+        assert (c.train_size, c.val_size) == (700, 300)
+    assert angle.fit.epochs == 3 and digit.fit.epochs == 2
+    # the rest of the angle judge's fit config is the profile's, and unset fields leave the judges' own values
+    assert dataclasses.replace(angle.fit, epochs=base.judge_configs()[1].fit.epochs) == base.judge_configs()[1].fit
+    assert base.judge_configs()[1].val_size == study.ANGLE_JUDGE_PROFILES["smoke"].val_size
+    for name in ("judge_val_size", "angle_judge_epochs"):
+        with pytest.raises(ConfigError, match=name):
+            report.resolve_config(study, "smoke", {name: 0})
+
+
 def test_trained_explicit_decoder_passes_its_check(tiny_run):
     cfg, data, trained = tiny_run
     assert study.explicit_equivariance_err([trained], cfg) == 0.0
