@@ -892,6 +892,29 @@ def test_quarter_turn_reuse_reads_what_encoding_every_angle_reads(monkeypatch):
     assert study.quarter_turn_class(-90.0) == study.quarter_turn_class(270.0) == 0.0
 
 
+def test_reading_in_fp32_is_reconstruct_then_judge_and_the_code_is_always_fp32(monkeypatch):
+    """``judge_reconstructions`` at ``precision="fp32"`` is the plain path (``VAE.reconstruct``, then the judge's
+    argmax); at any precision the code is computed outside autocast (fp32), so the quarter-turn reuse of the
+    escnn models is unaffected; at the page's ``READ_PRECISION`` the labels are a deterministic function of the
+    codes."""
+    cfg = report.resolve_config(study, "smoke")
+    x = torch.rand(48, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    judge = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    torch.manual_seed(0)
+    vae = build_vae(study.vae_config("sgvae", cfg)).eval()
+    plain = judge(vae.reconstruct(x)).argmax(-1)
+    assert torch.equal(study.judge_reconstructions(vae, judge, x, precision="fp32"), plain)
+    dtypes = []
+    orig = vae.posterior_params
+    monkeypatch.setattr(vae, "posterior_params",
+                        lambda b: (dtypes.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu")
+                                                 else torch.float32), orig(b))[1])
+    a = study.judge_reconstructions(vae, judge, x, precision="bf16")
+    assert dtypes and all(d == torch.float32 for d in dtypes)
+    assert torch.equal(a, study.judge_reconstructions(vae, judge, x, precision="bf16"))
+    assert torch.equal(study.judge_decoded(vae, judge, vae(x), precision="bf16"), a)
+
+
 def test_upright_six_nine_reads_what_the_rotated_evaluation_reads_at_0(monkeypatch):
     """On the same digits, :func:`upright_six_nine` gives the 0° accuracy of :func:`evaluate_rotated` for 6s and
     9s, with an interval inside [0, 100] over the digits it read."""
