@@ -769,6 +769,17 @@ class _StubVAE(torch.nn.Module):
         return torch.zeros(len(x)), torch.full((len(x),), self.kl_value)
 
 
+class _DecodingStubVAE(_StubVAE):
+    """A :class:`_StubVAE` whose code is the image itself and whose decoder draws ``out(code)``, as the study's
+    readings decode a code (``sigmoid(decode(z))``, :func:`judge_decoded`)."""
+
+    def forward(self, x):
+        return x
+
+    def decode(self, z):
+        return torch.logit(self.out(z).clamp(1e-6, 1 - 1e-6))
+
+
 class _PixelJudge(torch.nn.Module):
     """Reads the label a test image encodes in its first pixel (label / 10)."""
 
@@ -790,7 +801,7 @@ def _collapse_fixture():
     cfg = dataclasses.replace(study.PROFILES["smoke"], collapse_test_size=40)
     ones = torch.zeros(1, 1, 28, 28)
     ones[0, 0, 0, 0] = 0.1
-    return data, cfg, _StubVAE(lambda b: b, 8.0), _StubVAE(lambda b: ones.expand(len(b), -1, -1, -1), 0.2)
+    return data, cfg, _DecodingStubVAE(lambda b: b, 8.0), _DecodingStubVAE(lambda b: ones.expand(len(b), -1, -1, -1), 0.2)
 
 
 def test_collapse_table_flags_a_decoder_that_draws_one_digit():
@@ -803,7 +814,7 @@ def test_collapse_table_flags_a_decoder_that_draws_one_digit():
     assert t.loc["bad", "collapsed"] and t.loc["bad", "mode_label"] == 1 and t.loc["bad", "mode_pct"] == 100.0
     # never draws a 6 (draws a 0 instead): spread labels (mode 20 %) and 90 % right overall, but its worst digit
     # is read right 0 % of the time, so it fails the per-digit floor
-    no_six = _StubVAE(lambda b: torch.where((b[:, :1, :1, :1] - 0.6).abs() < 1e-6, torch.zeros_like(b), b), 8.0)
+    no_six = _DecodingStubVAE(lambda b: torch.where((b[:, :1, :1, :1] - 0.6).abs() < 1e-6, torch.zeros_like(b), b), 8.0)
     trained.append(study.Trained("no_six", "no six", no_six.config, no_six, None))
     t = study.collapse_table(trained, _PixelJudge(), data, cfg)
     assert t.loc["no_six", "upright_decode_acc_pct"] == pytest.approx(90.0) and t.loc["no_six", "mode_pct"] == 20.0
@@ -1080,7 +1091,7 @@ def test_replicates_train_the_same_model_with_other_seeds(tmp_path, monkeypatch)
 def test_collapse_status_and_the_elbo_tables_collapse_column():
     data, cfg, good, bad = _collapse_fixture()
     # draws 6s and 9s as 0s: labels spread, 80 % right overall, two digits below the floor
-    no69 = _StubVAE(lambda b: torch.where(((b[:, :1, :1, :1] - 0.6).abs() < 1e-6) | ((b[:, :1, :1, :1] - 0.9).abs()
+    no69 = _DecodingStubVAE(lambda b: torch.where(((b[:, :1, :1, :1] - 0.6).abs() < 1e-6) | ((b[:, :1, :1, :1] - 0.9).abs()
                                                                                     < 1e-6), torch.zeros_like(b), b), 8.0)
     trained = [study.Trained(k, k, v.config, v, None) for k, v in (("good", good), ("bad", bad), ("no69", no69))]
     t = study.collapse_table(trained, _PixelJudge(), data, cfg)

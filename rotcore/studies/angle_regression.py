@@ -173,6 +173,8 @@ class AngleRegressionConfig:
     gradcam_images: int = 12
     judge_profile: str = "gpu"
     judge_train_size: int | None = None  # the MNIST angle judge's training digits (None: its profile's own)
+    judge_val_size: int | None = None  # ... its validation digits (None: its profile's own)
+    judge_epochs: int | None = None  # ... its epochs (None: its profile's own)
     mnist_test_size: int | None = None
     mnist_seeds: tuple[int, ...] = (0, 1, 2)
     eval_batch_size: int = 256
@@ -237,8 +239,9 @@ class AngleRegressionConfig:
         if not self.coverages_pct or any(not 0 < c <= 100 for c in self.coverages_pct):
             raise ConfigError(f"coverages_pct must be percentages in (0, 100], got {self.coverages_pct}")
         check_profile("judge_profile", self.judge_profile)
-        if self.judge_train_size is not None:
-            check_positive("judge_train_size", self.judge_train_size)
+        for name in ("judge_train_size", "judge_val_size", "judge_epochs"):
+            if getattr(self, name) is not None:
+                check_positive(name, getattr(self, name))
         if not self.mnist_seeds:
             raise ConfigError("mnist_seeds must name at least one seed")
         for name in ("seed_fit", "ours_fit", "grid_fit"):
@@ -322,14 +325,15 @@ PROFILES: dict[str, AngleRegressionConfig] = {
         grid_fit=FitConfig(epochs=4, batch_size=32, lr=1e-3, optimizer="adamw", weight_decay=0.05,
                            lr_schedule="cosine", lr_final=1e-5, warmup_steps=12, grad_clip=1.0, monitor="val_mae_deg"),
         clothing_eval_angles_per_photo=1, eval_precision="auto", tta=False,
-        curve_scenes=(50, 150), judge_profile="cpu", judge_train_size=15_000, mnist_seeds=(0, 1),
-        mnist_test_size=5_000),
+        curve_scenes=(50, 150), judge_profile="cpu", judge_train_size=15_000, judge_val_size=2_000, judge_epochs=10,
+        mnist_seeds=(0, 1), mnist_test_size=5_000),
     # One GPU: every run, the 2x2 at 160 px with the whole network trained (20 x 16,384 images per arm), and
     # the learning curve (`rotbook list --flops`).
     "gpu": AngleRegressionConfig(judge_train_size=27_500),
 }
-# judge_profile / judge_train_size: the MNIST angle judge is study 01's, built once and shared through its
-# checkpoint (01 trains its judges on digits its generators never see); a test checks the configs agree.
+# judge_profile / judge_train_size / judge_val_size / judge_epochs: the MNIST angle judge is study 01's, built once
+# and shared through its checkpoint (01 trains its judges on digits its generators never see); a test checks the
+# configs agree (2026-12-06: 01's cpu judge validates on 2,000 digits and trains 10 epochs, to fit 01's budget).
 
 # the seed-style baseline counts as having learned the task below this held-out MAE (chance is 90°)
 SEED_STYLE_FLOOR_DEG = 60.0
@@ -1328,9 +1332,13 @@ def worst_cases(eval_ds, run: str, *, k: int = 3) -> dict[str, list[float]]:
 
 
 def judge_config(cfg: AngleRegressionConfig) -> AngleJudgeConfig:
-    """The MNIST angle judge's config: ``cfg.judge_profile``'s, on ``cfg.judge_train_size`` digits if set."""
+    """The MNIST angle judge's config: ``cfg.judge_profile``'s, on ``cfg.judge_train_size`` digits, validated on
+    ``cfg.judge_val_size`` and trained ``cfg.judge_epochs`` epochs where those are set."""
     base = ANGLE_JUDGE_PROFILES[cfg.judge_profile]
-    return base if cfg.judge_train_size is None else dataclasses.replace(base, train_size=cfg.judge_train_size)
+    over = {k: v for k, v in (("train_size", cfg.judge_train_size), ("val_size", cfg.judge_val_size)) if v is not None}
+    if cfg.judge_epochs is not None:
+        over["fit"] = dataclasses.replace(base.fit, epochs=cfg.judge_epochs)
+    return dataclasses.replace(base, **over)
 
 
 def mnist_judge(cfg: AngleRegressionConfig, device=None, progress: bool | None = None):
@@ -1872,7 +1880,7 @@ def train_flops(cfg: AngleRegressionConfig) -> float:
         key = next((k for k in (GRID[True, True], *cfg.runs) if k in cfg.runs and RUNS[k].recipe != "seed"), "seed")
         points = sum(1 for n in cfg.curve_scenes if n < n_train_all - n_val)
         total += points * run_cost(key, n_val * cfg.eval_angles_per_photo)
-    judge = ANGLE_JUDGE_PROFILES[cfg.judge_profile]
+    judge = judge_config(cfg)
     per_image, per_step, forward = _model_flops(AngleCNN(judge.model), 1, 28)
     seen, steps = images_seen(mnist_train_count(judge.train_size, judge.val_size), judge.fit)
     total += per_image * seen + per_step * steps + judge.fit.epochs * judge.val_size * forward
