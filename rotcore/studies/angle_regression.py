@@ -1850,7 +1850,6 @@ def train_flops(cfg: AngleRegressionConfig) -> float:
     points and the MNIST angle judge of ``cfg.judge_profile`` (counted as if not cached). Evaluation after
     training is not counted. Photo counts: ``cfg.max_train_photos`` or the offline folder's 390 training
     photos."""
-    from rotcore.judges import ANGLE_JUDGE_PROFILES
     from rotcore.models.regressor import AngleCNN
 
     n_train_all = min(cfg.max_train_photos or OFFLINE_TRAIN_PHOTOS, OFFLINE_TRAIN_PHOTOS)
